@@ -1,0 +1,29 @@
+# Two commands for a fresh machine (Rust toolchain + python3):
+#   make run    set up, then run the daemon on the bundled examples with embedded Milvus Lite
+#   make test   set up, then run the whole suite against a real Milvus server
+.PHONY: setup build run test lint milvus-start milvus-stop clean-state
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cargo build --release
+
+run: build
+	./target/release/vecdrop run --config examples/vecdrop.toml
+
+test: setup
+	bash scripts/test.sh
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+milvus-start: setup
+	bash scripts/milvus-test-server.sh start
+
+milvus-stop:
+	bash scripts/milvus-test-server.sh stop
+
+clean-state:
+	rm -rf data state

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole suite against a real Milvus: one `milvus-server` for the whole run (unless
+# MILVUS_URI points at one already), stopped at the end whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${MILVUS_URI:-}" ]; then
+  trap 'bash scripts/milvus-test-server.sh stop' EXIT
+  MILVUS_URI=$(bash scripts/milvus-test-server.sh start)
+  export MILVUS_URI
+  echo "test: milvus-server at $MILVUS_URI"
+fi
+ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
+export ORT_DYLIB_PATH
+
+cargo test --all-targets --no-fail-fast -- --test-threads=2

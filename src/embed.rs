@@ -1,0 +1,408 @@
+//! **embed**: texts → L2-normalised sentence vectors with a tokenizer and an ONNX Runtime session.
+//!
+//! Matches sentence-transformers for BERT-style models: truncation to `max_tokens` word pieces,
+//! padding to the longest text of each batch, mean pooling over the attention mask, L2
+//! normalisation. Batches are planned by [`plan_batches`] (a pure function): texts are sorted by
+//! length inside the window they arrive in and cut so that `batch × longest ≤ batch_tokens`; outputs
+//! come back in input order. Inference is CPU-bound and runs on blocking threads
+//! ([`Embedder::embed`]); the session is behind a mutex because ONNX Runtime runs are `&mut`.
+//!
+//! The model directory has the Hugging Face layout: `model.onnx` (or `model.int8.onnx` for
+//! `precision = "int8"`) and `tokenizer.json`. The model's output is either `last_hidden_state`
+//! (rank 3, pooled here) or an already pooled `sentence_embedding` (rank 2).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::{Tensor, ValueType};
+use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+
+use crate::settings::{Device, EmbeddingSettings, Precision};
+
+/// Why the embedder could not be loaded or could not embed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The ONNX Runtime shared library was not found.
+    #[error("ONNX Runtime library not found ({looked}); run `make setup` (installs the PyPI `onnxruntime` wheel into .venv), or set embedding.ort_library or ORT_DYLIB_PATH to libonnxruntime.so")]
+    RuntimeMissing {
+        /// Where it was looked for.
+        looked: String,
+    },
+    /// The ONNX Runtime library exists but could not be loaded or initialised.
+    #[error("ONNX Runtime at {path}: {message}")]
+    Runtime {
+        /// The library.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A model file is missing or unusable.
+    #[error("model {path}: {message}")]
+    Model {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong; says how to get the model when it is missing.
+        message: String,
+    },
+    /// `device = "cuda"` but the loaded ONNX Runtime cannot use CUDA.
+    #[error("embedding.device = \"cuda\": {message}; install the `onnxruntime-gpu` wheel and a CUDA driver, or set device = \"cpu\"")]
+    CudaUnavailable {
+        /// What ONNX Runtime said.
+        message: String,
+    },
+    /// Tokenising failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Inference failed.
+    #[error("inference: {0}")]
+    Inference(String),
+}
+
+/// A loaded model. Cheap to clone; shared by all pipelines.
+#[derive(Clone)]
+pub struct Embedder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tokenizer: Tokenizer,
+    session: Mutex<Session>,
+    /// Whether the model has a `token_type_ids` input (BERT does, some exports drop it).
+    wants_token_type_ids: bool,
+    /// Whether the output is already pooled (rank 2).
+    output_is_pooled: bool,
+    output_name: String,
+    dimension: usize,
+    batch_tokens: usize,
+    max_batch_texts: usize,
+    identity: String,
+}
+
+impl Embedder {
+    /// Loads ONNX Runtime (once per process), the tokenizer and the model described by `settings`;
+    /// `base_dir` resolves relative paths. Runs one probe text to learn the vector dimension.
+    pub fn load(settings: &EmbeddingSettings, base_dir: &Path) -> Result<Self, EmbedError> {
+        let model_dir = resolve(base_dir, &settings.model_dir);
+        let library = locate_runtime(settings.ort_library.as_deref().map(|path| resolve(base_dir, path)), base_dir)?;
+        let environment = init_runtime(&library)?;
+        let tokenizer = load_tokenizer(&model_dir, settings.max_tokens)?;
+        let model_file = model_dir.join(match settings.precision {
+            Precision::Fp32 => "model.onnx",
+            Precision::Int8 => "model.int8.onnx",
+        });
+        let session = build_session(environment, &model_file, settings)?;
+        let wants_token_type_ids = session.inputs().iter().any(|input| input.name() == "token_type_ids");
+        let output = session
+            .outputs()
+            .iter()
+            .find(|output| matches!(output.name(), "sentence_embedding" | "last_hidden_state"))
+            .or_else(|| session.outputs().first())
+            .ok_or_else(|| EmbedError::Model { path: model_file.clone(), message: "the model has no outputs".to_owned() })?;
+        let output_is_pooled = matches!(output.dtype(), ValueType::Tensor { shape, .. } if shape.len() == 2);
+        let output_name = output.name().to_owned();
+        let identity = format!(
+            "{}:{}:{}",
+            model_dir.file_name().and_then(|name| name.to_str()).unwrap_or("model"),
+            match settings.precision {
+                Precision::Fp32 => "fp32",
+                Precision::Int8 => "int8",
+            },
+            settings.max_tokens
+        );
+        let mut embedder = Self {
+            inner: Arc::new(Inner {
+                tokenizer,
+                session: Mutex::new(session),
+                wants_token_type_ids,
+                output_is_pooled,
+                output_name,
+                dimension: 0,
+                batch_tokens: settings.batch_tokens,
+                max_batch_texts: settings.max_batch_texts,
+                identity,
+            }),
+        };
+        let probe = embedder.embed_blocking(&["dimension probe"])?;
+        Arc::get_mut(&mut embedder.inner).expect("not shared yet").dimension = probe[0].len();
+        Ok(embedder)
+    }
+
+    /// Length of every vector this model returns.
+    pub fn dimension(&self) -> usize {
+        self.inner.dimension
+    }
+
+    /// `<model dir name>:<precision>:<max_tokens>`: recorded with a collection so that vectors of
+    /// different models are never mixed.
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// Embeds `texts` on a blocking thread; vectors come back in input order.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let embedder = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+            embedder.embed_blocking(&borrowed)
+        })
+        .await
+        .map_err(|join_error| EmbedError::Inference(format!("embedding task failed: {join_error}")))?
+    }
+
+    /// Embeds `texts` on the calling thread (CPU-bound: never call from async code).
+    pub fn embed_blocking(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encodings =
+            self.inner.tokenizer.encode_batch(texts.to_vec(), true).map_err(|error| EmbedError::Tokenizer(error.to_string()))?;
+        let lengths: Vec<usize> = encodings.iter().map(|encoding| encoding.get_ids().len().max(1)).collect();
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for batch in plan_batches(&lengths, self.inner.batch_tokens, self.inner.max_batch_texts) {
+            let batch_encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|&index| &encodings[index]).collect();
+            let batch_vectors = self.run(&batch_encodings)?;
+            for (index, vector) in batch.into_iter().zip(batch_vectors) {
+                vectors[index] = vector;
+            }
+        }
+        Ok(vectors)
+    }
+
+    /// One inference call on already tokenised texts, padded to the longest.
+    fn run(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
+        let batch = encodings.len();
+        let sequence = encodings.iter().map(|encoding| encoding.get_ids().len()).max().unwrap_or(1).max(1);
+        let mut input_ids = vec![0i64; batch * sequence];
+        let mut attention_mask = vec![0i64; batch * sequence];
+        for (row, encoding) in encodings.iter().enumerate() {
+            for (column, (&id, &mask)) in encoding.get_ids().iter().zip(encoding.get_attention_mask()).enumerate() {
+                input_ids[row * sequence + column] = i64::from(id);
+                attention_mask[row * sequence + column] = i64::from(mask);
+            }
+        }
+        let shape = [batch as i64, sequence as i64];
+        let mut inputs = vec![
+            ("input_ids", Tensor::from_array((shape, input_ids)).map_err(inference)?.into_dyn()),
+            ("attention_mask", Tensor::from_array((shape, attention_mask.clone())).map_err(inference)?.into_dyn()),
+        ];
+        if self.inner.wants_token_type_ids {
+            inputs.push(("token_type_ids", Tensor::from_array((shape, vec![0i64; batch * sequence])).map_err(inference)?.into_dyn()));
+        }
+        let mut session = self.inner.session.lock().map_err(|_| EmbedError::Inference("session lock poisoned".to_owned()))?;
+        let outputs = session.run(inputs).map_err(inference)?;
+        let (output_shape, values) = outputs[self.inner.output_name.as_str()].try_extract_tensor::<f32>().map_err(inference)?;
+        let vectors = if self.inner.output_is_pooled {
+            let hidden = output_shape[1] as usize;
+            values.chunks(hidden).map(<[f32]>::to_vec).collect()
+        } else {
+            let hidden = output_shape[2] as usize;
+            mean_pool(values, &attention_mask, batch, sequence, hidden)
+        };
+        Ok(vectors.into_iter().map(l2_normalised).collect())
+    }
+}
+
+/// Splits texts of the given token `lengths` into inference batches: indices sorted by length
+/// (longest first), each batch at most `max_texts` long and with `len × longest ≤ budget` (a text
+/// longer than the budget still gets a batch of its own). Every index appears exactly once.
+pub fn plan_batches(lengths: &[usize], budget: usize, max_texts: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by(|&left, &right| lengths[right].cmp(&lengths[left]).then(left.cmp(&right)));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for index in order {
+        let longest = current.first().map_or(lengths[index], |&first| lengths[first]);
+        if !current.is_empty() && ((current.len() + 1) * longest > budget || current.len() == max_texts) {
+            batches.push(std::mem::take(&mut current));
+        }
+        current.push(index);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Mean of the token vectors of each sequence, counting only tokens whose mask is 1.
+fn mean_pool(hidden_states: &[f32], mask: &[i64], batch: usize, sequence: usize, hidden: usize) -> Vec<Vec<f32>> {
+    (0..batch)
+        .map(|row| {
+            let mut sum = vec![0f32; hidden];
+            let mut count = 0f32;
+            for position in 0..sequence {
+                if mask[row * sequence + position] == 0 {
+                    continue;
+                }
+                count += 1.0;
+                let start = (row * sequence + position) * hidden;
+                for (total, value) in sum.iter_mut().zip(&hidden_states[start..start + hidden]) {
+                    *total += value;
+                }
+            }
+            let divisor = count.max(1e-9);
+            sum.iter_mut().for_each(|value| *value /= divisor);
+            sum
+        })
+        .collect()
+}
+
+fn l2_normalised(mut vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-12);
+    vector.iter_mut().for_each(|value| *value /= norm);
+    vector
+}
+
+fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base_dir.join(path)
+    }
+}
+
+/// The ONNX Runtime library: `configured`, else `$ORT_DYLIB_PATH`, else the PyPI wheel in a
+/// `.venv` under `base_dir` or the working directory.
+pub fn locate_runtime(configured: Option<PathBuf>, base_dir: &Path) -> Result<PathBuf, EmbedError> {
+    let mut looked = Vec::new();
+    let explicit = configured.or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
+    if let Some(path) = explicit {
+        if path.is_file() {
+            return Ok(path);
+        }
+        return Err(EmbedError::RuntimeMissing { looked: format!("{} does not exist", path.display()) });
+    }
+    for root in [base_dir.to_owned(), PathBuf::from(".")] {
+        let site_packages = root.join(".venv/lib");
+        looked.push(site_packages.display().to_string());
+        let Ok(pythons) = std::fs::read_dir(&site_packages) else { continue };
+        for python in pythons.flatten() {
+            let capi = python.path().join("site-packages/onnxruntime/capi");
+            let Ok(files) = std::fs::read_dir(&capi) else { continue };
+            let mut candidates: Vec<PathBuf> = files
+                .flatten()
+                .map(|file| file.path())
+                .filter(|path| path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.starts_with("libonnxruntime.so")))
+                .collect();
+            candidates.sort();
+            if let Some(found) = candidates.into_iter().next() {
+                return Ok(found);
+            }
+        }
+    }
+    Err(EmbedError::RuntimeMissing {
+        looked: format!("embedding.ort_library and ORT_DYLIB_PATH unset; no wheel under {}", looked.join(", ")),
+    })
+}
+
+/// Loads the library and creates the process-wide environment (ONNX Runtime allows one per
+/// process); later calls return the same environment, and refuse a different library path.
+fn init_runtime(library: &Path) -> Result<&'static ort::environment::Environment, EmbedError> {
+    static RUNTIME: std::sync::OnceLock<(PathBuf, Result<ort::environment::Environment, String>)> = std::sync::OnceLock::new();
+    let runtime_error = |message: String| EmbedError::Runtime { path: library.to_owned(), message };
+    let (loaded_path, environment) = RUNTIME.get_or_init(|| {
+        let environment = ort::init_from(library)
+            .map_err(|error| error.to_string())
+            .and_then(|builder| builder.with_name("vecdrop").build().map_err(|error| error.to_string()));
+        (library.to_owned(), environment)
+    });
+    if loaded_path != library {
+        return Err(runtime_error(format!("another ONNX Runtime ({}) is already loaded in this process", loaded_path.display())));
+    }
+    environment.as_ref().map_err(|message| runtime_error(message.clone()))
+}
+
+fn load_tokenizer(model_dir: &Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
+    let path = model_dir.join("tokenizer.json");
+    let model_error = |message: String| EmbedError::Model { path: path.clone(), message };
+    if !path.is_file() {
+        return Err(model_error("missing; run `make setup` (scripts/setup-model.sh converts all-MiniLM-L6-v2), or point embedding.model_dir at an HF-layout ONNX model".to_owned()));
+    }
+    let mut tokenizer = Tokenizer::from_file(&path).map_err(|error| model_error(error.to_string()))?;
+    // The shipped tokenizer.json truncates at 128 and pads to a fixed length; sentence-transformers
+    // truncates at max_seq_length and pads per batch, and so do we.
+    tokenizer
+        .with_truncation(Some(TruncationParams { max_length: max_tokens, ..TruncationParams::default() }))
+        .map_err(|error| model_error(error.to_string()))?;
+    tokenizer.with_padding(None::<PaddingParams>);
+    Ok(tokenizer)
+}
+
+fn build_session(
+    environment: &ort::environment::Environment,
+    model_file: &Path,
+    settings: &EmbeddingSettings,
+) -> Result<Session, EmbedError> {
+    let model_error = |message: String| EmbedError::Model { path: model_file.to_owned(), message };
+    if !model_file.is_file() {
+        let hint = match settings.precision {
+            Precision::Fp32 => "run `make setup` to convert all-MiniLM-L6-v2",
+            Precision::Int8 => "run `make setup-int8` to quantise the model, or set precision = \"fp32\"",
+        };
+        return Err(model_error(format!("missing; {hint}")));
+    }
+    let threads = if settings.threads == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { settings.threads };
+    let mut builder = Session::builder(environment)
+        .map_err(|error| model_error(error.to_string()))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|error| model_error(error.to_string()))?
+        .with_intra_threads(threads)
+        .map_err(|error| model_error(error.to_string()))?;
+    if settings.device == Device::Cuda {
+        use ort::ep::ExecutionProvider;
+        let available = ort::ep::CUDA::is_available().map_err(|error| EmbedError::CudaUnavailable { message: error.to_string() })?;
+        if !available {
+            return Err(EmbedError::CudaUnavailable { message: "this ONNX Runtime build has no CUDA execution provider".to_owned() });
+        }
+        builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|error| EmbedError::CudaUnavailable { message: error.to_string() })?;
+    }
+    builder.commit_from_file(model_file).map_err(|error| model_error(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_budget_and_cover_every_text_once() {
+        let lengths = [5, 100, 7, 30, 30, 2, 250, 9, 1, 64];
+        for budget in [256, 300, 512, 1000, 4096] {
+            for max_texts in [1, 2, 3, 8, 100] {
+                let batches = plan_batches(&lengths, budget, max_texts);
+                let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+                seen.sort();
+                assert_eq!(seen, (0..lengths.len()).collect::<Vec<_>>());
+                for batch in &batches {
+                    let longest = batch.iter().map(|&index| lengths[index]).max().unwrap();
+                    assert!(batch.len() <= max_texts);
+                    assert!(batch.len() == 1 || batch.len() * longest <= budget, "{batch:?} over {budget}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batches_group_similar_lengths() {
+        let batches = plan_batches(&[3, 50, 4, 51], 110, 10);
+        assert_eq!(batches, vec![vec![3, 1], vec![2, 0]]);
+    }
+
+    #[test]
+    fn pooling_ignores_padding() {
+        // Two sequences of length 2, hidden 2; the second has one padded token with huge values.
+        let hidden = [1.0, 3.0, 3.0, 5.0, 2.0, 2.0, 100.0, 100.0];
+        let pooled = mean_pool(&hidden, &[1, 1, 1, 0], 2, 2, 2);
+        assert_eq!(pooled, vec![vec![2.0, 4.0], vec![2.0, 2.0]]);
+        let normalised = l2_normalised(vec![3.0, 4.0]);
+        assert_eq!(normalised, vec![0.6, 0.8]);
+    }
+
+    #[test]
+    fn missing_runtime_says_how_to_get_it() {
+        let error = locate_runtime(Some(PathBuf::from("/nonexistent/libonnxruntime.so")), Path::new("/nonexistent")).unwrap_err();
+        assert!(error.to_string().contains("make setup"), "{error}");
+    }
+}

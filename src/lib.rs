@@ -1,0 +1,38 @@
+//! vecdrop gets data into Milvus and keeps it there.
+//!
+//! # Data flow
+//! ```text
+//!  discover ──► read ──► map ──► embed ──► upsert ──► commit ──► finish
+//!  watch dirs   format    record   ONNX      Milvus     ledger     move / delete / keep
+//!  cron paths   readers   → row    batches   (acked)    offsets
+//!  CLI import
+//! ```
+//! # Invariants
+//! 1. A committed position never runs ahead of what Milvus acknowledged.
+//! 2. Replaying any batch is harmless: same primary keys, same values, upsert.
+//! 3. A file's identity is its content hash (BLAKE3), not its path.
+//! 4. A bad record never stops a file and never vanishes: it is dead-lettered with file, position,
+//!    field and reason.
+//! 5. Nothing blocks the async runtime for long: parsing and inference run on blocking threads,
+//!    joined by bounded channels.
+//!
+//! # Layout
+//! - [`settings`]: config file → validated [`settings::Settings`].
+//! - [`format`]: **read** — streaming readers with resumable positions.
+//! - [`mapping`]: **map** — record → typed row with a deterministic primary key.
+//! - [`embed`]: **embed** — tokenizer + ONNX Runtime, batched by a token budget.
+//! - [`sink`]: **upsert** — Milvus collections, column-based upserts with retries; embedded Milvus
+//!   Lite for a local `milvus.uri`.
+//! - [`pipeline`]: one file through all the stages.
+//! - [`dead_letter`], [`progress`]: what an import reports besides rows.
+//! - [`commands`]: the CLI verbs.
+
+pub mod commands;
+pub mod dead_letter;
+pub mod embed;
+pub mod format;
+pub mod mapping;
+pub mod pipeline;
+pub mod progress;
+pub mod settings;
+pub mod sink;

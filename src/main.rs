@@ -1,0 +1,124 @@
+//! The `vecdrop` binary: parses the command line, sets up logging, runs a command, maps its
+//! outcome to an exit code (0 ok, 1 fatal, 2 usage/config, 3 records dead-lettered).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vecdrop::commands::{self, CommandError};
+use vecdrop::settings::Settings;
+
+#[derive(Parser)]
+#[command(name = "vecdrop", version, about = "Gets CSV, JSON, JSONL and Parquet files into Milvus, embedded, exactly once.")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: drop folders, schedules, status endpoint.
+    Run {
+        /// Config file (default: $VECDROP_CONFIG, ./vecdrop.toml, /etc/vecdrop/vecdrop.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Import files once, with a progress bar and a summary.
+    Import {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Pipeline to use (required when the config has several).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Import again even if the same content was imported before.
+        #[arg(long)]
+        force: bool,
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Embed TEXT and print the nearest rows.
+    Search {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Pipeline whose collection is searched.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Number of rows.
+        #[arg(short, long, default_value_t = 5)]
+        k: usize,
+        /// One JSON object per hit.
+        #[arg(long)]
+        json: bool,
+        /// What to look for.
+        text: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, CommandError> {
+    match command {
+        Command::Run { config } => commands::run(Settings::load(config.as_deref())?, shutdown_signal()).await,
+        Command::Import { config, pipeline, force: _, files } => {
+            commands::import(Settings::load(config.as_deref())?, pipeline.as_deref(), &files).await
+        }
+        Command::Search { config, pipeline, k, json, text } => {
+            if k == 0 {
+                return Err(CommandError::Usage("-k must be at least 1".to_owned()));
+            }
+            commands::search(Settings::load(config.as_deref())?, pipeline.as_deref(), k, &text, json).await
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VECDROP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,h2=warn,tonic=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

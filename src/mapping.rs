@@ -1,0 +1,303 @@
+//! **map**: a [`Record`] → a [`Row`] of the collection's schema, with a deterministic primary key.
+//!
+//! Keys: the record's `id_field` when the pipeline has one, else `<file hash prefix>-<ordinal>`, so
+//! replaying any record of the same file content produces the same key (invariant 2).
+
+use crate::format::{FieldValue, Record, RecordPosition};
+use crate::settings::{FieldSpec, PipelineSettings, ScalarType};
+
+/// Longest primary key accepted, in bytes (the collection's VarChar key length).
+pub const MAX_PRIMARY_KEY_BYTES: usize = 512;
+/// Hex digits of the file hash used in derived keys.
+const DERIVED_KEY_HASH_DIGITS: usize = 16;
+
+/// A typed scalar, ready for its Milvus column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScalarValue {
+    /// Milvus Bool.
+    Bool(bool),
+    /// Milvus Int32.
+    Int32(i32),
+    /// Milvus Int64.
+    Int64(i64),
+    /// Milvus Float.
+    Float(f32),
+    /// Milvus Double.
+    Double(f64),
+    /// Milvus VarChar.
+    Varchar(String),
+    /// Milvus JSON.
+    Json(serde_json::Value),
+}
+
+/// One row for the collection, before embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Deterministic primary key.
+    pub primary_key: String,
+    /// The text that is stored and embedded.
+    pub text: String,
+    /// Values of the pipeline's `fields`, in [`RowSchema::scalar_fields`] order.
+    pub scalars: Vec<ScalarValue>,
+    /// Hash of text + scalars: tells a changed row from an unchanged one on re-import.
+    pub row_hash: i64,
+    /// Where the record came from.
+    pub position: RecordPosition,
+}
+
+/// Why a record does not fit the schema. The record is dead-lettered; the file goes on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("field {field:?}: {reason}")]
+pub struct MappingError {
+    /// The field at fault.
+    pub field: String,
+    /// What was expected and what was found.
+    pub reason: String,
+}
+
+/// The parts of a pipeline's config that decide how records become rows.
+#[derive(Debug, Clone)]
+pub struct RowSchema {
+    /// Source column of the natural key, if any.
+    pub id_field: Option<String>,
+    /// Source column of the text.
+    pub text_field: String,
+    /// Longest accepted text in bytes.
+    pub text_max_length: usize,
+    /// Kept scalar fields, in a fixed order.
+    pub scalar_fields: Vec<(String, FieldSpec)>,
+}
+
+impl RowSchema {
+    /// The schema of `pipeline`.
+    pub fn of(pipeline: &PipelineSettings) -> Self {
+        Self {
+            id_field: pipeline.id_field.clone(),
+            text_field: pipeline.text_field.clone(),
+            text_max_length: pipeline.text_max_length as usize,
+            scalar_fields: pipeline.fields.iter().map(|(name, spec)| (name.clone(), spec.clone())).collect(),
+        }
+    }
+
+    /// Columns every record must have (optional fields excluded).
+    pub fn required_columns(&self) -> Vec<&str> {
+        let mut columns = vec![self.text_field.as_str()];
+        columns.extend(self.id_field.as_deref());
+        columns.extend(self.scalar_fields.iter().filter(|(_, spec)| !spec.optional).map(|(name, _)| name.as_str()));
+        columns
+    }
+
+    /// Maps one record. `file_hash` is the file's BLAKE3 hex digest, used for derived keys.
+    pub fn map(&self, record: &Record, file_hash: &str) -> Result<Row, MappingError> {
+        let primary_key = match &self.id_field {
+            Some(id_field) => natural_key(id_field, record.get(id_field))?,
+            None => derived_key(file_hash, record.position.ordinal),
+        };
+        let text = self.text(record)?;
+        let scalars = self.scalar_fields.iter().map(|(name, spec)| convert(name, spec, record.get(name))).collect::<Result<Vec<_>, _>>()?;
+        let row_hash = row_hash(&text, &scalars);
+        Ok(Row { primary_key, text, scalars, row_hash, position: record.position })
+    }
+
+    fn text(&self, record: &Record) -> Result<String, MappingError> {
+        let field = &self.text_field;
+        let text = match record.get(field) {
+            Some(FieldValue::Text(text)) if !text.trim().is_empty() => text,
+            Some(FieldValue::Text(_)) => return Err(error(field, "expected text to embed, found an empty value")),
+            Some(FieldValue::Null) => return Err(error(field, "expected text to embed, found null")),
+            None => return Err(error(field, "expected text to embed, the record has no such field")),
+        };
+        if text.len() > self.text_max_length {
+            return Err(error(field, format!("expected at most {} bytes (text_max_length), found {}", self.text_max_length, text.len())));
+        }
+        Ok(text.clone())
+    }
+}
+
+/// The key derived from the file's content and the record's ordinal.
+pub fn derived_key(file_hash: &str, ordinal: u64) -> String {
+    let prefix = &file_hash[..file_hash.len().min(DERIVED_KEY_HASH_DIGITS)];
+    format!("{prefix}-{ordinal}")
+}
+
+fn natural_key(field: &str, value: Option<&FieldValue>) -> Result<String, MappingError> {
+    let key = match value {
+        Some(FieldValue::Text(text)) => text.trim(),
+        Some(FieldValue::Null) | None => return Err(error(field, "expected a primary key (id_field), found none")),
+    };
+    if key.is_empty() {
+        return Err(error(field, "expected a primary key (id_field), found an empty value"));
+    }
+    if key.len() > MAX_PRIMARY_KEY_BYTES {
+        return Err(error(field, format!("expected a key of at most {MAX_PRIMARY_KEY_BYTES} bytes, found {}", key.len())));
+    }
+    Ok(key.to_owned())
+}
+
+fn convert(field: &str, spec: &FieldSpec, value: Option<&FieldValue>) -> Result<ScalarValue, MappingError> {
+    let text = match value {
+        Some(FieldValue::Text(text)) if !(text.is_empty() && spec.field_type != ScalarType::Varchar) => text.as_str(),
+        Some(FieldValue::Text(_)) | Some(FieldValue::Null) | None if spec.optional => return Ok(zero_value(spec.field_type)),
+        Some(FieldValue::Text(_)) => return Err(error(field, format!("expected {}, found an empty value", describe(spec)))),
+        Some(FieldValue::Null) => return Err(error(field, format!("expected {}, found null", describe(spec)))),
+        None => return Err(error(field, format!("expected {}, the record has no such field", describe(spec)))),
+    };
+    parse_text(field, spec, text)
+}
+
+fn parse_text(field: &str, spec: &FieldSpec, text: &str) -> Result<ScalarValue, MappingError> {
+    let mismatch = || error(field, format!("expected {}, found {:?}", describe(spec), excerpt(text)));
+    let trimmed = text.trim();
+    match spec.field_type {
+        ScalarType::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(ScalarValue::Bool(true)),
+            "false" | "0" | "no" => Ok(ScalarValue::Bool(false)),
+            _ => Err(mismatch()),
+        },
+        ScalarType::Int32 => trimmed.parse().map(ScalarValue::Int32).map_err(|_| mismatch()),
+        ScalarType::Int64 => trimmed.parse().map(ScalarValue::Int64).map_err(|_| mismatch()),
+        ScalarType::Float => match trimmed.parse::<f32>() {
+            Ok(value) if value.is_finite() => Ok(ScalarValue::Float(value)),
+            _ => Err(mismatch()),
+        },
+        ScalarType::Double => match trimmed.parse::<f64>() {
+            Ok(value) if value.is_finite() => Ok(ScalarValue::Double(value)),
+            _ => Err(mismatch()),
+        },
+        ScalarType::Varchar => {
+            let max_length = spec.max_length.unwrap_or(u32::MAX) as usize;
+            if text.len() > max_length {
+                return Err(error(field, format!("expected at most {max_length} bytes, found {}", text.len())));
+            }
+            Ok(ScalarValue::Varchar(text.to_owned()))
+        }
+        ScalarType::Json => serde_json::from_str(text)
+            .map(ScalarValue::Json)
+            .map_err(|parse_error| error(field, format!("expected JSON, found {:?} ({parse_error})", excerpt(text)))),
+    }
+}
+
+fn zero_value(field_type: ScalarType) -> ScalarValue {
+    match field_type {
+        ScalarType::Bool => ScalarValue::Bool(false),
+        ScalarType::Int32 => ScalarValue::Int32(0),
+        ScalarType::Int64 => ScalarValue::Int64(0),
+        ScalarType::Float => ScalarValue::Float(0.0),
+        ScalarType::Double => ScalarValue::Double(0.0),
+        ScalarType::Varchar => ScalarValue::Varchar(String::new()),
+        ScalarType::Json => ScalarValue::Json(serde_json::Value::Null),
+    }
+}
+
+fn describe(spec: &FieldSpec) -> String {
+    match spec.field_type {
+        ScalarType::Bool => "a bool (true/false/1/0/yes/no)".to_owned(),
+        ScalarType::Int32 => "an int32".to_owned(),
+        ScalarType::Int64 => "an int64".to_owned(),
+        ScalarType::Float => "a finite float".to_owned(),
+        ScalarType::Double => "a finite double".to_owned(),
+        ScalarType::Varchar => format!("text of at most {} bytes", spec.max_length.unwrap_or(0)),
+        ScalarType::Json => "JSON".to_owned(),
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    const MAX_CHARS: usize = 80;
+    if text.chars().count() <= MAX_CHARS {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(MAX_CHARS).collect();
+    format!("{cut}…")
+}
+
+fn error(field: &str, reason: impl Into<String>) -> MappingError {
+    MappingError { field: field.to_owned(), reason: reason.into() }
+}
+
+/// A stable 63-bit hash of the row's content (text and scalars), independent of its key.
+pub fn row_hash(text: &str, scalars: &[ScalarValue]) -> i64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&(text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
+    for scalar in scalars {
+        let canonical = format!("{scalar:?}");
+        hasher.update(&(canonical.len() as u64).to_le_bytes());
+        hasher.update(canonical.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    (u64::from_le_bytes(first) >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> RowSchema {
+        RowSchema {
+            id_field: None,
+            text_field: "text".to_owned(),
+            text_max_length: 100,
+            scalar_fields: vec![
+                ("count".to_owned(), FieldSpec { field_type: ScalarType::Int64, max_length: None, optional: false }),
+                ("tag".to_owned(), FieldSpec { field_type: ScalarType::Varchar, max_length: Some(5), optional: true }),
+            ],
+        }
+    }
+
+    fn record(values: &[(&str, &str)]) -> Record {
+        Record {
+            position: RecordPosition { ordinal: 7, line: Some(9), byte_offset: 100 },
+            end_offset: 120,
+            values: values.iter().map(|(name, value)| (name.to_string(), FieldValue::Text(value.to_string()))).collect(),
+        }
+    }
+
+    #[test]
+    fn derived_keys_are_deterministic() {
+        let row = schema().map(&record(&[("text", "hi"), ("count", " 3 ")]), "abcdef0123456789ffff").unwrap();
+        assert_eq!(row.primary_key, "abcdef0123456789-7");
+        assert_eq!(row.scalars, vec![ScalarValue::Int64(3), ScalarValue::Varchar(String::new())]);
+        let again = schema().map(&record(&[("text", "hi"), ("count", "3")]), "abcdef0123456789ffff").unwrap();
+        assert_eq!(row, again);
+    }
+
+    #[test]
+    fn wrong_type_names_field_and_expectation() {
+        let error = schema().map(&record(&[("text", "hi"), ("count", "three")]), "00").unwrap_err();
+        assert_eq!(error.field, "count");
+        assert!(error.reason.contains("expected an int64, found \"three\""), "{}", error.reason);
+    }
+
+    #[test]
+    fn missing_text_is_rejected() {
+        let error = schema().map(&record(&[("text", "  "), ("count", "1")]), "00").unwrap_err();
+        assert_eq!(error.field, "text");
+    }
+
+    #[test]
+    fn too_long_varchar_is_rejected() {
+        let error = schema().map(&record(&[("text", "a"), ("count", "1"), ("tag", "toolong")]), "00").unwrap_err();
+        assert_eq!(error.field, "tag");
+        assert!(error.reason.contains("at most 5 bytes"));
+    }
+
+    #[test]
+    fn natural_key_is_used_and_required() {
+        let mut schema = schema();
+        schema.id_field = Some("id".to_owned());
+        let row = schema.map(&record(&[("id", "doc-1"), ("text", "a"), ("count", "1")]), "00").unwrap();
+        assert_eq!(row.primary_key, "doc-1");
+        assert_eq!(schema.map(&record(&[("id", ""), ("text", "a"), ("count", "1")]), "00").unwrap_err().field, "id");
+    }
+
+    #[test]
+    fn row_hash_changes_with_content_only() {
+        let first = row_hash("a", &[ScalarValue::Int64(1)]);
+        assert_eq!(first, row_hash("a", &[ScalarValue::Int64(1)]));
+        assert_ne!(first, row_hash("a", &[ScalarValue::Int64(2)]));
+        assert_ne!(first, row_hash("b", &[ScalarValue::Int64(1)]));
+        assert!(first >= 0);
+    }
+}

@@ -1,0 +1,93 @@
+//! Progress of one import: a bar on a terminal (rows, rows/s, ETA by bytes), periodic log lines
+//! otherwise, and the final [`ImportSummary`].
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How often a progress line is logged when stderr is not a terminal.
+const LOG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What one file's import did.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Rows upserted into Milvus.
+    pub rows_imported: u64,
+    /// Records dead-lettered.
+    pub rows_rejected: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl ImportSummary {
+    /// Imported rows per second.
+    pub fn rows_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.rows_imported as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Reports progress of one file.
+pub struct Progress {
+    label: String,
+    bar: Option<ProgressBar>,
+    started: Instant,
+    last_log: Instant,
+    total_bytes: u64,
+    summary: ImportSummary,
+}
+
+impl Progress {
+    /// Starts reporting for a file of `total_bytes`; `interactive` asks for a bar when stderr is a
+    /// terminal (the CLI), log lines otherwise (the daemon).
+    pub fn start(label: &str, total_bytes: u64, interactive: bool) -> Self {
+        let bar = (interactive && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(total_bytes);
+            bar.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(label.to_owned());
+            bar
+        });
+        let now = Instant::now();
+        Self { label: label.to_owned(), bar, started: now, last_log: now, total_bytes, summary: ImportSummary::default() }
+    }
+
+    /// Records a committed batch: `imported` and `rejected` rows, the file read up to `byte_offset`.
+    pub fn advance(&mut self, imported: u64, rejected: u64, byte_offset: u64) {
+        self.summary.rows_imported += imported;
+        self.summary.rows_rejected += rejected;
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
+        let rate = self.summary.rows_imported as f64 / elapsed;
+        if let Some(bar) = &self.bar {
+            bar.set_position(byte_offset);
+            bar.set_message(format!("{} rows, {} rejected, {rate:.0} rows/s", self.summary.rows_imported, self.summary.rows_rejected));
+        } else if self.last_log.elapsed() >= LOG_INTERVAL {
+            self.last_log = Instant::now();
+            let percent = if self.total_bytes > 0 { 100.0 * byte_offset as f64 / self.total_bytes as f64 } else { 100.0 };
+            tracing::info!(
+                file = %self.label,
+                rows = self.summary.rows_imported,
+                rejected = self.summary.rows_rejected,
+                rows_per_second = format!("{rate:.0}"),
+                percent = format!("{percent:.1}"),
+                "importing"
+            );
+        }
+    }
+
+    /// Ends reporting and returns the totals.
+    pub fn finish(mut self) -> ImportSummary {
+        self.summary.seconds = self.started.elapsed().as_secs_f64();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        self.summary.clone()
+    }
+}

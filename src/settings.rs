@@ -1,0 +1,597 @@
+//! Configuration: raw TOML (+ environment overrides) → validated [`Settings`].
+//!
+//! The raw structs mirror the file exactly (`deny_unknown_fields`, a doc comment and a default per
+//! key); [`Settings::load`] finds the file, applies `VECDROP__SECTION__KEY` overrides, and then
+//! [`Settings::validate`] checks what serde cannot (names, references between keys) with errors
+//! that name the offending key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded. Always the user's to fix (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// No file was given and none of the default locations has one.
+    #[error("no config file found: pass --config FILE, set VECDROP_CONFIG, or create ./vecdrop.toml or /etc/vecdrop/vecdrop.toml")]
+    NotFound,
+    /// The file exists but cannot be parsed or does not match the schema.
+    #[error("config {path}: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+}
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where rows go.
+    #[serde(default)]
+    pub milvus: MilvusSettings,
+    /// The embedding model.
+    #[serde(default)]
+    pub embedding: EmbeddingSettings,
+    /// Ledger and dead letters.
+    #[serde(default)]
+    pub state: StateSettings,
+    /// The status endpoint of the daemon.
+    #[serde(default)]
+    pub status: StatusSettings,
+    /// One entry per kind of data: where it comes from and which collection it feeds.
+    #[serde(default)]
+    pub pipelines: Vec<PipelineSettings>,
+    /// WASM format plugins.
+    #[serde(default)]
+    pub plugins: Vec<PluginSettings>,
+    /// The directory of the config file; relative paths in it are resolved against this.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[milvus]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilvusSettings {
+    /// `http://host:port` of a Milvus server, or a local path (e.g. `data/milvus.db`) that starts
+    /// embedded Milvus Lite with its data in that directory.
+    #[serde(default = "default_milvus_uri")]
+    pub uri: String,
+    /// `user:password` or an API key; empty for none.
+    #[serde(default)]
+    pub token: String,
+    /// Command that starts Milvus Lite for a local `uri`; default: `.venv/bin/milvus-lite` next to the
+    /// config or the working directory, else `milvus-lite` on `PATH`.
+    #[serde(default)]
+    pub lite_command: Option<PathBuf>,
+    /// Seconds to wait for Milvus to answer at start-up.
+    #[serde(default = "default_connect_timeout_secs")]
+    pub connect_timeout_secs: u64,
+    /// Upsert attempts for a batch before the file is failed (transient errors only).
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+}
+
+/// `[embedding]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    /// Directory holding `model.onnx` and `tokenizer.json` (HF layout).
+    #[serde(default = "default_model_dir")]
+    pub model_dir: PathBuf,
+    /// Texts longer than this many word pieces are truncated (sentence-transformers uses 256).
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: usize,
+    /// Path of the ONNX Runtime shared library; default `$ORT_DYLIB_PATH`, else the one in the
+    /// project's `.venv` (PyPI `onnxruntime`).
+    #[serde(default)]
+    pub ort_library: Option<PathBuf>,
+    /// `cpu` or `cuda`.
+    #[serde(default)]
+    pub device: Device,
+    /// `fp32` (default, `model.onnx`) or `int8` (`model.int8.onnx`).
+    #[serde(default)]
+    pub precision: Precision,
+    /// Upper bound on `batch size × longest sequence` of one inference call.
+    #[serde(default = "default_batch_tokens")]
+    pub batch_tokens: usize,
+    /// Upper bound on texts in one inference call.
+    #[serde(default = "default_max_batch_texts")]
+    pub max_batch_texts: usize,
+    /// ONNX Runtime intra-op threads; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// Where inference runs.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    #[default]
+    Cpu,
+    /// ONNX Runtime's CUDA execution provider (fails at start-up when unavailable).
+    Cuda,
+}
+
+/// Which weights are loaded.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Full precision `model.onnx`.
+    #[default]
+    Fp32,
+    /// Dynamically quantised `model.int8.onnx`.
+    Int8,
+}
+
+/// `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Ledger and dead-letter files live here.
+    #[serde(default = "default_state_dir")]
+    pub dir: PathBuf,
+}
+
+/// `[status]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusSettings {
+    /// Address of `/metrics`, `/status`, `/healthz`.
+    #[serde(default = "default_status_listen")]
+    pub listen: String,
+}
+
+/// One `[[pipelines]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Unique name, used in logs, status and `--pipeline`.
+    pub name: String,
+    /// Milvus collection; created from this section when missing, else validated against it.
+    pub collection: String,
+    /// `auto` (by extension) or a format name.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Field holding each record's natural primary key; without it keys are derived from the file's
+    /// content hash and the record ordinal.
+    #[serde(default)]
+    pub id_field: Option<String>,
+    /// Field whose text is embedded (and stored).
+    #[serde(default = "default_text_field")]
+    pub text_field: String,
+    /// Float-vector field of the collection.
+    #[serde(default = "default_vector_field")]
+    pub vector_field: String,
+    /// Longest text stored, in bytes (Milvus VarChar max_length).
+    #[serde(default = "default_text_max_length")]
+    pub text_max_length: u32,
+    /// Drop directories.
+    #[serde(default)]
+    pub watch: Vec<PathBuf>,
+    /// Globs imported on `schedule`.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Cron expression, seconds field first.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// `move` (to `.done/`), `delete` or `keep`.
+    #[serde(default)]
+    pub after_import: AfterImport,
+    /// Rows per upsert request (also capped by bytes).
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+    /// Index built on the vector field when the collection is created.
+    #[serde(default)]
+    pub index: IndexSettings,
+    /// Scalar fields kept from each record, with their Milvus types.
+    #[serde(default)]
+    pub fields: BTreeMap<String, FieldSpec>,
+}
+
+/// What happens to a file after its rows are committed.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AfterImport {
+    /// Move to `<dir>/.done/YYYY-MM-DD/`.
+    #[default]
+    Move,
+    /// Delete the file.
+    Delete,
+    /// Leave it where it is.
+    Keep,
+}
+
+/// `[pipelines.index]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexSettings {
+    /// Milvus index type, e.g. `AUTOINDEX`, `HNSW`, `IVF_FLAT`.
+    #[serde(default = "default_index_type")]
+    pub index_type: String,
+    /// `COSINE`, `IP` or `L2`.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Extra build parameters, e.g. `{ M = 16, efConstruction = 200 }`.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// The Milvus type of a kept scalar field.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// The type.
+    #[serde(rename = "type")]
+    pub field_type: ScalarType,
+    /// For `varchar`: the longest value in bytes.
+    #[serde(default)]
+    pub max_length: Option<u32>,
+    /// Whether a missing or empty value is accepted (stored as the type's zero value).
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Scalar field types a pipeline can keep.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalarType {
+    /// `true`/`false` (also `1/0`, `yes/no` in text formats).
+    Bool,
+    /// 32-bit signed integer.
+    Int32,
+    /// 64-bit signed integer.
+    Int64,
+    /// 32-bit float.
+    Float,
+    /// 64-bit float.
+    Double,
+    /// UTF-8 text up to `max_length` bytes.
+    Varchar,
+    /// Any JSON value.
+    Json,
+}
+
+/// `[[plugins]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// The component (`.wasm`).
+    pub path: PathBuf,
+}
+
+fn default_milvus_uri() -> String {
+    "http://127.0.0.1:19530".to_owned()
+}
+const fn default_connect_timeout_secs() -> u64 {
+    60
+}
+const fn default_max_attempts() -> u32 {
+    8
+}
+fn default_model_dir() -> PathBuf {
+    PathBuf::from("models/all-MiniLM-L6-v2")
+}
+const fn default_max_tokens() -> usize {
+    256
+}
+const fn default_batch_tokens() -> usize {
+    8192
+}
+const fn default_max_batch_texts() -> usize {
+    128
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("state")
+}
+fn default_status_listen() -> String {
+    "127.0.0.1:9464".to_owned()
+}
+fn default_format() -> String {
+    "auto".to_owned()
+}
+fn default_text_field() -> String {
+    "text".to_owned()
+}
+fn default_vector_field() -> String {
+    "embedding".to_owned()
+}
+const fn default_text_max_length() -> u32 {
+    65_535
+}
+const fn default_batch_rows() -> usize {
+    512
+}
+fn default_index_type() -> String {
+    "AUTOINDEX".to_owned()
+}
+fn default_metric() -> String {
+    "COSINE".to_owned()
+}
+
+impl Default for MilvusSettings {
+    fn default() -> Self {
+        Self {
+            uri: default_milvus_uri(),
+            token: String::new(),
+            lite_command: None,
+            connect_timeout_secs: default_connect_timeout_secs(),
+            max_attempts: default_max_attempts(),
+        }
+    }
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            model_dir: default_model_dir(),
+            max_tokens: default_max_tokens(),
+            ort_library: None,
+            device: Device::default(),
+            precision: Precision::default(),
+            batch_tokens: default_batch_tokens(),
+            max_batch_texts: default_max_batch_texts(),
+            threads: 0,
+        }
+    }
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self { dir: default_state_dir() }
+    }
+}
+
+impl Default for StatusSettings {
+    fn default() -> Self {
+        Self { listen: default_status_listen() }
+    }
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self { index_type: default_index_type(), metric: default_metric(), params: BTreeMap::new() }
+    }
+}
+
+/// The field vecdrop adds to every collection: a hash of each row's content (re-import skips rows
+/// whose hash did not change).
+pub const ROW_HASH_FIELD: &str = "_vecdrop_hash";
+/// Index types accepted in `[pipelines.index] index_type`.
+pub const INDEX_TYPES: [&str; 8] = ["AUTOINDEX", "FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN", "SCANN"];
+/// Metrics accepted in `[pipelines.index] metric`.
+pub const METRICS: [&str; 3] = ["COSINE", "IP", "L2"];
+
+impl Settings {
+    /// Finds the config file (`explicit`, `$VECDROP_CONFIG`, `./vecdrop.toml`,
+    /// `/etc/vecdrop/vecdrop.toml`), applies `VECDROP__…` environment overrides, validates it and
+    /// resolves relative paths against the file's directory.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, SettingsError> {
+        let path = locate(explicit)?;
+        Self::from_file(&path)
+    }
+
+    /// Loads and validates one file (with environment overrides).
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let invalid = |message: String| SettingsError::Invalid { path: path.to_owned(), message };
+        if !path.is_file() {
+            return Err(invalid("file does not exist".to_owned()));
+        }
+        let raw = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(config::Environment::with_prefix("VECDROP").prefix_separator("__").separator("__").try_parsing(true))
+            .build()
+            .map_err(|error| invalid(error.to_string()))?;
+        let mut settings: Settings = raw.try_deserialize().map_err(|error| invalid(error.to_string()))?;
+        settings.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        settings.validate().map_err(invalid)?;
+        Ok(settings)
+    }
+
+    /// Checks what the types cannot: unique names, field references, sizes. The error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.embedding.max_tokens == 0 || self.embedding.max_tokens > 512 {
+            return Err("embedding.max_tokens: expected 1..=512 (the model has 512 positions)".to_owned());
+        }
+        if self.embedding.batch_tokens < self.embedding.max_tokens {
+            return Err(format!(
+                "embedding.batch_tokens: expected at least embedding.max_tokens ({}), got {}",
+                self.embedding.max_tokens, self.embedding.batch_tokens
+            ));
+        }
+        if self.embedding.max_batch_texts == 0 {
+            return Err("embedding.max_batch_texts: expected at least 1".to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (index, pipeline) in self.pipelines.iter().enumerate() {
+            let key = format!("pipelines[{index}]");
+            if !seen.insert(pipeline.name.as_str()) {
+                return Err(format!("{key}.name: duplicate pipeline name {:?}", pipeline.name));
+            }
+            pipeline.validate().map_err(|message| format!("{key}.{message}"))?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config file against the file's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// The pipeline named `name`, or the only one when `name` is `None`.
+    pub fn pipeline(&self, name: Option<&str>) -> Result<&PipelineSettings, String> {
+        match name {
+            Some(name) => self
+                .pipelines
+                .iter()
+                .find(|pipeline| pipeline.name == name)
+                .ok_or_else(|| format!("no pipeline named {name:?} in the config")),
+            None => match self.pipelines.as_slice() {
+                [only] => Ok(only),
+                [] => Err("the config has no [[pipelines]]".to_owned()),
+                _ => Err("the config has several pipelines: choose one with --pipeline".to_owned()),
+            },
+        }
+    }
+}
+
+impl PipelineSettings {
+    fn validate(&self) -> Result<(), String> {
+        if !is_identifier(&self.name) {
+            return Err(format!("name: expected letters, digits, '_' or '-', got {:?}", self.name));
+        }
+        for (key, value) in [("collection", &self.collection), ("text_field", &self.text_field), ("vector_field", &self.vector_field)] {
+            if !is_milvus_name(value) {
+                return Err(format!("{key}: expected a Milvus name (letter or '_', then letters, digits, '_'), got {value:?}"));
+            }
+        }
+        if let Some(id_field) = &self.id_field {
+            if !is_milvus_name(id_field) {
+                return Err(format!("id_field: expected a Milvus name, got {id_field:?}"));
+            }
+        }
+        if self.batch_rows == 0 {
+            return Err("batch_rows: expected at least 1".to_owned());
+        }
+        if self.text_max_length == 0 || self.text_max_length > 65_535 {
+            return Err("text_max_length: expected 1..=65535".to_owned());
+        }
+        if !["auto", "csv", "tsv", "json", "jsonl", "parquet"].contains(&self.format.as_str()) {
+            return Err(format!("format: expected auto, csv, tsv, json, jsonl or parquet, got {:?}", self.format));
+        }
+        if !INDEX_TYPES.contains(&self.index.index_type.as_str()) {
+            return Err(format!("index.index_type: expected one of {INDEX_TYPES:?}, got {:?}", self.index.index_type));
+        }
+        if !METRICS.contains(&self.index.metric.as_str()) {
+            return Err(format!("index.metric: expected one of {METRICS:?}, got {:?}", self.index.metric));
+        }
+        let reserved = [self.text_field.as_str(), self.vector_field.as_str(), self.primary_key_field(), ROW_HASH_FIELD];
+        for (name, spec) in &self.fields {
+            if !is_milvus_name(name) {
+                return Err(format!("fields.{name}: expected a Milvus name"));
+            }
+            if reserved.contains(&name.as_str()) {
+                return Err(format!("fields.{name}: this name is already used for the key, text, vector or row hash"));
+            }
+            match (spec.field_type, spec.max_length) {
+                (ScalarType::Varchar, None) => return Err(format!("fields.{name}.max_length: required for varchar")),
+                (ScalarType::Varchar, Some(0)) | (ScalarType::Varchar, Some(65_536..)) => {
+                    return Err(format!("fields.{name}.max_length: expected 1..=65535"))
+                }
+                (ScalarType::Varchar, Some(_)) => {}
+                (_, Some(_)) => return Err(format!("fields.{name}.max_length: only for varchar")),
+                (_, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Name of the primary-key field in the collection: `id_field`, or `id`.
+    pub fn primary_key_field(&self) -> &str {
+        self.id_field.as_deref().unwrap_or("id")
+    }
+}
+
+fn is_identifier(value: &str) -> bool {
+    !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn is_milvus_name(value: &str) -> bool {
+    let mut chars = value.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value.len() <= 255
+}
+
+fn locate(explicit: Option<&Path>) -> Result<PathBuf, SettingsError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = std::env::var_os("VECDROP_CONFIG") {
+        return Ok(PathBuf::from(path));
+    }
+    ["vecdrop.toml", "/etc/vecdrop/vecdrop.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|candidate| candidate.is_file())
+        .ok_or(SettingsError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("vecdrop.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const MINIMAL: &str = r#"
+[[pipelines]]
+name = "docs"
+collection = "documents"
+[pipelines.fields]
+category = { type = "varchar", max_length = 100 }
+"#;
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::from_file(&write(dir.path(), MINIMAL)).unwrap();
+        assert_eq!(settings.embedding.max_tokens, 256);
+        assert_eq!(settings.pipelines[0].text_field, "text");
+        assert_eq!(settings.pipelines[0].primary_key_field(), "id");
+        assert_eq!(settings.pipelines[0].index.metric, "COSINE");
+        assert_eq!(settings.base_dir, dir.path());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Settings::from_file(&write(dir.path(), "[milvus]\nurl = \"x\"\n")).unwrap_err();
+        assert!(error.to_string().contains("url"), "{error}");
+    }
+
+    #[test]
+    fn varchar_without_max_length_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL.replace(", max_length = 100", "");
+        let error = Settings::from_file(&write(dir.path(), &text)).unwrap_err();
+        assert!(error.to_string().contains("pipelines[0].fields.category.max_length"), "{error}");
+    }
+
+    #[test]
+    fn field_clashing_with_text_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = MINIMAL.replace("category", "text");
+        let error = Settings::from_file(&write(dir.path(), &text)).unwrap_err();
+        assert!(error.to_string().contains("fields.text"), "{error}");
+    }
+
+    #[test]
+    fn every_example_config_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut parsed = 0;
+        for dir in ["examples", "etc"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|extension| extension == "toml") {
+                    Settings::from_file(&path).unwrap_or_else(|error| panic!("{error}"));
+                    parsed += 1;
+                }
+            }
+        }
+        assert!(parsed >= 1, "expected example configs under examples/ or etc/");
+    }
+}

@@ -1,0 +1,144 @@
+//! Embedded Milvus Lite: a local path as `milvus.uri` starts `milvus-lite server` as a child process
+//! on a free loopback port, with its data in that directory; it is stopped when vecdrop exits.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::SinkError;
+
+/// Whether `uri` names a local directory (embedded Milvus Lite) rather than a server.
+pub fn is_local_path(uri: &str) -> bool {
+    !uri.contains("://") && !uri.is_empty()
+}
+
+/// A running Milvus Lite child process. Dropping it stops the process group.
+pub struct EmbeddedMilvus {
+    child: Child,
+    uri: String,
+    log_path: PathBuf,
+}
+
+impl EmbeddedMilvus {
+    /// Starts Milvus Lite on `data_dir` and waits up to `timeout` until it accepts connections.
+    /// `command` is the `milvus-lite` executable; `None` looks in `.venv/bin` under `base_dir` and
+    /// the working directory, then on `PATH`.
+    pub fn start(data_dir: &Path, command: Option<&Path>, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+        let executable = find_command(command, base_dir)?;
+        std::fs::create_dir_all(data_dir).map_err(|source| SinkError::Lite(format!("cannot create {}: {source}", data_dir.display())))?;
+        let port = free_port().map_err(|source| SinkError::Lite(format!("no free loopback port: {source}")))?;
+        let log_path = data_dir.join("milvus-lite.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| SinkError::Lite(format!("cannot open {}: {source}", log_path.display())))?;
+        let log_err = log.try_clone().map_err(|source| SinkError::Lite(source.to_string()))?;
+        let child = Command::new(&executable)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| SinkError::Lite(format!("cannot start {}: {source}", executable.display())))?;
+        let mut embedded = Self { child, uri: format!("http://127.0.0.1:{port}"), log_path };
+        embedded.wait_until_listening(port, timeout)?;
+        tracing::info!(uri = %embedded.uri, data_dir = %data_dir.display(), "embedded milvus lite started");
+        Ok(embedded)
+    }
+
+    /// `http://127.0.0.1:<port>` of the running server.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn wait_until_listening(&mut self, port: u16, timeout: Duration) -> Result<(), SinkError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(SinkError::Lite(format!("milvus-lite exited with {status} at start-up; see {}", self.log_path.display())));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SinkError::Lite(format!(
+                    "milvus-lite did not listen on port {port} within {}s; see {}",
+                    timeout.as_secs(),
+                    self.log_path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for EmbeddedMilvus {
+    fn drop(&mut self) {
+        let group = self.child.id() as libc::pid_t;
+        // SAFETY: signalling a process group we created; no memory is shared.
+        unsafe {
+            libc::killpg(group, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::killpg(group, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn find_command(configured: Option<&Path>, base_dir: &Path) -> Result<PathBuf, SinkError> {
+    if let Some(command) = configured {
+        let resolved = if command.is_absolute() { command.to_owned() } else { base_dir.join(command) };
+        if resolved.is_file() {
+            return Ok(resolved);
+        }
+        return Err(SinkError::Lite(format!("milvus.lite_command {} does not exist", resolved.display())));
+    }
+    let mut candidates = vec![base_dir.join(".venv/bin/milvus-lite"), PathBuf::from(".venv/bin/milvus-lite")];
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("milvus-lite")));
+    }
+    candidates.into_iter().find(|candidate| candidate.is_file()).ok_or_else(|| {
+        SinkError::Lite(
+            "milvus.uri is a local path, which needs Milvus Lite, but `milvus-lite` was not found in .venv/bin or on PATH; run `make setup` (pip install milvus-lite), set milvus.lite_command, or point milvus.uri at a server (http://host:19530)".to_owned(),
+        )
+    })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_and_uris_are_told_apart() {
+        assert!(is_local_path("data/milvus.db"));
+        assert!(is_local_path("/var/lib/vecdrop/milvus"));
+        assert!(!is_local_path("http://127.0.0.1:19530"));
+        assert!(!is_local_path("https://in01.example.cloud"));
+    }
+
+    #[test]
+    fn missing_lite_command_says_how_to_get_it() {
+        let error = find_command(Some(Path::new("/nonexistent/milvus-lite")), Path::new("/")).unwrap_err();
+        assert!(error.to_string().contains("lite_command"), "{error}");
+    }
+}

@@ -1,0 +1,536 @@
+//! **upsert**: rows + vectors → Milvus, through milvus-sdk-rust's `v2` API.
+//!
+//! Contract of [`MilvusSink::upsert`]: `Ok(n)` means Milvus acknowledged all `n` rows (only then may
+//! the caller commit their position); `Err` means some may or may not have landed — replaying
+//! the batch is harmless because keys are deterministic and writes are upserts. Requests are
+//! column-based and cut so that each stays far below the 64 MB gRPC limit; transient failures are
+//! retried with exponential backoff and jitter; rate-limit answers also halve the request.
+//!
+//! Milvus 2.3.5 lacks expression templates, so key filters are written out (`pk in ["a","b"]`),
+//! and its search results lack the primary-key field name, so hits are read column-wise.
+
+mod lite;
+mod retry;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use milvus::v2::error::Error as MilvusError;
+use milvus::v2::prelude::{
+    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DescribeCollectionRequest,
+    DropCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest,
+    MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
+};
+
+pub use lite::{is_local_path, EmbeddedMilvus};
+pub use retry::{backoff_delay, is_rate_limited, is_transient};
+pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
+
+use crate::mapping::{Row, ScalarValue};
+use crate::settings::{MilvusSettings, ROW_HASH_FIELD};
+
+/// Upper bound on the estimated size of one upsert request.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a Milvus operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Milvus could not be reached within the connect timeout.
+    #[error("cannot reach Milvus at {uri}: {message}")]
+    Connect {
+        /// The server.
+        uri: String,
+        /// What the client said.
+        message: String,
+    },
+    /// The embedded Milvus Lite could not be started.
+    #[error("embedded milvus lite: {0}")]
+    Lite(String),
+    /// The existing collection does not fit the pipeline.
+    #[error("collection {collection} does not fit the pipeline:\n  {}", problems.join("\n  "))]
+    SchemaMismatch {
+        /// The collection.
+        collection: String,
+        /// One line per field.
+        problems: Vec<String>,
+    },
+    /// The collection holds vectors of another model.
+    #[error("collection {collection} was filled by model {found}, this config loads {expected}; vectors of different models cannot be mixed (use another collection)")]
+    ModelMismatch {
+        /// The collection.
+        collection: String,
+        /// Recorded model.
+        found: String,
+        /// Our model.
+        expected: String,
+    },
+    /// Milvus refused or failed an operation (after retries for transient errors).
+    #[error("milvus {operation} on {collection}: {source}")]
+    Operation {
+        /// What was being done.
+        operation: &'static str,
+        /// The collection.
+        collection: String,
+        /// The client's error.
+        source: Box<MilvusError>,
+    },
+    /// A response did not have the expected shape.
+    #[error("milvus {operation}: unexpected response: {message}")]
+    Response {
+        /// What was being done.
+        operation: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// One search hit.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Hit {
+    /// Primary key.
+    pub id: String,
+    /// Similarity (COSINE: 1 is identical).
+    pub score: f32,
+    /// Stored text.
+    pub text: String,
+    /// Kept scalar fields.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A connection to Milvus (and the embedded server behind it, if any).
+pub struct MilvusSink {
+    client: ClientV2,
+    uri: String,
+    max_attempts: u32,
+    /// Kept so that Milvus Lite lives as long as the sink; dropped (stopped) with it.
+    _embedded: Option<EmbeddedMilvus>,
+}
+
+impl MilvusSink {
+    /// Connects to `settings.uri`, starting embedded Milvus Lite first when it is a local path.
+    pub async fn connect(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+        let mut embedded = None;
+        let uri = if is_local_path(&settings.uri) {
+            let data_dir = if Path::new(&settings.uri).is_absolute() { settings.uri.clone().into() } else { base_dir.join(&settings.uri) };
+            let command = settings.lite_command.clone();
+            let base = base_dir.to_owned();
+            let started = tokio::task::spawn_blocking(move || EmbeddedMilvus::start(&data_dir, command.as_deref(), &base, timeout))
+                .await
+                .map_err(|error| SinkError::Lite(error.to_string()))??;
+            let uri = started.uri().to_owned();
+            embedded = Some(started);
+            uri
+        } else {
+            settings.uri.clone()
+        };
+        let mut config = ConnectConfig::new()
+            .uri(uri.clone())
+            .connect_timeout(timeout)
+            .rpc_timeout(Duration::from_secs(120))
+            .retry(
+                RetryConfig::new()
+                    .max_attempts(5)
+                    .max_retry_timeout(Duration::from_secs(30))
+                    .initial_backoff(Duration::from_millis(100))
+                    .max_backoff(Duration::from_secs(2)),
+            )
+            .telemetry(TelemetryConfig::new().enabled(false));
+        if !settings.token.is_empty() {
+            config = config.token(settings.token.clone());
+        }
+        let client = ClientV2::new(&config).await.map_err(|error| SinkError::Connect { uri: uri.clone(), message: error.to_string() })?;
+        Ok(Self { client, uri, max_attempts: settings.max_attempts.max(1), _embedded: embedded })
+    }
+
+    /// The server's URI (for embedded Milvus Lite, its loopback address).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Creates the collection (schema, vector index, load) when missing; otherwise checks that it
+    /// fits `spec` field by field and holds vectors of the same model, and loads it.
+    pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        if self.has_collection(&spec.name).await? {
+            self.validate_collection(spec).await?;
+        } else {
+            self.create_collection(spec).await?;
+        }
+        self.load(spec).await
+    }
+
+    /// Validates and loads an existing collection (for reading); a missing one is an error.
+    pub async fn open_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        if !self.has_collection(&spec.name).await? {
+            return Err(SinkError::Response {
+                operation: "search",
+                message: format!("collection {} does not exist yet: import a file first", spec.name),
+            });
+        }
+        self.validate_collection(spec).await?;
+        self.load(spec).await
+    }
+
+    async fn has_collection(&self, collection: &str) -> Result<bool, SinkError> {
+        let failed =
+            |source| SinkError::Operation { operation: "has_collection", collection: collection.to_owned(), source: Box::new(source) };
+        let request = HasCollectionRequest::builder().collection_name(collection.to_owned()).build().map_err(failed)?;
+        Ok(self.client.has_collection(request).await.map_err(failed)?.exists())
+    }
+
+    async fn load(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        let failed = |operation, source| SinkError::Operation { operation, collection: spec.name.clone(), source: Box::new(source) };
+        let request = LoadCollectionRequest::builder()
+            .collection_name(spec.name.clone())
+            .sync(true)
+            .timeout_ms(300_000)
+            .build()
+            .map_err(|error| failed("load_collection", error))?;
+        self.client.load_collection(request).await.map_err(|error| failed("load_collection", error))?;
+        Ok(())
+    }
+
+    async fn create_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        let failed = |operation, source| SinkError::Operation { operation, collection: spec.name.clone(), source: Box::new(source) };
+        let request = CreateCollectionRequest::builder()
+            .collection_name(spec.name.clone())
+            .description(spec.description())
+            .schema(spec.schema())
+            .num_shards(1)
+            .consistency_level(ConsistencyLevel::Strong)
+            .build()
+            .map_err(|error| failed("create_collection", error))?;
+        self.client.create_collection(request).await.map_err(|error| failed("create_collection", error))?;
+        let params: HashMap<String, String> = spec
+            .index
+            .params
+            .iter()
+            .map(|(key, value)| (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
+            .collect();
+        let index = IndexParam::new()
+            .field_name(spec.vector_field.clone())
+            .index_name(format!("{}_index", spec.vector_field))
+            .index_type(parse_index_type(&spec.index.index_type))
+            .metric_type(parse_metric(&spec.index.metric))
+            .extra_params(params);
+        let request = CreateIndexRequest::builder()
+            .collection_name(spec.name.clone())
+            .index_params(vec![index])
+            // Waiting uses AllocTimestamp, which Milvus Lite lacks; the collection is empty, so
+            // the index is ready at once and loading (below) waits for what remains.
+            .sync(false)
+            .build()
+            .map_err(|error| failed("create_index", error))?;
+        self.client.create_index(request).await.map_err(|error| failed("create_index", error))?;
+        tracing::info!(collection = %spec.name, index = %spec.index.index_type, metric = %spec.index.metric, "collection created");
+        Ok(())
+    }
+
+    async fn validate_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        let failed =
+            |source| SinkError::Operation { operation: "describe_collection", collection: spec.name.clone(), source: Box::new(source) };
+        let request = DescribeCollectionRequest::builder().collection_name(spec.name.clone()).build().map_err(failed)?;
+        let response = self.client.describe_collection(request).await.map_err(failed)?;
+        let description = response.description();
+        let actual: Vec<ActualField> = description
+            .get_schema()
+            .get_fields()
+            .iter()
+            .map(|field| {
+                let data_type = field.get_data_type();
+                let size = match data_type {
+                    DataType::VarChar => field.get_max_length(),
+                    DataType::FloatVector => field.get_dimension(),
+                    _ => 0,
+                };
+                ActualField { name: field.get_name().to_owned(), data_type, size, primary: field.is_primary_key() }
+            })
+            .collect();
+        let problems = mismatches(&spec.expected_fields(), &actual);
+        if !problems.is_empty() {
+            return Err(SinkError::SchemaMismatch { collection: spec.name.clone(), problems });
+        }
+        if let Some(found) = description.get_description().split("model=").nth(1) {
+            let found = found.trim();
+            if found != spec.model_identity {
+                return Err(SinkError::ModelMismatch {
+                    collection: spec.name.clone(),
+                    found: found.to_owned(),
+                    expected: spec.model_identity.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Upserts `rows` with their `vectors` (same length, same order). See the module doc for the
+    /// contract. Returns the number of rows Milvus acknowledged.
+    pub async fn upsert(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, SinkError> {
+        assert_eq!(rows.len(), vectors.len(), "one vector per row");
+        let mut pending: Vec<(usize, usize)> = request_ranges(rows, spec.dimension, MAX_REQUEST_BYTES).into_iter().rev().collect();
+        let mut acknowledged = 0u64;
+        while let Some((start, end)) = pending.pop() {
+            match self.upsert_with_retries(spec, &rows[start..end], &vectors[start..end]).await {
+                Ok(count) => acknowledged += count,
+                Err(UpsertFailure::RateLimited(_)) if end - start > 1 => {
+                    let middle = start + (end - start) / 2;
+                    tracing::warn!(collection = %spec.name, rows = end - start, "milvus rate-limited the upsert; halving the request");
+                    pending.push((middle, end));
+                    pending.push((start, middle));
+                }
+                Err(UpsertFailure::RateLimited(source) | UpsertFailure::Failed(source)) => {
+                    return Err(SinkError::Operation { operation: "upsert", collection: spec.name.clone(), source: Box::new(source) })
+                }
+            }
+        }
+        Ok(acknowledged)
+    }
+
+    async fn upsert_with_retries(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, UpsertFailure> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let columns = columns(spec, rows, vectors);
+            let insert =
+                InsertRequest::builder().collection_name(spec.name.clone()).columns(columns).build().map_err(UpsertFailure::Failed)?;
+            let request = UpsertRequest::builder().insert(insert).build().map_err(UpsertFailure::Failed)?;
+            let error = match self.client.upsert(request).await {
+                Ok(response) => return Ok(response.upsert_count() as u64),
+                Err(error) => error,
+            };
+            if is_rate_limited(&error) && rows.len() > 1 {
+                return Err(UpsertFailure::RateLimited(error));
+            }
+            if !is_transient(&error) || attempt >= self.max_attempts {
+                return Err(UpsertFailure::Failed(error));
+            }
+            let delay = backoff_delay(attempt);
+            tracing::warn!(collection = %spec.name, attempt, delay_ms = delay.as_millis() as u64, %error, "upsert failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Seals the collection's growing segments (end of a file).
+    pub async fn flush(&self, collection: &str) -> Result<(), SinkError> {
+        let failed = |source| SinkError::Operation { operation: "flush", collection: collection.to_owned(), source: Box::new(source) };
+        let request = FlushRequest::builder().collection_names([collection.to_owned()]).wait_flushed_ms(120_000).build().map_err(failed)?;
+        self.client.flush(request).await.map_err(failed)?;
+        Ok(())
+    }
+
+    /// `count(*)` with strong consistency.
+    pub async fn count(&self, collection: &str) -> Result<u64, SinkError> {
+        let failed = |source| SinkError::Operation { operation: "count", collection: collection.to_owned(), source: Box::new(source) };
+        let request = QueryRequest::builder()
+            .collection_name(collection.to_owned())
+            .filter("")
+            .output_fields(["count(*)"])
+            .consistency_level(ConsistencyLevel::Strong)
+            .build()
+            .map_err(failed)?;
+        let response = self.client.query(request).await.map_err(failed)?;
+        let mut rows = response.results().rows().map_err(failed)?;
+        let row = rows.next().ok_or_else(|| SinkError::Response { operation: "count", message: "no row".to_owned() })?;
+        Ok(row.get_i64("count(*)").map_err(failed)? as u64)
+    }
+
+    /// Primary key → text of the rows whose keys are in `keys` (missing keys are absent).
+    pub async fn texts_by_key(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, String>, SinkError> {
+        let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
+        let request = QueryRequest::builder()
+            .collection_name(spec.name.clone())
+            .filter(key_filter(&spec.primary_key, keys))
+            .output_fields([spec.primary_key.clone(), spec.text_field.clone()])
+            .consistency_level(ConsistencyLevel::Strong)
+            .build()
+            .map_err(failed)?;
+        let response = self.client.query(request).await.map_err(failed)?;
+        let mut texts = HashMap::new();
+        for row in response.results().rows().map_err(failed)? {
+            texts.insert(
+                row.get_str(&spec.primary_key).map_err(failed)?.to_owned(),
+                row.get_str(&spec.text_field).map_err(failed)?.to_owned(),
+            );
+        }
+        Ok(texts)
+    }
+
+    /// The `k` rows nearest to `vector`.
+    pub async fn search(&self, spec: &CollectionSpec, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, SinkError> {
+        let failed = |source| SinkError::Operation { operation: "search", collection: spec.name.clone(), source: Box::new(source) };
+        let mut output_fields = vec![spec.text_field.clone()];
+        output_fields.extend(spec.scalar_fields.iter().map(|(name, _)| name.clone()));
+        let request = SearchRequest::builder()
+            .collection_name(spec.name.clone())
+            .vector_field(spec.vector_field.clone())
+            .vectors(SearchVectors::Float(vec![vector]))
+            .limit(k as i64)
+            .output_fields(output_fields)
+            .consistency_level(ConsistencyLevel::Strong)
+            .build()
+            .map_err(failed)?;
+        let response = self.client.search(request).await.map_err(failed)?;
+        let Some(result) = response.results().iter().next() else { return Ok(Vec::new()) };
+        let Ids::VarChar(ids) = result.get_ids() else {
+            return Err(SinkError::Response { operation: "search", message: "expected VarChar primary keys".to_owned() });
+        };
+        let scores = result.get_scores();
+        let texts = result.get_output_field(&spec.text_field).and_then(FieldData::as_varchar).unwrap_or(&[]);
+        let hits = (0..ids.len())
+            .map(|index| Hit {
+                id: ids[index].clone(),
+                score: scores.get(index).copied().unwrap_or(f32::NAN),
+                text: texts.get(index).cloned().unwrap_or_default(),
+                fields: spec
+                    .scalar_fields
+                    .iter()
+                    .filter_map(|(name, _)| result.get_output_field(name).map(|column| (name.clone(), json_at(column, index))))
+                    .collect(),
+            })
+            .collect();
+        Ok(hits)
+    }
+
+    /// Drops the collection if it exists (tests, `--recreate`).
+    pub async fn drop_collection(&self, collection: &str) -> Result<(), SinkError> {
+        let failed =
+            |source| SinkError::Operation { operation: "drop_collection", collection: collection.to_owned(), source: Box::new(source) };
+        let request = DropCollectionRequest::builder().collection_name(collection.to_owned()).build().map_err(failed)?;
+        self.client.drop_collection(request).await.map_err(failed)?;
+        Ok(())
+    }
+}
+
+enum UpsertFailure {
+    RateLimited(MilvusError),
+    Failed(MilvusError),
+}
+
+/// `field in ["a","b"]` with JSON string escaping (accepted by Milvus 2.3's expression parser).
+pub fn key_filter(field: &str, keys: &[String]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|key| serde_json::Value::String(key.clone()).to_string()).collect();
+    format!("{field} in [{}]", quoted.join(","))
+}
+
+/// Cuts rows into consecutive `[start, end)` ranges whose estimated request size stays under
+/// `max_bytes` (a single larger row still gets a range of its own).
+pub fn request_ranges(rows: &[Row], dimension: usize, max_bytes: usize) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (index, row) in rows.iter().enumerate() {
+        let size = estimated_bytes(row, dimension);
+        if index > start && bytes + size > max_bytes {
+            ranges.push((start, index));
+            start = index;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        ranges.push((start, rows.len()));
+    }
+    ranges
+}
+
+fn estimated_bytes(row: &Row, dimension: usize) -> usize {
+    let scalars: usize = row
+        .scalars
+        .iter()
+        .map(|value| match value {
+            ScalarValue::Varchar(text) => text.len() + 8,
+            ScalarValue::Json(json) => json.to_string().len() + 8,
+            _ => 8,
+        })
+        .sum();
+    row.primary_key.len() + row.text.len() + 4 * dimension + scalars + 32
+}
+
+fn columns(spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Vec<FieldData> {
+    let mut columns = vec![
+        FieldData::varchar(spec.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect()),
+        FieldData::varchar(spec.text_field.clone(), rows.iter().map(|row| row.text.clone()).collect()),
+        FieldData::int64(ROW_HASH_FIELD, rows.iter().map(|row| row.row_hash).collect()),
+    ];
+    for (index, (name, _)) in spec.scalar_fields.iter().enumerate() {
+        let values = rows.iter().map(|row| &row.scalars[index]);
+        columns.push(scalar_column(name, values));
+    }
+    columns.push(FieldData::float_vector(spec.vector_field.clone(), vectors.to_vec()));
+    columns
+}
+
+fn scalar_column<'a>(name: &str, values: impl Iterator<Item = &'a ScalarValue> + Clone) -> FieldData {
+    macro_rules! collect {
+        ($variant:ident, $constructor:ident) => {
+            FieldData::$constructor(
+                name.to_owned(),
+                values
+                    .map(|value| match value {
+                        ScalarValue::$variant(inner) => inner.clone(),
+                        other => unreachable!("mapping gives one type per field, found {other:?}"),
+                    })
+                    .collect(),
+            )
+        };
+    }
+    match values.clone().next() {
+        Some(ScalarValue::Bool(_)) => collect!(Bool, boolean),
+        Some(ScalarValue::Int32(_)) => collect!(Int32, int32),
+        Some(ScalarValue::Int64(_)) => collect!(Int64, int64),
+        Some(ScalarValue::Float(_)) => collect!(Float, float),
+        Some(ScalarValue::Double(_)) => collect!(Double, double),
+        Some(ScalarValue::Varchar(_)) => collect!(Varchar, varchar),
+        Some(ScalarValue::Json(_)) => collect!(Json, json),
+        None => FieldData::varchar(name.to_owned(), Vec::new()),
+    }
+}
+
+fn json_at(column: &FieldData, index: usize) -> serde_json::Value {
+    if let Some(values) = column.as_varchar() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::Value::String(value.clone()));
+    }
+    if let Some(values) = column.as_int64() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
+    }
+    if let Some(values) = column.as_int32() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
+    }
+    if let Some(values) = column.as_double() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
+    }
+    if let Some(values) = column.as_float() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
+    }
+    if let Some(values) = column.as_json() {
+        return values.get(index).cloned().unwrap_or(serde_json::Value::Null);
+    }
+    if let Some(values) = column.as_bool() {
+        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
+    }
+    serde_json::Value::Null
+}
+
+/// The SDK's index type for a name from [`crate::settings::INDEX_TYPES`].
+fn parse_index_type(name: &str) -> IndexType {
+    match name {
+        "FLAT" => IndexType::Flat,
+        "IVF_FLAT" => IndexType::IvfFlat,
+        "IVF_SQ8" => IndexType::IvfSq8,
+        "IVF_PQ" => IndexType::IvfPq,
+        "HNSW" => IndexType::Hnsw,
+        "DISKANN" => IndexType::DiskAnn,
+        "SCANN" => IndexType::Scann,
+        _ => IndexType::AutoIndex,
+    }
+}
+
+/// The SDK's metric for a name from [`crate::settings::METRICS`].
+fn parse_metric(name: &str) -> MetricType {
+    match name {
+        "IP" => MetricType::Ip,
+        "L2" => MetricType::L2,
+        _ => MetricType::Cosine,
+    }
+}

@@ -1,0 +1,219 @@
+//! The collection a pipeline writes: built from its config, created when missing, validated field by
+//! field when it exists.
+
+use milvus::v2::prelude::{CollectionSchema, DataType, FieldSchema};
+
+use crate::mapping::MAX_PRIMARY_KEY_BYTES;
+use crate::settings::{FieldSpec, IndexSettings, PipelineSettings, ScalarType, ROW_HASH_FIELD};
+
+/// Everything vecdrop needs to know about a pipeline's collection.
+#[derive(Debug, Clone)]
+pub struct CollectionSpec {
+    /// Collection name.
+    pub name: String,
+    /// VarChar primary key field.
+    pub primary_key: String,
+    /// VarChar text field.
+    pub text_field: String,
+    /// Longest text in bytes.
+    pub text_max_length: u32,
+    /// FloatVector field.
+    pub vector_field: String,
+    /// Vector dimension (the model's).
+    pub dimension: usize,
+    /// Kept scalar fields, in row order.
+    pub scalar_fields: Vec<(String, FieldSpec)>,
+    /// Index built on the vector field at creation.
+    pub index: IndexSettings,
+    /// Model identity, recorded in the collection's description.
+    pub model_identity: String,
+}
+
+impl CollectionSpec {
+    /// The collection of `pipeline` for a model of `dimension` named `model_identity`.
+    pub fn of(pipeline: &PipelineSettings, dimension: usize, model_identity: &str) -> Self {
+        Self {
+            name: pipeline.collection.clone(),
+            primary_key: pipeline.primary_key_field().to_owned(),
+            text_field: pipeline.text_field.clone(),
+            text_max_length: pipeline.text_max_length,
+            vector_field: pipeline.vector_field.clone(),
+            dimension,
+            scalar_fields: pipeline.fields.iter().map(|(name, spec)| (name.clone(), spec.clone())).collect(),
+            index: pipeline.index.clone(),
+            model_identity: model_identity.to_owned(),
+        }
+    }
+
+    /// The description written at creation: says who made it and with which model.
+    pub fn description(&self) -> String {
+        format!("created by vecdrop; model={}", self.model_identity)
+    }
+
+    /// Every field the collection must have, with its type and size, in schema order.
+    pub fn expected_fields(&self) -> Vec<ExpectedField> {
+        let mut fields = vec![
+            ExpectedField {
+                name: self.primary_key.clone(),
+                data_type: DataType::VarChar,
+                size: MAX_PRIMARY_KEY_BYTES as u32,
+                primary: true,
+            },
+            ExpectedField { name: self.text_field.clone(), data_type: DataType::VarChar, size: self.text_max_length, primary: false },
+            ExpectedField { name: ROW_HASH_FIELD.to_owned(), data_type: DataType::Int64, size: 0, primary: false },
+        ];
+        for (name, spec) in &self.scalar_fields {
+            fields.push(ExpectedField {
+                name: name.clone(),
+                data_type: data_type_of(spec.field_type),
+                size: spec.max_length.unwrap_or(0),
+                primary: false,
+            });
+        }
+        fields.push(ExpectedField {
+            name: self.vector_field.clone(),
+            data_type: DataType::FloatVector,
+            size: self.dimension as u32,
+            primary: false,
+        });
+        fields
+    }
+
+    /// The Milvus schema to create.
+    pub fn schema(&self) -> CollectionSchema {
+        self.expected_fields()
+            .into_iter()
+            .fold(CollectionSchema::new().description(self.description()).enable_dynamic_field(false), |schema, field| {
+                schema.add_field(field.to_schema())
+            })
+    }
+}
+
+/// One field as vecdrop expects it. `size` is `max_length` for VarChar, the dimension for vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectedField {
+    /// Field name.
+    pub name: String,
+    /// Milvus type.
+    pub data_type: DataType,
+    /// VarChar max_length or vector dimension; 0 otherwise.
+    pub size: u32,
+    /// Whether it is the primary key.
+    pub primary: bool,
+}
+
+impl ExpectedField {
+    fn to_schema(&self) -> FieldSchema {
+        let field = FieldSchema::new().name(self.name.clone()).data_type(self.data_type);
+        match self.data_type {
+            DataType::VarChar if self.primary => field.max_length(self.size).primary_key(true).auto_id(false),
+            DataType::VarChar => field.max_length(self.size),
+            DataType::FloatVector => field.dimension(self.size),
+            _ => field,
+        }
+    }
+}
+
+/// A field of an existing collection, as Milvus describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActualField {
+    /// Field name.
+    pub name: String,
+    /// Milvus type.
+    pub data_type: DataType,
+    /// VarChar max_length or vector dimension; 0 otherwise.
+    pub size: u32,
+    /// Whether it is the primary key.
+    pub primary: bool,
+}
+
+/// Compares an existing collection's fields with what the pipeline needs; returns one message per
+/// mismatch, each naming the field (empty when the collection fits).
+pub fn mismatches(expected: &[ExpectedField], actual: &[ActualField]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for want in expected {
+        let Some(have) = actual.iter().find(|field| field.name == want.name) else {
+            problems.push(format!("field {:?}: missing (expected {:?})", want.name, want.data_type));
+            continue;
+        };
+        if have.data_type != want.data_type {
+            problems.push(format!("field {:?}: expected {:?}, the collection has {:?}", want.name, want.data_type, have.data_type));
+            continue;
+        }
+        if have.primary != want.primary {
+            let role = if want.primary { "the primary key" } else { "not the primary key" };
+            problems.push(format!("field {:?}: expected to be {role}", want.name));
+        }
+        match want.data_type {
+            DataType::FloatVector if have.size != want.size => problems
+                .push(format!("field {:?}: expected dimension {} (the model's), the collection has {}", want.name, want.size, have.size)),
+            DataType::VarChar if have.size < want.size => {
+                problems.push(format!("field {:?}: expected max_length ≥ {}, the collection has {}", want.name, want.size, have.size))
+            }
+            _ => {}
+        }
+    }
+    for have in actual {
+        if !expected.iter().any(|field| field.name == have.name) {
+            problems.push(format!("field {:?}: in the collection but not in the pipeline (add it to [pipelines.fields])", have.name));
+        }
+    }
+    problems
+}
+
+fn data_type_of(scalar: ScalarType) -> DataType {
+    match scalar {
+        ScalarType::Bool => DataType::Bool,
+        ScalarType::Int32 => DataType::Int32,
+        ScalarType::Int64 => DataType::Int64,
+        ScalarType::Float => DataType::Float,
+        ScalarType::Double => DataType::Double,
+        ScalarType::Varchar => DataType::VarChar,
+        ScalarType::Json => DataType::Json,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> CollectionSpec {
+        CollectionSpec {
+            name: "documents".into(),
+            primary_key: "id".into(),
+            text_field: "text".into(),
+            text_max_length: 1000,
+            vector_field: "embedding".into(),
+            dimension: 384,
+            scalar_fields: vec![("category".into(), FieldSpec { field_type: ScalarType::Varchar, max_length: Some(100), optional: false })],
+            index: IndexSettings::default(),
+            model_identity: "m:fp32:256".into(),
+        }
+    }
+
+    fn as_actual(expected: &[ExpectedField]) -> Vec<ActualField> {
+        expected
+            .iter()
+            .map(|field| ActualField { name: field.name.clone(), data_type: field.data_type, size: field.size, primary: field.primary })
+            .collect()
+    }
+
+    #[test]
+    fn a_collection_made_from_the_spec_fits_it() {
+        let expected = spec().expected_fields();
+        assert!(mismatches(&expected, &as_actual(&expected)).is_empty());
+    }
+
+    #[test]
+    fn mismatches_name_the_field() {
+        let expected = spec().expected_fields();
+        let mut actual = as_actual(&expected);
+        actual.retain(|field| field.name != "category");
+        actual.iter_mut().find(|field| field.name == "embedding").unwrap().size = 768;
+        actual.push(ActualField { name: "extra".into(), data_type: DataType::Int64, size: 0, primary: false });
+        let problems = mismatches(&expected, &actual).join("\n");
+        assert!(problems.contains("\"category\": missing"), "{problems}");
+        assert!(problems.contains("\"embedding\": expected dimension 384"), "{problems}");
+        assert!(problems.contains("\"extra\": in the collection but not in the pipeline"), "{problems}");
+    }
+}

@@ -1,0 +1,89 @@
+//! The embedder matches sentence-transformers all-MiniLM-L6-v2 (reference vectors in
+//! `tests/fixtures/minilm-reference.jsonl`): cosine ≥ 0.999 for every text, alone and inside
+//! mixed batches of every shape the batch planner can produce.
+
+mod support;
+
+use vecdrop::embed::Embedder;
+use vecdrop::settings::EmbeddingSettings;
+
+const MIN_COSINE: f32 = 0.999;
+
+fn references() -> Vec<(String, Vec<f32>)> {
+    let text = std::fs::read_to_string(support::root().join("tests/fixtures/minilm-reference.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            let embedding = value["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            (value["text"].as_str().unwrap().to_owned(), embedding)
+        })
+        .collect()
+}
+
+fn load(batch_tokens: usize, max_batch_texts: usize) -> Embedder {
+    let settings = EmbeddingSettings { model_dir: support::model_dir(), batch_tokens, max_batch_texts, ..Default::default() };
+    Embedder::load(&settings, &support::root()).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn cosine(left: &[f32], right: &[f32]) -> f32 {
+    let dot: f32 = left.iter().zip(right).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(left) * norm(right))
+}
+
+fn assert_matches(texts: &[&str], vectors: &[Vec<f32>], references: &[(String, Vec<f32>)], context: &str) {
+    assert_eq!(texts.len(), vectors.len());
+    for (text, vector) in texts.iter().zip(vectors) {
+        let reference = &references.iter().find(|(reference_text, _)| reference_text == text).unwrap().1;
+        assert_eq!(vector.len(), 384);
+        let similarity = cosine(vector, reference);
+        assert!(similarity >= MIN_COSINE, "{context}: cosine {similarity} for {:?}", text.chars().take(60).collect::<String>());
+    }
+}
+
+#[test]
+fn every_reference_text_alone() {
+    let references = references();
+    assert!(references.len() >= 32);
+    let embedder = load(8192, 128);
+    assert_eq!(embedder.dimension(), 384);
+    for (text, _) in &references {
+        let vectors = embedder.embed_blocking(&[text.as_str()]).unwrap();
+        assert_matches(&[text.as_str()], &vectors, &references, "alone");
+    }
+}
+
+#[test]
+fn mixed_batches_in_any_order_and_budget() {
+    let references = references();
+    let mut texts: Vec<&str> = references.iter().map(|(text, _)| text.as_str()).collect();
+    // Long and short texts interleaved, repeated, in a scrambled order.
+    texts.reverse();
+    texts.rotate_left(5);
+    let repeated: Vec<&str> = texts.iter().chain(texts.iter().step_by(3)).copied().collect();
+    for (batch_tokens, max_batch_texts) in [(8192, 128), (512, 4), (256, 1), (1024, 7)] {
+        let embedder = load(batch_tokens, max_batch_texts);
+        let vectors = embedder.embed_blocking(&repeated).unwrap();
+        assert_matches(&repeated, &vectors, &references, &format!("batch_tokens={batch_tokens} max_batch_texts={max_batch_texts}"));
+    }
+}
+
+#[test]
+fn texts_longer_than_256_tokens_are_truncated_like_sentence_transformers() {
+    let references = references();
+    let embedder = load(8192, 128);
+    let long: Vec<&str> = references.iter().map(|(text, _)| text.as_str()).filter(|text| text.split_whitespace().count() > 200).collect();
+    assert!(long.len() >= 2, "the fixture has two texts over 256 tokens");
+    let vectors = embedder.embed_blocking(&long).unwrap();
+    assert_matches(&long, &vectors, &references, "long texts");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_embedding_returns_vectors_in_input_order() {
+    let references = references();
+    let embedder = load(8192, 128);
+    let texts: Vec<String> = references.iter().map(|(text, _)| text.clone()).collect();
+    let vectors = embedder.embed(texts.clone()).await.unwrap();
+    let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
+    assert_matches(&borrowed, &vectors, &references, "async");
+}

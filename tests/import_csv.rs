@@ -1,0 +1,164 @@
+//! `vecdrop import` of CSV files against a real Milvus: exactly-once counts, dead letters, schema
+//! checks, and search that finds the right rows.
+
+mod support;
+
+use std::collections::HashMap;
+
+use support::{connect_sink, milvus_uri, unique_collection, write_file, TestConfig};
+use vecdrop::sink::CollectionSpec;
+
+const SEED_FIELDS: &str = r#"
+id_field = "id"
+[pipelines.fields]
+category = { type = "varchar", max_length = 64 }
+year = { type = "int64" }
+"#;
+
+fn spec_for(config: &TestConfig) -> CollectionSpec {
+    let settings = config.settings();
+    CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256")
+}
+
+fn read_csv(path: &std::path::Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader.records().map(|record| headers.iter().map(str::to_owned).zip(record.unwrap().iter().map(str::to_owned)).collect()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_csv_is_imported_exactly_once_and_a_rerun_changes_nothing() {
+    let config = TestConfig::new(&unique_collection("seed"), SEED_FIELDS);
+    let seed = support::root().join("examples/data/seed.csv");
+    let rows = read_csv(&seed);
+
+    let first = config.run("import", &[seed.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&format!("{} rows imported, 0 rejected", rows.len())));
+
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    let spec = spec_for(&config);
+    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64);
+
+    let second = config.run("import", &[seed.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64, "re-import must not add rows");
+
+    // Every key is there once, with the file's text.
+    for chunk in rows.chunks(500) {
+        let keys: Vec<String> = chunk.iter().map(|row| row["id"].clone()).collect();
+        let stored = sink.texts_by_key(&spec, &keys).await.unwrap();
+        assert_eq!(stored.len(), keys.len());
+        for row in chunk {
+            assert_eq!(stored[&row["id"]], row["text"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rows_are_dead_lettered_with_their_line_and_good_rows_land() {
+    let config = TestConfig::new(&unique_collection("dead"), SEED_FIELDS);
+    let mut content = String::from("id,text,category,year\n");
+    content.push_str("g1,A good first row about databases,databases,2001\n"); // line 2
+    content.push_str("g2,\"A quoted row, with a comma\nand a newline\",cooking,2002\n"); // lines 3-4
+    content.push_str("b1,too,many,columns,here\n"); // line 5
+    content.push_str("b2,A row with a bad year,sports,nineteen\n"); // line 6
+    content.push_str("b3,,travel,2003\n"); // line 7: text missing
+    content.push_str("g3,The last good row,finance,2004\n"); // line 8
+    let mut bytes = content.into_bytes();
+    bytes.extend_from_slice(b"b4,invalid utf-8 \xff here,music,2005\n"); // line 9
+    bytes.extend_from_slice(b"g4,After the broken one,music,2006\n"); // line 10
+    let path = config.dir.path().join("mixed.csv");
+    std::fs::write(&path, bytes).unwrap();
+
+    let output = config.run("import", &[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3), "exit code 3 when records were dead-lettered");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("4 rows imported, 4 rejected"));
+
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    let spec = spec_for(&config);
+    assert_eq!(sink.count(&spec.name).await.unwrap(), 4);
+    let keys: Vec<String> = ["g1", "g2", "g3", "g4", "b1", "b2", "b3", "b4"].iter().map(|key| key.to_string()).collect();
+    let stored = sink.texts_by_key(&spec, &keys).await.unwrap();
+    let mut stored_keys: Vec<&str> = stored.keys().map(String::as_str).collect();
+    stored_keys.sort();
+    assert_eq!(stored_keys, ["g1", "g2", "g3", "g4"]);
+    assert_eq!(stored["g2"], "A quoted row, with a comma\nand a newline");
+
+    let letters_path = config.state_dir().join("dead-letters/test.jsonl");
+    let letters: Vec<serde_json::Value> =
+        std::fs::read_to_string(&letters_path).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let summary: Vec<(u64, Option<&str>)> =
+        letters.iter().map(|letter| (letter["line"].as_u64().unwrap(), letter["field"].as_str())).collect();
+    assert_eq!(summary, vec![(5, None), (6, Some("year")), (7, Some("text")), (9, Some("text"))]);
+    for letter in &letters {
+        assert_eq!(letter["file"].as_str().unwrap(), path.to_str().unwrap());
+        assert!(letter["byte_offset"].as_u64().is_some());
+        assert!(!letter["reason"].as_str().unwrap().is_empty());
+    }
+    assert!(letters[0]["reason"].as_str().unwrap().contains("expected 4 columns"));
+    assert!(letters[1]["reason"].as_str().unwrap().contains("expected an int64, found \"nineteen\""));
+    assert!(letters[1]["raw"].as_str().unwrap().contains("nineteen"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn search_puts_the_semantically_right_rows_first() {
+    let config = TestConfig::new(
+        &unique_collection("search"),
+        "id_field = \"id\"\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 64 }\n",
+    );
+    let articles = support::root().join("examples/drop/articles.csv");
+    assert_eq!(config.run("import", &[articles.to_str().unwrap()]).status.code(), Some(0));
+    let cases = [
+        ("how do I bake bread with a starter", "a05"),
+        ("which animal has three hearts", "a36"),
+        ("a database that lives in one file", "a03"),
+        ("the tower built for a world fair in Paris", "a21"),
+        ("memory safety without a garbage collector", "a17"),
+        ("earning interest on interest", "a27"),
+    ];
+    for (query, expected) in cases {
+        let output = config.run("search", &["--json", "-k", "3", query]);
+        assert_eq!(output.status.code(), Some(0));
+        let hits: Vec<serde_json::Value> =
+            String::from_utf8(output.stdout).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits[0]["id"], expected, "query {query:?}: {hits:?}");
+        assert!(hits[0]["score"].as_f64().unwrap() > hits[2]["score"].as_f64().unwrap());
+        assert!(hits[0]["fields"]["category"].is_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_collection_that_does_not_fit_is_refused_by_field_name() {
+    let collection = unique_collection("mismatch");
+    let first = TestConfig::new(&collection, SEED_FIELDS);
+    let small = write_file(first.dir.path(), "small.csv", "id,text,category,year\nx1,hello,cat,2000\n");
+    assert_eq!(first.run("import", &[small.to_str().unwrap()]).status.code(), Some(0));
+
+    let second = TestConfig::new(&collection, "id_field = \"id\"\n[pipelines.fields]\nrating = { type = \"double\" }\n");
+    let other = write_file(second.dir.path(), "other.csv", "id,text,rating\nx2,hello,4.5\n");
+    let output = second.run("import", &[other.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("field \"rating\": missing"), "{stderr}");
+    assert!(stderr.contains("field \"category\": in the collection but not in the pipeline"), "{stderr}");
+}
+
+#[test]
+fn a_file_without_a_required_column_fails_with_a_clear_error() {
+    let config = TestConfig::new(&unique_collection("columns"), SEED_FIELDS);
+    let path = write_file(config.dir.path(), "nocat.csv", "id,text,year\n1,hello,2000\n");
+    let output = config.run("import", &[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("nocat.csv") && stderr.contains("\"category\""), "{stderr}");
+}
+
+#[test]
+fn bad_config_exits_2_naming_the_key() {
+    let config = TestConfig::new("whatever", "batch_rows = 0\n");
+    let output = config.run("import", &["Cargo.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pipelines[0].batch_rows"));
+}

@@ -1,0 +1,162 @@
+//! Shared by the end-to-end tests: the real Milvus server, the model, configs, the binary.
+//!
+//! Milvus: `MILVUS_URI` when set (`make test` starts one server for the whole run), else one
+//! `milvus-server` per test binary, started by `scripts/milvus-test-server.sh` on a free loopback
+//! port and stopped by a watchdog when the test process exits. Nothing is ever mocked or skipped:
+//! a missing dependency fails the test with the command that provides it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use vecdrop::settings::Settings;
+use vecdrop::sink::MilvusSink;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The converted model; fails with the command that makes it.
+pub fn model_dir() -> PathBuf {
+    let dir = root().join("models/all-MiniLM-L6-v2");
+    assert!(dir.join("model.onnx").is_file(), "{} is missing: run `make setup` (or `bash scripts/setup.sh`)", dir.display());
+    dir
+}
+
+/// URI of a healthy Milvus for this test binary.
+pub fn milvus_uri() -> String {
+    static URI: OnceLock<String> = OnceLock::new();
+    URI.get_or_init(|| {
+        let uri = match std::env::var("MILVUS_URI") {
+            Ok(uri) if !uri.is_empty() => uri,
+            _ => start_server(),
+        };
+        wait_healthy(&uri);
+        uri
+    })
+    .clone()
+}
+
+fn start_server() -> String {
+    let script = root().join("scripts/milvus-test-server.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(["start", "--watch", &std::process::id().to_string()])
+        .env("VECDROP_MILVUS_RUN_DIR", root().join(format!("target/milvus-test/{}", std::process::id())))
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "cannot start milvus-server (run `make setup`, or set MILVUS_URI): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// Waits until Milvus accepts a client and says it is healthy (fresh servers need ~10 s).
+fn wait_healthy(uri: &str) {
+    let uri = uri.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(180);
+            loop {
+                match connect_sink(&uri).await {
+                    Ok(sink) => match sink.count("vecdrop_health_probe").await {
+                        // A missing collection is a proper answer: the server serves requests.
+                        Ok(_) | Err(vecdrop::sink::SinkError::Operation { .. }) => return,
+                        Err(error) => assert!(Instant::now() < deadline, "milvus at {uri} not healthy: {error}"),
+                    },
+                    Err(error) => assert!(Instant::now() < deadline, "milvus at {uri} not reachable: {error}"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    })
+    .join()
+    .expect("milvus health check");
+}
+
+/// A sink on `uri` (no embedded server).
+pub async fn connect_sink(uri: &str) -> Result<MilvusSink, vecdrop::sink::SinkError> {
+    let settings = vecdrop::settings::MilvusSettings { uri: uri.to_owned(), ..Default::default() };
+    MilvusSink::connect(&settings, Path::new("."), Duration::from_secs(10)).await
+}
+
+/// A collection name no other test uses.
+pub fn unique_collection(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A temporary directory with a `vecdrop.toml` for one pipeline named `test` feeding
+/// `collection`; `pipeline_extra` is appended inside the `[[pipelines]]` table.
+pub struct TestConfig {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TestConfig {
+    pub fn new(collection: &str, pipeline_extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+[milvus]
+uri = "{uri}"
+
+[embedding]
+model_dir = "{model}"
+
+[state]
+dir = "state"
+
+[[pipelines]]
+name = "test"
+collection = "{collection}"
+{pipeline_extra}
+"#,
+            uri = milvus_uri(),
+            model = model_dir().display(),
+        );
+        let path = dir.path().join("vecdrop.toml");
+        std::fs::write(&path, text).unwrap();
+        Self { dir, path }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings::from_file(&self.path).unwrap()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs the `vecdrop` binary with `--config` inserted after the verb.
+    pub fn run(&self, verb: &str, args: &[&str]) -> Output {
+        let output = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
+            .arg(verb)
+            .arg("--config")
+            .arg(&self.path)
+            .args(args)
+            .current_dir(root())
+            .output()
+            .expect("vecdrop runs");
+        eprintln!(
+            "vecdrop {verb} {args:?} → {:?}\nstdout:\n{}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+/// Writes `content` to `name` in `dir` and returns the path.
+pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
