@@ -43,6 +43,9 @@ pub struct Row {
     pub row_hash: i64,
     /// Where the record came from.
     pub position: RecordPosition,
+    /// A vector the record already carries (e.g. a Parquet `list<float>` column named as the
+    /// pipeline's `vector_field`); such rows skip the model.
+    pub vector: Option<Vec<f32>>,
 }
 
 /// Why a record does not fit the schema. The record is dead-lettered; the file goes on.
@@ -66,16 +69,22 @@ pub struct RowSchema {
     pub text_max_length: usize,
     /// Kept scalar fields, in a fixed order.
     pub scalar_fields: Vec<(String, FieldSpec)>,
+    /// Source column of precomputed vectors.
+    pub vector_field: String,
+    /// The model's dimension: a precomputed vector must have it.
+    pub dimension: usize,
 }
 
 impl RowSchema {
-    /// The schema of `pipeline`.
-    pub fn of(pipeline: &PipelineSettings) -> Self {
+    /// The schema of `pipeline` for a model of `dimension`.
+    pub fn of(pipeline: &PipelineSettings, dimension: usize) -> Self {
         Self {
             id_field: pipeline.id_field.clone(),
             text_field: pipeline.text_field.clone(),
             text_max_length: pipeline.text_max_length as usize,
             scalar_fields: pipeline.fields.iter().map(|(name, spec)| (name.clone(), spec.clone())).collect(),
+            vector_field: pipeline.vector_field.clone(),
+            dimension,
         }
     }
 
@@ -95,8 +104,27 @@ impl RowSchema {
         };
         let text = self.text(record)?;
         let scalars = self.scalar_fields.iter().map(|(name, spec)| convert(name, spec, record.get(name))).collect::<Result<Vec<_>, _>>()?;
+        let vector = self.vector(record)?;
         let row_hash = row_hash(&text, &scalars);
-        Ok(Row { primary_key, text, scalars, row_hash, position: record.position })
+        Ok(Row { primary_key, text, scalars, row_hash, position: record.position, vector })
+    }
+
+    fn vector(&self, record: &Record) -> Result<Option<Vec<f32>>, MappingError> {
+        match record.get(&self.vector_field) {
+            None | Some(FieldValue::Null) => Ok(None),
+            Some(FieldValue::Vector(values)) if values.len() == self.dimension => {
+                if values.iter().all(|value| value.is_finite()) {
+                    Ok(Some(values.clone()))
+                } else {
+                    Err(error(&self.vector_field, "expected finite numbers, found NaN or infinity"))
+                }
+            }
+            Some(FieldValue::Vector(values)) => Err(error(
+                &self.vector_field,
+                format!("expected a vector of dimension {} (the model's), found {}", self.dimension, values.len()),
+            )),
+            Some(other) => Err(error(&self.vector_field, format!("expected a list of {} floats, found {}", self.dimension, other.kind()))),
+        }
     }
 
     fn text(&self, record: &Record) -> Result<String, MappingError> {
@@ -104,7 +132,7 @@ impl RowSchema {
         let text = match record.get(field) {
             Some(FieldValue::Text(text)) if !text.trim().is_empty() => text,
             Some(FieldValue::Text(_)) => return Err(error(field, "expected text to embed, found an empty value")),
-            Some(FieldValue::Null) => return Err(error(field, "expected text to embed, found null")),
+            Some(other) => return Err(error(field, format!("expected text to embed, found {}", other.kind()))),
             None => return Err(error(field, "expected text to embed, the record has no such field")),
         };
         if text.len() > self.text_max_length {
@@ -121,9 +149,15 @@ pub fn derived_key(file_hash: &str, ordinal: u64) -> String {
 }
 
 fn natural_key(field: &str, value: Option<&FieldValue>) -> Result<String, MappingError> {
+    let integer;
     let key = match value {
         Some(FieldValue::Text(text)) => text.trim(),
+        Some(FieldValue::Int(number)) => {
+            integer = number.to_string();
+            integer.as_str()
+        }
         Some(FieldValue::Null) | None => return Err(error(field, "expected a primary key (id_field), found none")),
+        Some(other) => return Err(error(field, format!("expected a primary key (text or integer), found {}", other.kind()))),
     };
     if key.is_empty() {
         return Err(error(field, "expected a primary key (id_field), found an empty value"));
@@ -135,14 +169,40 @@ fn natural_key(field: &str, value: Option<&FieldValue>) -> Result<String, Mappin
 }
 
 fn convert(field: &str, spec: &FieldSpec, value: Option<&FieldValue>) -> Result<ScalarValue, MappingError> {
-    let text = match value {
-        Some(FieldValue::Text(text)) if !(text.is_empty() && spec.field_type != ScalarType::Varchar) => text.as_str(),
-        Some(FieldValue::Text(_)) | Some(FieldValue::Null) | None if spec.optional => return Ok(zero_value(spec.field_type)),
-        Some(FieldValue::Text(_)) => return Err(error(field, format!("expected {}, found an empty value", describe(spec)))),
-        Some(FieldValue::Null) => return Err(error(field, format!("expected {}, found null", describe(spec)))),
-        None => return Err(error(field, format!("expected {}, the record has no such field", describe(spec)))),
+    let missing = |found: &str| {
+        if spec.optional {
+            Ok(zero_value(spec.field_type))
+        } else {
+            Err(error(field, format!("expected {}, found {found}", describe(spec))))
+        }
     };
-    parse_text(field, spec, text)
+    let mismatch = |value: &FieldValue| error(field, format!("expected {}, found {}", describe(spec), value.kind()));
+    let value = match value {
+        None => return missing("no such field in the record"),
+        Some(FieldValue::Null) => return missing("null"),
+        Some(FieldValue::Text(text)) if text.is_empty() && spec.field_type != ScalarType::Varchar => return missing("an empty value"),
+        Some(value) => value,
+    };
+    match (spec.field_type, value) {
+        (_, FieldValue::Text(text)) => parse_text(field, spec, text),
+        (ScalarType::Json, value) => Ok(ScalarValue::Json(value.to_json())),
+        (ScalarType::Bool, FieldValue::Bool(flag)) => Ok(ScalarValue::Bool(*flag)),
+        (ScalarType::Int64, FieldValue::Int(number)) => Ok(ScalarValue::Int64(*number)),
+        (ScalarType::Int32, FieldValue::Int(number)) => i32::try_from(*number)
+            .map(ScalarValue::Int32)
+            .map_err(|_| error(field, format!("expected an int32, found {number} (out of range)"))),
+        (ScalarType::Float, FieldValue::Int(number)) => Ok(ScalarValue::Float(*number as f32)),
+        (ScalarType::Double, FieldValue::Int(number)) => Ok(ScalarValue::Double(*number as f64)),
+        (ScalarType::Float, FieldValue::Float(number)) if number.is_finite() => Ok(ScalarValue::Float(*number as f32)),
+        (ScalarType::Double, FieldValue::Float(number)) if number.is_finite() => Ok(ScalarValue::Double(*number)),
+        (ScalarType::Int64, FieldValue::Float(number)) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
+            Ok(ScalarValue::Int64(*number as i64))
+        }
+        (ScalarType::Int32, FieldValue::Float(number)) if number.fract() == 0.0 && number.abs() <= f64::from(i32::MAX) => {
+            Ok(ScalarValue::Int32(*number as i32))
+        }
+        (_, value) => Err(mismatch(value)),
+    }
 }
 
 fn parse_text(field: &str, spec: &FieldSpec, text: &str) -> Result<ScalarValue, MappingError> {
@@ -236,6 +296,8 @@ mod tests {
 
     fn schema() -> RowSchema {
         RowSchema {
+            vector_field: "embedding".to_owned(),
+            dimension: 3,
             id_field: None,
             text_field: "text".to_owned(),
             text_max_length: 100,
@@ -249,7 +311,7 @@ mod tests {
     fn record(values: &[(&str, &str)]) -> Record {
         Record {
             position: RecordPosition { ordinal: 7, line: Some(9), byte_offset: 100 },
-            end_offset: 120,
+            next: crate::format::Checkpoint::Start,
             values: values.iter().map(|(name, value)| (name.to_string(), FieldValue::Text(value.to_string()))).collect(),
         }
     }
@@ -290,6 +352,31 @@ mod tests {
         let row = schema.map(&record(&[("id", "doc-1"), ("text", "a"), ("count", "1")]), "00").unwrap();
         assert_eq!(row.primary_key, "doc-1");
         assert_eq!(schema.map(&record(&[("id", ""), ("text", "a"), ("count", "1")]), "00").unwrap_err().field, "id");
+    }
+
+    #[test]
+    fn typed_values_convert_or_name_the_mismatch() {
+        let spec = |field_type| FieldSpec { field_type, max_length: Some(10), optional: false };
+        assert_eq!(convert("n", &spec(ScalarType::Double), Some(&FieldValue::Int(3))).unwrap(), ScalarValue::Double(3.0));
+        assert_eq!(convert("n", &spec(ScalarType::Int64), Some(&FieldValue::Float(4.0))).unwrap(), ScalarValue::Int64(4));
+        assert!(convert("n", &spec(ScalarType::Int64), Some(&FieldValue::Float(4.5))).is_err());
+        assert!(convert("n", &spec(ScalarType::Int32), Some(&FieldValue::Int(1 << 40))).unwrap_err().reason.contains("out of range"));
+        let error = convert("flag", &spec(ScalarType::Bool), Some(&FieldValue::Int(1))).unwrap_err();
+        assert_eq!(error.reason, "expected a bool (true/false/1/0/yes/no), found an integer");
+        let json = convert("j", &spec(ScalarType::Json), Some(&FieldValue::Vector(vec![1.0, 2.0]))).unwrap();
+        assert_eq!(json, ScalarValue::Json(serde_json::json!([1.0, 2.0])));
+    }
+
+    #[test]
+    fn precomputed_vectors_are_taken_when_their_dimension_fits() {
+        let mut with_vector = record(&[("text", "hi"), ("count", "1")]);
+        with_vector.values.push(("embedding".into(), FieldValue::Vector(vec![0.1, 0.2, 0.3])));
+        assert_eq!(schema().map(&with_vector, "00").unwrap().vector, Some(vec![0.1, 0.2, 0.3]));
+        with_vector.values.last_mut().unwrap().1 = FieldValue::Vector(vec![0.1]);
+        let error = schema().map(&with_vector, "00").unwrap_err();
+        assert_eq!(error.field, "embedding");
+        assert!(error.reason.contains("dimension 3"), "{}", error.reason);
+        assert_eq!(schema().map(&record(&[("text", "hi"), ("count", "1")]), "00").unwrap().vector, None);
     }
 
     #[test]

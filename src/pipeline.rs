@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::dead_letter::{now_rfc3339, DeadLetter, DeadLetterWriter};
 use crate::embed::{EmbedError, Embedder};
-use crate::format::{Format, ReadError, ReadItem, RecordReader};
+use crate::format::{Checkpoint, Format, ReadError, ReadItem, ReadOptions, RecordReader};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
 use crate::settings::{PipelineSettings, Settings};
@@ -71,11 +71,12 @@ pub struct ImportContext {
     pub interactive: bool,
 }
 
-/// Rows of consecutive records, with where the file is read up to.
+/// Rows of consecutive records and the checkpoint delta `(from, to]` they cover.
 struct RowBatch {
     rows: Vec<Row>,
     rejected: u64,
-    end_offset: u64,
+    from: Checkpoint,
+    to: Checkpoint,
 }
 
 /// A batch with one vector per row.
@@ -83,7 +84,8 @@ struct EmbeddedBatch {
     rows: Vec<Row>,
     vectors: Vec<Vec<f32>>,
     rejected: u64,
-    end_offset: u64,
+    from: Checkpoint,
+    to: Checkpoint,
 }
 
 /// Imports `path` with `pipeline`: creates or validates the collection, streams the file through
@@ -95,17 +97,19 @@ pub async fn import_file(context: &ImportContext, pipeline: &PipelineSettings, p
     context.sink.ensure_collection(&spec).await?;
     let format = Format::resolve(&pipeline.format, path)?;
     let file_hash = hash_file(path).await?;
-    let total_bytes = std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0);
+    let resume = Checkpoint::Start;
+    let reader = open_reader(format, path, pipeline, &resume, &RowSchema::of(pipeline, spec.dimension)).await?;
+    let total_units = reader.total_units();
 
     let (embedded_sender, mut embedded_receiver) = mpsc::channel::<EmbeddedBatch>(CHANNEL_DEPTH);
     let (row_sender, row_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
     let embed_stage = tokio::spawn(embed_stage(context.embedder.clone(), row_receiver, embedded_sender));
-    let read_stage = spawn_read_stage(context, pipeline, path, format, file_hash, row_sender);
+    let read_stage = spawn_read_stage(context, pipeline, reader, resume, spec.dimension, path, file_hash, row_sender);
 
-    let mut progress = Progress::start(&path.display().to_string(), total_bytes, context.interactive);
+    let mut progress = Progress::start(&path.display().to_string(), total_units, context.interactive);
     while let Some(batch) = embedded_receiver.recv().await {
         let imported = context.sink.upsert(&spec, &batch.rows, &batch.vectors).await?;
-        progress.advance(imported, batch.rejected, batch.end_offset);
+        progress.advance(imported, batch.rejected, batch.to.units());
     }
     let embed_result = embed_stage.await.map_err(|error| ImportError::Internal(format!("embed stage: {error}")))?;
     let read_result = read_stage.await.map_err(|error| ImportError::Internal(format!("read stage: {error}")))?;
@@ -120,10 +124,9 @@ async fn embed_stage(
     mut batches: mpsc::Receiver<RowBatch>,
     output: mpsc::Sender<EmbeddedBatch>,
 ) -> Result<(), ImportError> {
-    while let Some(batch) = batches.recv().await {
-        let texts = batch.rows.iter().map(|row| row.text.clone()).collect();
-        let vectors = embedder.embed(texts).await?;
-        let embedded = EmbeddedBatch { rows: batch.rows, vectors, rejected: batch.rejected, end_offset: batch.end_offset };
+    while let Some(mut batch) = batches.recv().await {
+        let vectors = vectors_for(&embedder, &mut batch.rows).await?;
+        let embedded = EmbeddedBatch { rows: batch.rows, vectors, rejected: batch.rejected, from: batch.from, to: batch.to };
         if output.send(embedded).await.is_err() {
             break; // the upsert stage stopped; its error is reported there
         }
@@ -131,26 +134,59 @@ async fn embed_stage(
     Ok(())
 }
 
+/// Vectors for `rows`, in order: the ones rows carry (taken out of them), the model's for the rest.
+async fn vectors_for(embedder: &Embedder, rows: &mut [Row]) -> Result<Vec<Vec<f32>>, ImportError> {
+    let texts: Vec<String> = rows.iter().filter(|row| row.vector.is_none()).map(|row| row.text.clone()).collect();
+    let mut embedded = embedder.embed(texts).await?.into_iter();
+    let vectors = rows
+        .iter_mut()
+        .map(|row| {
+            row.vector.take().or_else(|| embedded.next()).ok_or_else(|| ImportError::Internal("embedder returned too few vectors".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(vectors)
+}
+
+/// Opens the reader on a blocking thread and checks its columns against the schema.
+async fn open_reader(
+    format: Format,
+    path: &Path,
+    pipeline: &PipelineSettings,
+    resume: &Checkpoint,
+    schema: &RowSchema,
+) -> Result<RecordReader, ImportError> {
+    let options = ReadOptions { json_pointer: pipeline.json_pointer.clone() };
+    let (path, resume, schema) = (path.to_owned(), resume.clone(), schema.clone());
+    tokio::task::spawn_blocking(move || {
+        let reader = RecordReader::open(format, &path, &options, &resume)?;
+        check_columns(&reader, &schema, &path)?;
+        Ok(reader)
+    })
+    .await
+    .map_err(|error| ImportError::Internal(format!("opening the reader: {error}")))?
+}
+
+#[allow(clippy::too_many_arguments)]
 fn spawn_read_stage(
     context: &ImportContext,
     pipeline: &PipelineSettings,
+    mut reader: RecordReader,
+    resume: Checkpoint,
+    dimension: usize,
     path: &Path,
-    format: Format,
     file_hash: String,
     output: mpsc::Sender<RowBatch>,
 ) -> tokio::task::JoinHandle<Result<(), ImportError>> {
-    let schema = RowSchema::of(pipeline);
+    let schema = RowSchema::of(pipeline, dimension);
     let batch_rows = pipeline.batch_rows;
     let mut dead_letters = DeadLetterWriter::new(&context.settings.resolve(&context.settings.state.dir), &pipeline.name);
     let pipeline_name = pipeline.name.clone();
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut reader = RecordReader::open(format, &path)?;
-        check_columns(&reader, &schema, &path)?;
         let mut letters = LetterContext { writer: &mut dead_letters, pipeline: &pipeline_name, path: &path, file_hash: &file_hash };
-        let mut batch = RowBatch { rows: Vec::with_capacity(batch_rows), rejected: 0, end_offset: 0 };
+        let mut batch = RowBatch { rows: Vec::with_capacity(batch_rows), rejected: 0, from: resume.clone(), to: resume };
         while let Some(item) = reader.next_item()? {
-            batch.end_offset = item.end_offset();
+            batch.to = item.next().clone();
             match item {
                 ReadItem::Record(record) => match schema.map(&record, &file_hash) {
                     Ok(row) => batch.rows.push(row),
@@ -166,7 +202,7 @@ fn spawn_read_stage(
             }
             if batch.rows.len() >= batch_rows {
                 letters.flush()?;
-                let next = RowBatch { rows: Vec::with_capacity(batch_rows), rejected: 0, end_offset: batch.end_offset };
+                let next = RowBatch { rows: Vec::with_capacity(batch_rows), rejected: 0, from: batch.to.clone(), to: batch.to.clone() };
                 if output.blocking_send(std::mem::replace(&mut batch, next)).is_err() {
                     return Ok(()); // a later stage stopped; its error is reported there
                 }
@@ -180,33 +216,22 @@ fn spawn_read_stage(
     })
 }
 
-/// A file whose header lacks a required column is refused as a whole.
+/// A file whose declared columns (CSV header, Parquet schema) lack a required one is refused as a
+/// whole: every record would fail.
 fn check_columns(reader: &RecordReader, schema: &RowSchema, path: &Path) -> Result<(), ImportError> {
-    let RecordReader::Csv(csv) = reader;
-    let missing: Vec<&str> =
-        schema.required_columns().into_iter().filter(|column| !csv.headers().iter().any(|header| header == column)).collect();
+    let Some(columns) = reader.columns() else { return Ok(()) };
+    let missing: Vec<&str> = schema.required_columns().into_iter().filter(|column| !columns.iter().any(|name| name == column)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     Err(ImportError::Schema {
         path: path.display().to_string(),
-        message: format!("the header lacks column(s) {missing:?} required by the pipeline; found {:?}", csv.headers()),
+        message: format!("the file lacks column(s) {missing:?} required by the pipeline; found {columns:?}"),
     })
 }
 
 fn raw_of(record: &crate::format::Record) -> String {
-    let values: serde_json::Map<String, serde_json::Value> = record
-        .values
-        .iter()
-        .map(|(name, value)| {
-            let json = match value {
-                crate::format::FieldValue::Null => serde_json::Value::Null,
-                crate::format::FieldValue::Text(text) => serde_json::Value::String(text.clone()),
-            };
-            (name.clone(), json)
-        })
-        .collect();
-    crate::format::raw_excerpt(serde_json::Value::Object(values).to_string().as_bytes())
+    crate::format::raw_excerpt(record.to_json().to_string().as_bytes())
 }
 
 struct LetterContext<'a> {

@@ -158,6 +158,10 @@ pub struct PipelineSettings {
     /// `auto` (by extension) or a format name.
     #[serde(default = "default_format")]
     pub format: String,
+    /// For JSON files whose records sit in an array inside a top-level object: a JSON pointer to
+    /// it, e.g. `/records`.
+    #[serde(default)]
+    pub json_pointer: Option<String>,
     /// Field holding each record's natural primary key; without it keys are derived from the file's
     /// content hash and the record ordinal.
     #[serde(default)]

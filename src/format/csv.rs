@@ -2,33 +2,22 @@
 //! UTF-8 BOM, LF or CRLF line ends. Built on the `csv` crate; this module adds byte positions that
 //! survive a resume, per-record rejection and a cap on record size.
 
-use std::cell::Cell;
-use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read};
 use std::path::Path;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use super::{raw_excerpt, FieldValue, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES};
+use super::source::{open_text, Compression};
+use super::{raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// Where to start reading a CSV file again: the first record not yet committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CsvResume {
-    /// Byte offset of the record.
-    pub byte_offset: u64,
-    /// Its ordinal among data records.
-    pub ordinal: u64,
-    /// Its 1-based line.
-    pub line: u64,
-}
 
 /// Streaming CSV reader (see the module doc).
 pub struct CsvReader {
     path: String,
     headers: Vec<String>,
-    reader: csv::Reader<GuardedRead<BufReader<File>>>,
-    /// Byte offset in the file of the reader's byte 0.
+    reader: csv::Reader<GuardedRead<Box<dyn BufRead + Send>>>,
+    /// Byte offset in the content of the reader's byte 0.
     base_offset: u64,
     /// Ordinal of the first record this reader yields.
     base_ordinal: u64,
@@ -36,39 +25,59 @@ pub struct CsvReader {
     base_line: u64,
     /// Offset (relative to `base_offset`) just past the last record yielded; the guard measures
     /// record length from here.
-    record_start: Rc<Cell<u64>>,
+    record_start: Arc<AtomicU64>,
     record: csv::ByteRecord,
     delimiter: u8,
+    /// File size for uncompressed files, 0 otherwise.
+    total_bytes: u64,
 }
 
 impl CsvReader {
     /// Opens `path` at its first data record.
     pub fn open(path: &Path, delimiter: u8) -> Result<Self, ReadError> {
-        Self::open_at(path, delimiter, None)
+        Self::open_at(path, delimiter, &Checkpoint::Start)
     }
 
-    /// Opens `path` at `resume`, or at its first data record when `None`.
-    pub fn open_at(path: &Path, delimiter: u8, resume: Option<CsvResume>) -> Result<Self, ReadError> {
+    /// Opens `path` at `resume` (a [`Checkpoint::Text`] produced by this reader, or `Start`).
+    pub fn open_at(path: &Path, delimiter: u8, resume: &Checkpoint) -> Result<Self, ReadError> {
         let display = path.display().to_string();
         let io_error = |source| ReadError::Io { path: display.clone(), source };
-        let mut file = File::open(path).map_err(io_error)?;
-        let (headers, first_record) = read_headers(&mut file, &display, delimiter)?;
-        let start = resume.unwrap_or(first_record);
-        file.seek(SeekFrom::Start(start.byte_offset)).map_err(io_error)?;
-        let record_start = Rc::new(Cell::new(0));
-        let guarded = GuardedRead { inner: BufReader::new(file), consumed: 0, record_start: Rc::clone(&record_start) };
-        let reader = csv_reader(guarded, delimiter);
+        let (headers, first_record) = read_headers(path, &display, delimiter)?;
+        let (byte_offset, line, ordinal) = match resume {
+            Checkpoint::Start => first_record,
+            Checkpoint::Text { byte_offset, line, ordinal } => (*byte_offset, *line, *ordinal),
+            Checkpoint::Parquet { .. } => {
+                return Err(ReadError::Corrupt {
+                    path: display,
+                    byte_offset: 0,
+                    message: "a Parquet checkpoint cannot resume a CSV file".to_owned(),
+                })
+            }
+        };
+        let input = open_text(path, byte_offset).map_err(io_error)?;
+        let record_start = Arc::new(AtomicU64::new(0));
+        let guarded = GuardedRead { inner: input, consumed: 0, record_start: Arc::clone(&record_start) };
+        let total_bytes = match Compression::of(path) {
+            Compression::None => std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0),
+            _ => 0,
+        };
         Ok(Self {
             path: display,
             headers,
-            reader,
-            base_offset: start.byte_offset,
-            base_ordinal: start.ordinal,
-            base_line: start.line,
+            reader: csv_reader(guarded, delimiter),
+            base_offset: byte_offset,
+            base_ordinal: ordinal,
+            base_line: line,
             record_start,
             record: csv::ByteRecord::new(),
             delimiter,
+            total_bytes,
         })
+    }
+
+    /// File size in bytes (0 when compressed).
+    pub fn total_bytes(&self) -> u64 {
+        self.total_bytes
     }
 
     /// Column names from the header row.
@@ -80,7 +89,7 @@ impl CsvReader {
     pub fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
         loop {
             let more = self.reader.read_byte_record(&mut self.record).map_err(|error| {
-                let at = self.base_offset + self.record_start.get();
+                let at = self.base_offset + self.record_start.load(Ordering::Relaxed);
                 corrupt(&self.path, at, &error)
             })?;
             if !more {
@@ -89,23 +98,28 @@ impl CsvReader {
             if !is_blank(&self.record) {
                 break;
             }
-            self.record_start.set(self.reader.position().byte());
+            self.record_start.store(self.reader.position().byte(), Ordering::Relaxed);
         }
         let start = self.record.position().expect("csv records carry a position");
-        let end_relative = self.reader.position().byte();
-        self.record_start.set(end_relative);
+        let end = self.reader.position();
+        self.record_start.store(end.byte(), Ordering::Relaxed);
         let position = RecordPosition {
             ordinal: self.base_ordinal + start.record(),
             line: Some(self.base_line + start.line() - 1),
             byte_offset: self.base_offset + start.byte(),
         };
-        Ok(Some(self.decode(position, self.base_offset + end_relative)))
+        let next = Checkpoint::Text {
+            byte_offset: self.base_offset + end.byte(),
+            line: self.base_line + end.line() - 1,
+            ordinal: self.base_ordinal + end.record(),
+        };
+        Ok(Some(self.decode(position, next)))
     }
 
-    fn decode(&self, position: RecordPosition, end_offset: u64) -> ReadItem {
+    fn decode(&self, position: RecordPosition, next: Checkpoint) -> ReadItem {
         let reject = |field: Option<String>, reason: String| {
             let raw = fields(&self.record).collect::<Vec<_>>().join(&[self.delimiter][..]);
-            ReadItem::Rejected(RejectedRecord { position, end_offset, field, reason, raw: raw_excerpt(&raw) })
+            ReadItem::Rejected(RejectedRecord { position, next: next.clone(), field, reason, raw: raw_excerpt(&raw) })
         };
         if self.record.len() != self.headers.len() {
             return reject(None, format!("expected {} columns (as in the header), found {}", self.headers.len(), self.record.len()));
@@ -122,27 +136,25 @@ impl CsvReader {
                 }
             }
         }
-        ReadItem::Record(Record { position, end_offset, values })
+        ReadItem::Record(Record { position, next, values })
     }
 }
 
-/// Reads the header row; returns the column names and where the first data record starts.
-fn read_headers(file: &mut File, path: &str, delimiter: u8) -> Result<(Vec<String>, CsvResume), ReadError> {
-    let mut bom = [0u8; 3];
-    let bom_length = match file.read(&mut bom) {
-        Ok(3) if bom == UTF8_BOM => 3,
-        Ok(_) => 0,
-        Err(source) => return Err(ReadError::Io { path: path.to_owned(), source }),
-    };
-    file.seek(SeekFrom::Start(bom_length)).map_err(|source| ReadError::Io { path: path.to_owned(), source })?;
-    let record_start = Rc::new(Cell::new(0));
-    let guarded = GuardedRead { inner: BufReader::new(&mut *file), consumed: 0, record_start };
+/// Reads the header row; returns the column names and `(byte offset, line, ordinal)` of the first
+/// data record.
+fn read_headers(path: &Path, display: &str, delimiter: u8) -> Result<(Vec<String>, (u64, u64, u64)), ReadError> {
+    let io_error = |source| ReadError::Io { path: display.to_owned(), source };
+    let mut input = open_text(path, 0).map_err(io_error)?;
+    let bom_length = if input.fill_buf().map_err(io_error)?.starts_with(UTF8_BOM) { 3 } else { 0 };
+    input.consume(bom_length);
+    let bom_length = bom_length as u64;
+    let guarded = GuardedRead { inner: input, consumed: 0, record_start: Arc::new(AtomicU64::new(0)) };
     let mut reader = csv_reader(guarded, delimiter);
     let mut header = csv::ByteRecord::new();
-    let found = reader.read_byte_record(&mut header).map_err(|error| corrupt(path, bom_length, &error))?;
+    let found = reader.read_byte_record(&mut header).map_err(|error| corrupt(display, bom_length, &error))?;
     if !found || header.is_empty() {
         return Err(ReadError::Corrupt {
-            path: path.to_owned(),
+            path: display.to_owned(),
             byte_offset: 0,
             message: "expected a header row, the file is empty".to_owned(),
         });
@@ -150,14 +162,14 @@ fn read_headers(file: &mut File, path: &str, delimiter: u8) -> Result<(Vec<Strin
     let mut names = Vec::with_capacity(header.len());
     for (index, bytes) in fields(&header).enumerate() {
         let name = std::str::from_utf8(bytes).map_err(|_| ReadError::Corrupt {
-            path: path.to_owned(),
+            path: display.to_owned(),
             byte_offset: bom_length,
             message: format!("header column {} is not UTF-8", index + 1),
         })?;
         let name = name.trim();
         if names.iter().any(|existing| existing == name) {
             return Err(ReadError::Corrupt {
-                path: path.to_owned(),
+                path: display.to_owned(),
                 byte_offset: bom_length,
                 message: format!("header names column {name:?} twice"),
             });
@@ -165,8 +177,7 @@ fn read_headers(file: &mut File, path: &str, delimiter: u8) -> Result<(Vec<Strin
         names.push(name.to_owned());
     }
     let after = reader.position();
-    let first = CsvResume { byte_offset: bom_length + after.byte(), ordinal: 0, line: after.line() };
-    Ok((names, first))
+    Ok((names, (bom_length + after.byte(), after.line(), 0)))
 }
 
 /// Records end at LF only, so that a record's position is where its line really starts (with
@@ -208,12 +219,12 @@ fn corrupt(path: &str, byte_offset: u64, error: &csv::Error) -> ReadError {
 struct GuardedRead<R> {
     inner: R,
     consumed: u64,
-    record_start: Rc<Cell<u64>>,
+    record_start: Arc<AtomicU64>,
 }
 
 impl<R: Read> Read for GuardedRead<R> {
     fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if self.consumed.saturating_sub(self.record_start.get()) > MAX_RECORD_BYTES as u64 {
+        if self.consumed.saturating_sub(self.record_start.load(Ordering::Relaxed)) > MAX_RECORD_BYTES as u64 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -290,18 +301,41 @@ mod tests {
 
     #[test]
     fn resuming_at_any_record_yields_exactly_the_rest() {
-        let mut bytes = b"\xEF\xBB\xBFid,text\n".to_vec();
-        for index in 0..50 {
-            bytes.extend_from_slice(format!("{index},\"row {index}\nsecond line\"\r\n").as_bytes());
+        // BOM, CRLF and LF, quoted newlines, blank lines and malformed records mixed in.
+        let mut bytes = b"\xEF\xBB\xBFid,text\r\n".to_vec();
+        for index in 0..60 {
+            let line = match index % 5 {
+                0 => format!("{index},\"row {index}\nsecond line\"\r\n"),
+                1 => format!("{index},plain {index}\n"),
+                2 => format!("{index},too,many\n"),
+                3 => format!("\r\n{index},after a blank line\r\n"),
+                _ => format!("{index},\"quoted, with \"\"quotes\"\"\"\n"),
+            };
+            bytes.extend_from_slice(line.as_bytes());
         }
         let file = file_with(&bytes);
         let all = read_all(&mut CsvReader::open(file.path(), b',').unwrap());
-        for cut in 0..all.len() {
-            let ReadItem::Record(at) = &all[cut] else { panic!() };
-            let resume = CsvResume { byte_offset: at.position.byte_offset, ordinal: at.position.ordinal, line: at.position.line.unwrap() };
-            let rest = read_all(&mut CsvReader::open_at(file.path(), b',', Some(resume)).unwrap());
-            assert_eq!(rest, all[cut..], "resumed at record {cut}");
+        assert_eq!(all.len(), 60);
+        for cut in 1..=all.len() {
+            let resume = all[cut - 1].next().clone();
+            let rest = read_all(&mut CsvReader::open_at(file.path(), b',', &resume).unwrap());
+            assert_eq!(rest, all[cut..], "resumed after record {cut}");
         }
+    }
+
+    #[test]
+    fn gzip_files_read_and_resume_like_plain_ones() {
+        use std::io::Write;
+        let content = b"id,text\n1,a\n2,b\n3,c\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv.gz");
+        let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+        encoder.write_all(content).unwrap();
+        encoder.finish().unwrap();
+        let all = read_all(&mut CsvReader::open(&path, b',').unwrap());
+        assert_eq!(all.len(), 3);
+        let rest = read_all(&mut CsvReader::open_at(&path, b',', all[0].next()).unwrap());
+        assert_eq!(rest, all[1..]);
     }
 
     #[test]

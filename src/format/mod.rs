@@ -5,10 +5,14 @@
 //! a [`ReadError`] means the rest of the file cannot be read.
 
 mod csv;
+mod source;
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 pub use self::csv::CsvReader;
+pub use self::source::{open_text, Compression};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
@@ -25,10 +29,12 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`.
+    /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`
+    /// (a `.gz` / `.zst` suffix is looked through).
     pub fn resolve(configured: &str, path: &Path) -> Result<Format, ReadError> {
         let name = if configured == "auto" {
-            path.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase()
+            let inner = Compression::of(path).strip(path);
+            inner.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase()
         } else {
             configured.to_owned()
         };
@@ -51,13 +57,99 @@ pub struct RecordPosition {
     pub byte_offset: u64,
 }
 
+/// Where reading resumes: just before the first record not yet committed. Stored in the ledger;
+/// a reader opened at a checkpoint yields exactly the records from there on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// Before the first record of the file.
+    Start,
+    /// Text formats (CSV, TSV, JSONL, JSON array): the next record starts at `byte_offset` of the
+    /// (decompressed) content, on `line` (1-based), and has ordinal `ordinal`.
+    Text {
+        /// Byte offset of the next record.
+        byte_offset: u64,
+        /// Its 1-based line.
+        line: u64,
+        /// Its ordinal.
+        ordinal: u64,
+    },
+    /// Parquet: the next record is row `row` of row group `row_group`.
+    Parquet {
+        /// Row group index.
+        row_group: u64,
+        /// Row within the group.
+        row: u64,
+        /// Ordinal of the record.
+        ordinal: u64,
+    },
+}
+
+impl Checkpoint {
+    /// Ordinal of the next record (number of records before this point).
+    pub fn ordinal(&self) -> u64 {
+        match self {
+            Checkpoint::Start => 0,
+            Checkpoint::Text { ordinal, .. } | Checkpoint::Parquet { ordinal, .. } => *ordinal,
+        }
+    }
+
+    /// How far into the file this is, in the unit of [`RecordReader::total_units`] (bytes for text
+    /// formats, rows for Parquet).
+    pub fn units(&self) -> u64 {
+        match self {
+            Checkpoint::Start => 0,
+            Checkpoint::Text { byte_offset, .. } => *byte_offset,
+            Checkpoint::Parquet { ordinal, .. } => *ordinal,
+        }
+    }
+}
+
 /// A value as read from a file, before it is checked against the collection's field types.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
     /// Absent or null.
     Null,
-    /// Text as written (CSV cells are always text).
+    /// A boolean (JSON, Parquet).
+    Bool(bool),
+    /// An integer (JSON, Parquet).
+    Int(i64),
+    /// A floating-point number (JSON, Parquet).
+    Float(f64),
+    /// Text (CSV cells are always text).
     Text(String),
+    /// A list of numbers that can be a vector (Parquet `list<float>`, JSON arrays of numbers).
+    Vector(Vec<f32>),
+    /// Any other JSON value (objects, mixed arrays).
+    Json(serde_json::Value),
+}
+
+impl FieldValue {
+    /// The value as JSON (for dead letters and JSON fields).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            FieldValue::Null => serde_json::Value::Null,
+            FieldValue::Bool(value) => serde_json::Value::Bool(*value),
+            FieldValue::Int(value) => serde_json::Value::from(*value),
+            FieldValue::Float(value) => serde_json::Value::from(*value),
+            FieldValue::Text(value) => serde_json::Value::String(value.clone()),
+            FieldValue::Vector(values) => values.iter().map(|value| serde_json::Value::from(*value)).collect(),
+            FieldValue::Json(value) => value.clone(),
+        }
+    }
+
+    /// A short name of the kind of value, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FieldValue::Null => "null",
+            FieldValue::Bool(_) => "a bool",
+            FieldValue::Int(_) => "an integer",
+            FieldValue::Float(_) => "a float",
+            FieldValue::Text(_) => "text",
+            FieldValue::Vector(_) => "a list of numbers",
+            FieldValue::Json(_) => "a JSON value",
+        }
+    }
 }
 
 /// One well-formed record: named values in file order.
@@ -65,13 +157,18 @@ pub enum FieldValue {
 pub struct Record {
     /// Where it starts.
     pub position: RecordPosition,
-    /// Byte offset just past the record: reading resumes here.
-    pub end_offset: u64,
+    /// Where reading resumes after this record.
+    pub next: Checkpoint,
     /// `(column, value)` pairs.
     pub values: Vec<(String, FieldValue)>,
 }
 
 impl Record {
+    /// The record as one JSON object (for dead letters).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.values.iter().map(|(name, value)| (name.clone(), value.to_json())).collect())
+    }
+
     /// The value of `column`, if the record has that column.
     pub fn get(&self, column: &str) -> Option<&FieldValue> {
         self.values.iter().find(|(name, _)| name == column).map(|(_, value)| value)
@@ -83,8 +180,8 @@ impl Record {
 pub struct RejectedRecord {
     /// Where it starts.
     pub position: RecordPosition,
-    /// Byte offset just past the record.
-    pub end_offset: u64,
+    /// Where reading resumes after this record.
+    pub next: Checkpoint,
     /// The column at fault, when one is.
     pub field: Option<String>,
     /// What was expected and what was found.
@@ -103,13 +200,21 @@ pub enum ReadItem {
 }
 
 impl ReadItem {
-    /// Byte offset just past this item.
-    pub fn end_offset(&self) -> u64 {
+    /// Where reading resumes after this item.
+    pub fn next(&self) -> &Checkpoint {
         match self {
-            ReadItem::Record(record) => record.end_offset,
-            ReadItem::Rejected(rejected) => rejected.end_offset,
+            ReadItem::Record(record) => &record.next,
+            ReadItem::Rejected(rejected) => &rejected.next,
         }
     }
+}
+
+/// Per-pipeline reading options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// For JSON: a JSON pointer (e.g. `/records`) to the array of records inside a top-level
+    /// object; `None` when the top level is the array.
+    pub json_pointer: Option<String>,
 }
 
 /// Why the rest of a file cannot be read. Records yielded before it stay valid.
@@ -150,11 +255,26 @@ pub enum RecordReader {
 }
 
 impl RecordReader {
-    /// Opens `path` as `format`, positioned at the first record.
-    pub fn open(format: Format, path: &Path) -> Result<Self, ReadError> {
+    /// Opens `path` as `format`, positioned at `resume` (the first record for [`Checkpoint::Start`]).
+    pub fn open(format: Format, path: &Path, _options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
         match format {
-            Format::Csv => Ok(RecordReader::Csv(CsvReader::open(path, b',')?)),
-            Format::Tsv => Ok(RecordReader::Csv(CsvReader::open(path, b'\t')?)),
+            Format::Csv => Ok(RecordReader::Csv(CsvReader::open_at(path, b',', resume)?)),
+            Format::Tsv => Ok(RecordReader::Csv(CsvReader::open_at(path, b'\t', resume)?)),
+        }
+    }
+
+    /// The size of the file in the unit of [`Checkpoint::units`], for progress; 0 when unknown
+    /// (compressed input).
+    pub fn total_units(&self) -> u64 {
+        match self {
+            RecordReader::Csv(reader) => reader.total_bytes(),
+        }
+    }
+
+    /// Column names, when the format declares them up front (CSV header, Parquet schema).
+    pub fn columns(&self) -> Option<&[String]> {
+        match self {
+            RecordReader::Csv(reader) => Some(reader.headers()),
         }
     }
 
