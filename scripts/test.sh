@@ -13,4 +13,4 @@ fi
 ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
 export ORT_DYLIB_PATH
 
-cargo test --all-targets --no-fail-fast -- --test-threads=2
+cargo test --all-targets --features failpoints --no-fail-fast -- --test-threads=2

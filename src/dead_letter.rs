@@ -70,6 +70,14 @@ impl DeadLetterWriter {
         Ok(())
     }
 
+    /// Appends `letters` and writes them through to the file.
+    pub fn append(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        for letter in letters {
+            self.write(letter)?;
+        }
+        self.flush()
+    }
+
     /// Writes buffered letters through to the file.
     pub fn flush(&mut self) -> std::io::Result<()> {
         match self.writer.as_mut() {

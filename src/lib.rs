@@ -23,14 +23,18 @@
 //! - [`embed`]: **embed** — tokenizer + ONNX Runtime, batched by a token budget.
 //! - [`sink`]: **upsert** — Milvus collections, column-based upserts with retries; embedded Milvus
 //!   Lite for a local `milvus.uri`.
+//! - [`ledger`]: **commit** — per-file positions in sled, applied after Milvus acknowledged.
 //! - [`pipeline`]: one file through all the stages.
+//! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
 //! - [`commands`]: the CLI verbs.
 
 pub mod commands;
 pub mod dead_letter;
 pub mod embed;
+pub mod failpoint;
 pub mod format;
+pub mod ledger;
 pub mod mapping;
 pub mod pipeline;
 pub mod progress;

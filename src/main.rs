@@ -47,6 +47,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Per-file state from the ledger.
+    Status {
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Embed TEXT and print the nearest rows.
     Search {
         /// Config file.
@@ -88,9 +97,10 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<u8, CommandError> {
     match command {
         Command::Run { config } => commands::run(Settings::load(config.as_deref())?, shutdown_signal()).await,
-        Command::Import { config, pipeline, force: _, files } => {
-            commands::import(Settings::load(config.as_deref())?, pipeline.as_deref(), &files).await
+        Command::Import { config, pipeline, force, files } => {
+            commands::import(Settings::load(config.as_deref())?, pipeline.as_deref(), force, &files).await
         }
+        Command::Status { config, json } => commands::status(&Settings::load(config.as_deref())?, json),
         Command::Search { config, pipeline, k, json, text } => {
             if k == 0 {
                 return Err(CommandError::Usage("-k must be at least 1".to_owned()));

@@ -123,6 +123,21 @@ impl RowSchema {
                 &self.vector_field,
                 format!("expected a vector of dimension {} (the model's), found {}", self.dimension, values.len()),
             )),
+            Some(FieldValue::Text(text)) if text.trim().is_empty() => Ok(None),
+            Some(FieldValue::Text(text)) => {
+                // Text formats carry vectors as JSON arrays: "[0.1, -0.2, …]".
+                let values: Vec<f32> = serde_json::from_str(text).map_err(|parse_error| {
+                    error(
+                        &self.vector_field,
+                        format!("expected a JSON array of {} floats, found {:?} ({parse_error})", self.dimension, excerpt(text)),
+                    )
+                })?;
+                self.vector(&Record {
+                    position: record.position,
+                    next: record.next.clone(),
+                    values: vec![(self.vector_field.clone(), FieldValue::Vector(values))],
+                })
+            }
             Some(other) => Err(error(&self.vector_field, format!("expected a list of {} floats, found {}", self.dimension, other.kind()))),
         }
     }
@@ -377,6 +392,10 @@ mod tests {
         assert_eq!(error.field, "embedding");
         assert!(error.reason.contains("dimension 3"), "{}", error.reason);
         assert_eq!(schema().map(&record(&[("text", "hi"), ("count", "1")]), "00").unwrap().vector, None);
+        let from_text = schema().map(&record(&[("text", "hi"), ("count", "1"), ("embedding", "[1, 0.5, -2]")]), "00").unwrap();
+        assert_eq!(from_text.vector, Some(vec![1.0, 0.5, -2.0]));
+        let bad = schema().map(&record(&[("text", "hi"), ("count", "1"), ("embedding", "[1, x]")]), "00").unwrap_err();
+        assert!(bad.reason.contains("expected a JSON array of 3 floats"), "{}", bad.reason);
     }
 
     #[test]

@@ -59,8 +59,18 @@ impl Progress {
         Self { label: label.to_owned(), bar, started: now, last_log: now, total_bytes, summary: ImportSummary::default() }
     }
 
-    /// Records a committed batch: `imported` and `rejected` rows, the file read up to `byte_offset`.
-    pub fn advance(&mut self, imported: u64, rejected: u64, byte_offset: u64) {
+    /// Moves the bar to where a resumed import starts, without counting rows.
+    pub fn skip_to(&mut self, units: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(units);
+            bar.reset_eta();
+        }
+    }
+
+    /// Records a committed batch: `imported` and `rejected` rows, the file read up to `units`
+    /// (bytes for text formats, rows for Parquet).
+    pub fn advance(&mut self, imported: u64, rejected: u64, units: u64) {
+        let byte_offset = units;
         self.summary.rows_imported += imported;
         self.summary.rows_rejected += rejected;
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);

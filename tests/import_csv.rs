@@ -4,6 +4,7 @@
 mod support;
 
 use std::collections::HashMap;
+use std::io::Write;
 
 use support::{connect_sink, milvus_uri, unique_collection, write_file, TestConfig};
 use vecdrop::sink::CollectionSpec;
@@ -42,7 +43,17 @@ async fn seed_csv_is_imported_exactly_once_and_a_rerun_changes_nothing() {
 
     let second = config.run("import", &[seed.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already imported"), "same content is recognised");
     assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64, "re-import must not add rows");
+
+    // The same content under another name is recognised too; --force imports it again, in place.
+    let copy = config.dir.path().join("copy-of-seed.csv");
+    std::fs::copy(&seed, &copy).unwrap();
+    assert!(String::from_utf8_lossy(&config.run("import", &[copy.to_str().unwrap()]).stdout).contains("already imported"));
+    let forced = config.run("import", &["--force", copy.to_str().unwrap()]);
+    assert_eq!(forced.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&forced.stdout).contains(&format!("{} rows imported", rows.len())));
+    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64, "forced re-import upserts the same keys");
 
     // Every key is there once, with the file's text.
     for chunk in rows.chunks(500) {
@@ -161,4 +172,54 @@ fn bad_config_exits_2_naming_the_key() {
     let output = config.run("import", &["Cargo.toml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("pipelines[0].batch_rows"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_file_keeps_the_rows_before_the_damage_and_is_marked_failed() {
+    let config = TestConfig::new(&unique_collection("damaged"), "batch_rows = 100\n");
+    let mut content = String::from("text\n");
+    for index in 0..250 {
+        content.push_str(&format!("good row number {index}\n"));
+    }
+    let damage_at = content.len();
+    content.push_str("\"an unbalanced quote swallows the rest");
+    content.push_str(&"x".repeat(17 * 1024 * 1024));
+    let path = write_file(config.dir.path(), "damaged.csv", &content);
+
+    let output = config.run("import", &[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("at byte {damage_at}")) && stderr.contains("longer than 16 MiB"), "{stderr}");
+
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(sink.count(&spec_for(&config).name).await.unwrap(), 250, "rows before the damage are kept");
+    let status: serde_json::Value = serde_json::from_slice(&config.run("status", &["--json"]).stdout).unwrap();
+    assert_eq!(status[0]["state"], "failed");
+    assert!(status[0]["reason"].as_str().unwrap().contains("longer than 16 MiB"));
+    assert_eq!(status[0]["rows_imported"], 250);
+}
+
+#[test]
+fn a_file_that_changes_during_its_import_is_failed_not_mixed() {
+    let config = TestConfig::new(&unique_collection("changing"), "batch_rows = 64\n");
+    let mut content = String::from("text\n");
+    for index in 0..3000 {
+        content.push_str(&format!("a line of text that will take the model a while, number {index}\n"));
+    }
+    let path = write_file(config.dir.path(), "growing.csv", &content);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_vecdrop"))
+        .args(["import", "--config"])
+        .arg(&config.path)
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"appended while importing\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("changed while it was being imported"), "{stderr}");
+    let status: serde_json::Value = serde_json::from_slice(&config.run("status", &["--json"]).stdout).unwrap();
+    assert_eq!(status[0]["state"], "failed");
 }

@@ -3,6 +3,7 @@
 mod import;
 mod run;
 mod search;
+mod status;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use std::time::Duration;
 pub use import::import;
 pub use run::run;
 pub use search::search;
+pub use status::status;
 
 use crate::embed::{EmbedError, Embedder};
+use crate::ledger::Ledger;
 use crate::pipeline::{ImportContext, ImportError};
 use crate::settings::{Settings, SettingsError};
 use crate::sink::{MilvusSink, SinkError};
@@ -61,9 +64,10 @@ impl CommandError {
 
 /// Loads the model and connects to Milvus (starting Milvus Lite for a local `milvus.uri`).
 pub async fn open_context(settings: Settings, interactive: bool) -> Result<ImportContext, CommandError> {
+    let ledger = Ledger::open(&settings.resolve(&settings.state.dir)).map_err(|error| CommandError::Other(error.to_string()))?;
     let embedder = load_embedder(&settings).await?;
     let sink = connect_milvus(&settings).await?;
-    Ok(ImportContext { settings: Arc::new(settings), embedder, sink: Arc::new(sink), interactive })
+    Ok(ImportContext { settings: Arc::new(settings), embedder, sink: Arc::new(sink), ledger, interactive })
 }
 
 /// Loads the configured model on a blocking thread.

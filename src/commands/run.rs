@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{open_context, CommandError, EXIT_DEAD_LETTERS, EXIT_OK};
-use crate::pipeline::import_file;
+use crate::pipeline::{import_file, FileOutcome};
 use crate::settings::Settings;
 
 /// Runs until `shutdown` resolves.
@@ -14,8 +14,11 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
     let mut rejected = 0;
     for pipeline in &context.settings.pipelines {
         for file in files_in_drop_dirs(&context.settings, &pipeline.watch) {
-            match import_file(&context, pipeline, &file).await {
-                Ok(summary) => {
+            match import_file(&context, pipeline, &file, false).await {
+                Ok(FileOutcome::AlreadyImported(_)) => {
+                    tracing::info!(pipeline = %pipeline.name, file = %file.display(), "already imported")
+                }
+                Ok(FileOutcome::Imported(summary)) => {
                     rejected += summary.rows_rejected;
                     tracing::info!(
                         pipeline = %pipeline.name,

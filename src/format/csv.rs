@@ -140,9 +140,12 @@ impl CsvReader {
     }
 }
 
+/// `(byte offset, line, ordinal)` of the first data record.
+type FirstRecord = (u64, u64, u64);
+
 /// Reads the header row; returns the column names and `(byte offset, line, ordinal)` of the first
 /// data record.
-fn read_headers(path: &Path, display: &str, delimiter: u8) -> Result<(Vec<String>, (u64, u64, u64)), ReadError> {
+fn read_headers(path: &Path, display: &str, delimiter: u8) -> Result<(Vec<String>, FirstRecord), ReadError> {
     let io_error = |source| ReadError::Io { path: display.to_owned(), source };
     let mut input = open_text(path, 0).map_err(io_error)?;
     let bom_length = if input.fill_buf().map_err(io_error)?.starts_with(UTF8_BOM) { 3 } else { 0 };
