@@ -469,8 +469,11 @@ impl PipelineSettings {
         if self.text_max_length == 0 || self.text_max_length > 65_535 {
             return Err("text_max_length: expected 1..=65535".to_owned());
         }
-        if !["auto", "csv", "tsv", "json", "jsonl", "parquet"].contains(&self.format.as_str()) {
-            return Err(format!("format: expected auto, csv, tsv, json, jsonl or parquet, got {:?}", self.format));
+        if !["auto", "csv", "tsv", "json", "jsonl", "ndjson", "parquet"].contains(&self.format.as_str()) {
+            return Err(format!("format: expected auto, csv, tsv, json, jsonl, ndjson or parquet, got {:?}", self.format));
+        }
+        if let Some(pointer) = &self.json_pointer {
+            crate::format::parse_json_pointer(pointer).map_err(|message| format!("json_pointer: {message}"))?;
         }
         if !INDEX_TYPES.contains(&self.index.index_type.as_str()) {
             return Err(format!("index.index_type: expected one of {INDEX_TYPES:?}, got {:?}", self.index.index_type));
@@ -580,6 +583,15 @@ category = { type = "varchar", max_length = 100 }
         let text = MINIMAL.replace("category", "text");
         let error = Settings::from_file(&write(dir.path(), &text)).unwrap_err();
         assert!(error.to_string().contains("fields.text"), "{error}");
+    }
+
+    #[test]
+    fn ndjson_format_and_json_pointer_syntax_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |extra: &str| MINIMAL.replace("collection = \"documents\"", &format!("collection = \"documents\"\n{extra}"));
+        Settings::from_file(&write(dir.path(), &with("format = \"ndjson\"\njson_pointer = \"/data/a~1b\""))).unwrap();
+        let error = Settings::from_file(&write(dir.path(), &with("format = \"json\"\njson_pointer = \"records\""))).unwrap_err();
+        assert!(error.to_string().contains("pipelines[0].json_pointer"), "{error}");
     }
 
     #[test]

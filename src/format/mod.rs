@@ -5,6 +5,8 @@
 //! a [`ReadError`] means the rest of the file cannot be read.
 
 mod csv;
+mod json;
+mod json_scan;
 mod source;
 
 use std::path::Path;
@@ -12,6 +14,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use self::csv::CsvReader;
+pub use self::json::{validate_json_document, JsonReader, JsonlReader};
+pub use self::json_scan::parse_json_pointer;
 pub use self::source::{open_text, Compression};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
@@ -26,11 +30,15 @@ pub enum Format {
     Csv,
     /// Tab-separated values with a header row.
     Tsv,
+    /// JSON Lines / NDJSON: one JSON object per line.
+    Jsonl,
+    /// A JSON array of objects, at the top level or at [`ReadOptions::json_pointer`].
+    Json,
 }
 
 impl Format {
     /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`
-    /// (a `.gz` / `.zst` suffix is looked through).
+    /// (a `.gz` / `.zst` suffix is looked through): `csv`, `tsv`, `jsonl` or `ndjson`, `json`.
     pub fn resolve(configured: &str, path: &Path) -> Result<Format, ReadError> {
         let name = if configured == "auto" {
             let inner = Compression::of(path).strip(path);
@@ -41,6 +49,8 @@ impl Format {
         match name.as_str() {
             "csv" => Ok(Format::Csv),
             "tsv" => Ok(Format::Tsv),
+            "jsonl" | "ndjson" => Ok(Format::Jsonl),
+            "json" => Ok(Format::Json),
             _ => Err(ReadError::UnknownFormat { path: path.display().to_string(), format: name }),
         }
     }
@@ -65,7 +75,8 @@ pub enum Checkpoint {
     /// Before the first record of the file.
     Start,
     /// Text formats (CSV, TSV, JSONL, JSON array): the next record starts at `byte_offset` of the
-    /// (decompressed) content, on `line` (1-based), and has ordinal `ordinal`.
+    /// (decompressed) content, on `line` (1-based), and has ordinal `ordinal`. (In a JSON array,
+    /// `byte_offset` is just past the previous element, before the `,` or `]` that follows it.)
     Text {
         /// Byte offset of the next record.
         byte_offset: u64,
@@ -229,7 +240,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// The pipeline's `format` (or the file's extension) names no known format.
-    #[error("{path}: unknown format {format:?}; expected csv or tsv (or a plugin's format)")]
+    #[error("{path}: unknown format {format:?}; expected csv, tsv, json, jsonl or ndjson (or a plugin's format)")]
     UnknownFormat {
         /// The file.
         path: String,
@@ -252,14 +263,20 @@ pub enum ReadError {
 pub enum RecordReader {
     /// CSV or TSV.
     Csv(CsvReader),
+    /// JSON Lines.
+    Jsonl(JsonlReader),
+    /// A JSON array of objects.
+    Json(JsonReader),
 }
 
 impl RecordReader {
     /// Opens `path` as `format`, positioned at `resume` (the first record for [`Checkpoint::Start`]).
-    pub fn open(format: Format, path: &Path, _options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
+    pub fn open(format: Format, path: &Path, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
         match format {
             Format::Csv => Ok(RecordReader::Csv(CsvReader::open_at(path, b',', resume)?)),
             Format::Tsv => Ok(RecordReader::Csv(CsvReader::open_at(path, b'\t', resume)?)),
+            Format::Jsonl => Ok(RecordReader::Jsonl(JsonlReader::open_at(path, resume)?)),
+            Format::Json => Ok(RecordReader::Json(JsonReader::open_at(path, options, resume)?)),
         }
     }
 
@@ -268,6 +285,8 @@ impl RecordReader {
     pub fn total_units(&self) -> u64 {
         match self {
             RecordReader::Csv(reader) => reader.total_bytes(),
+            RecordReader::Jsonl(reader) => reader.total_bytes(),
+            RecordReader::Json(reader) => reader.total_bytes(),
         }
     }
 
@@ -275,6 +294,7 @@ impl RecordReader {
     pub fn columns(&self) -> Option<&[String]> {
         match self {
             RecordReader::Csv(reader) => Some(reader.headers()),
+            RecordReader::Jsonl(_) | RecordReader::Json(_) => None,
         }
     }
 
@@ -283,6 +303,8 @@ impl RecordReader {
     pub fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
         match self {
             RecordReader::Csv(reader) => reader.next_item(),
+            RecordReader::Jsonl(reader) => reader.next_item(),
+            RecordReader::Json(reader) => reader.next_item(),
         }
     }
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Copies public conformance suites into tests/fixtures/conformance/ so that the repo stands alone:
+# tests read only the committed copies, never the source folder. Re-run after the source changes,
+# then commit the copies.
+#
+#   bash scripts/import-conformance.sh [SOURCE]   # SOURCE defaults to ../shared/conformance
+#
+# One section per suite; each suite's LICENSE is copied beside its files.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source_root=${1:-../shared/conformance}
+fixtures=tests/fixtures/conformance
+
+# Replaces $fixtures/$2 with a writable copy of $source_root/$1 (the files only, no subfolders
+# beyond what is listed).
+import_suite_dir() {
+  local from="$source_root/$1" to="$fixtures/$2"
+  if [ ! -d "$from" ]; then
+    echo "import-conformance: $from is missing" >&2
+    exit 1
+  fi
+  rm -rf "$to"
+  mkdir -p "$to"
+  cp -R "$from/." "$to/"
+  chmod -R u+w "$to"
+}
+
+# JSONTestSuite (nst/JSONTestSuite, MIT): test_parsing/{y,n,i}_*.json, used by
+# tests/conformance_json.rs.
+import_suite_dir JSONTestSuite/test_parsing JSONTestSuite/test_parsing
+cp "$source_root/JSONTestSuite/LICENSE" "$fixtures/JSONTestSuite/LICENSE"
+chmod u+w "$fixtures/JSONTestSuite/LICENSE"
+echo "import-conformance: JSONTestSuite: $(ls "$fixtures/JSONTestSuite/test_parsing" | wc -l) files"
