@@ -3,13 +3,13 @@
 # tests read only the committed copies, never the source folder. Re-run after the source changes,
 # then commit the copies.
 #
-#   bash scripts/import-conformance.sh [SOURCE]   # SOURCE defaults to ../shared/conformance
+#   bash scripts/import-conformance.sh SOURCE   # the folder holding the suites (the team's shared conformance folder)
 #
 # One section per suite; each suite's LICENSE is copied beside its files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source_root=${1:-../shared/conformance}
+source_root=${1:?usage: import-conformance.sh SOURCE_DIR}
 fixtures=tests/fixtures/conformance
 
 # Replaces $fixtures/$2 with a writable copy of $source_root/$1 (the files only, no subfolders
@@ -32,3 +32,8 @@ import_suite_dir JSONTestSuite/test_parsing JSONTestSuite/test_parsing
 cp "$source_root/JSONTestSuite/LICENSE" "$fixtures/JSONTestSuite/LICENSE"
 chmod u+w "$fixtures/JSONTestSuite/LICENSE"
 echo "import-conformance: JSONTestSuite: $(ls "$fixtures/JSONTestSuite/test_parsing" | wc -l) files"
+
+# csv-spectrum (max-mapper/csv-spectrum, BSD-2): csvs/*.csv with the expected rows in json/*.json,
+# used by tests/conformance_csv.rs.
+import_suite_dir csv-spectrum csv-spectrum
+echo "import-conformance: csv-spectrum: $(ls "$fixtures/csv-spectrum/csvs" | wc -l) files"
