@@ -200,7 +200,7 @@ fn convert(field: &str, spec: &FieldSpec, value: Option<&FieldValue>) -> Result<
     };
     match (spec.field_type, value) {
         (_, FieldValue::Text(text)) => parse_text(field, spec, text),
-        (ScalarType::Json, value) => Ok(ScalarValue::Json(value.to_json())),
+        (ScalarType::Json, FieldValue::Json(object @ serde_json::Value::Object(_))) => Ok(ScalarValue::Json(object.clone())),
         (ScalarType::Bool, FieldValue::Bool(flag)) => Ok(ScalarValue::Bool(*flag)),
         (ScalarType::Int64, FieldValue::Int(number)) => Ok(ScalarValue::Int64(*number)),
         (ScalarType::Int32, FieldValue::Int(number)) => i32::try_from(*number)
@@ -246,9 +246,11 @@ fn parse_text(field: &str, spec: &FieldSpec, text: &str) -> Result<ScalarValue, 
             }
             Ok(ScalarValue::Varchar(text.to_owned()))
         }
-        ScalarType::Json => serde_json::from_str(text)
-            .map(ScalarValue::Json)
-            .map_err(|parse_error| error(field, format!("expected JSON, found {:?} ({parse_error})", excerpt(text)))),
+        ScalarType::Json => match serde_json::from_str(text) {
+            Ok(object @ serde_json::Value::Object(_)) => Ok(ScalarValue::Json(object)),
+            Ok(_) => Err(mismatch()),
+            Err(parse_error) => Err(error(field, format!("expected a JSON object, found {:?} ({parse_error})", excerpt(text)))),
+        },
     }
 }
 
@@ -260,7 +262,7 @@ fn zero_value(field_type: ScalarType) -> ScalarValue {
         ScalarType::Float => ScalarValue::Float(0.0),
         ScalarType::Double => ScalarValue::Double(0.0),
         ScalarType::Varchar => ScalarValue::Varchar(String::new()),
-        ScalarType::Json => ScalarValue::Json(serde_json::Value::Null),
+        ScalarType::Json => ScalarValue::Json(serde_json::Value::Object(serde_json::Map::new())),
     }
 }
 
@@ -272,7 +274,8 @@ fn describe(spec: &FieldSpec) -> String {
         ScalarType::Float => "a finite float".to_owned(),
         ScalarType::Double => "a finite double".to_owned(),
         ScalarType::Varchar => format!("text of at most {} bytes", spec.max_length.unwrap_or(0)),
-        ScalarType::Json => "JSON".to_owned(),
+        // Milvus JSON fields hold objects (2.3 refuses arrays and scalars at the top level).
+        ScalarType::Json => "a JSON object".to_owned(),
     }
 }
 
@@ -378,8 +381,11 @@ mod tests {
         assert!(convert("n", &spec(ScalarType::Int32), Some(&FieldValue::Int(1 << 40))).unwrap_err().reason.contains("out of range"));
         let error = convert("flag", &spec(ScalarType::Bool), Some(&FieldValue::Int(1))).unwrap_err();
         assert_eq!(error.reason, "expected a bool (true/false/1/0/yes/no), found an integer");
-        let json = convert("j", &spec(ScalarType::Json), Some(&FieldValue::Vector(vec![1.0, 2.0]))).unwrap();
-        assert_eq!(json, ScalarValue::Json(serde_json::json!([1.0, 2.0])));
+        let object = FieldValue::Json(serde_json::json!({"k": [1, 2]}));
+        assert_eq!(convert("j", &spec(ScalarType::Json), Some(&object)).unwrap(), ScalarValue::Json(serde_json::json!({"k": [1, 2]})));
+        let array = convert("j", &spec(ScalarType::Json), Some(&FieldValue::Vector(vec![1.0, 2.0]))).unwrap_err();
+        assert_eq!(array.reason, "expected a JSON object, found a list of numbers");
+        assert!(convert("j", &spec(ScalarType::Json), Some(&FieldValue::Text("[1]".into()))).is_err());
     }
 
     #[test]

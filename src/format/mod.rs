@@ -158,6 +158,8 @@ impl FieldValue {
             FieldValue::Float(_) => "a float",
             FieldValue::Text(_) => "text",
             FieldValue::Vector(_) => "a list of numbers",
+            FieldValue::Json(serde_json::Value::Array(_)) => "a JSON array",
+            FieldValue::Json(serde_json::Value::Object(_)) => "a JSON object",
             FieldValue::Json(_) => "a JSON value",
         }
     }
