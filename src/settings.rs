@@ -51,6 +51,9 @@ pub struct Settings {
     /// The directory of the config file; relative paths in it are resolved against this.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The config file itself.
+    #[serde(skip)]
+    pub path: PathBuf,
 }
 
 /// `[milvus]`.
@@ -393,6 +396,7 @@ impl Settings {
             .map_err(|error| invalid(error.to_string()))?;
         let mut settings: Settings = raw.try_deserialize().map_err(|error| invalid(error.to_string()))?;
         settings.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        settings.path = path.to_owned();
         settings.validate().map_err(invalid)?;
         Ok(settings)
     }

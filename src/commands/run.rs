@@ -34,7 +34,7 @@ pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output =
         }
     }
     if let Some(first) = context.settings.pipelines.first() {
-        tracing::info!("try: vecdrop search --pipeline {} \"your question\"", first.name);
+        tracing::info!("try: vecdrop search --config {} --pipeline {} \"your question\"", context.settings.path.display(), first.name);
     }
     tracing::info!("start-up imports done; watching and schedules are not built yet: waiting for SIGINT/SIGTERM");
     shutdown.await;

@@ -14,11 +14,18 @@ pub fn is_local_path(uri: &str) -> bool {
     !uri.contains("://") && !uri.is_empty()
 }
 
-/// A running Milvus Lite child process. Dropping it stops the process group.
+/// File in the data directory naming the URI of the Milvus Lite that serves it, so that a second
+/// vecdrop process (e.g. `vecdrop search` while the daemon runs) shares it instead of starting
+/// another server on the same data (which Milvus Lite refuses).
+const ENDPOINT_FILE: &str = "vecdrop-lite.endpoint";
+
+/// A Milvus Lite serving a data directory: a child process this vecdrop started (dropping it stops
+/// the process group), or one another vecdrop process started and shares.
 pub struct EmbeddedMilvus {
-    child: Child,
+    child: Option<Child>,
     uri: String,
     log_path: PathBuf,
+    endpoint_path: PathBuf,
 }
 
 impl EmbeddedMilvus {
@@ -26,6 +33,10 @@ impl EmbeddedMilvus {
     /// `command` is the `milvus-lite` executable; `None` looks in `.venv/bin` under `base_dir` and
     /// the working directory, then on `PATH`.
     pub fn start(data_dir: &Path, command: Option<&Path>, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+        let endpoint_path = data_dir.join(ENDPOINT_FILE);
+        if let Some(shared) = Self::running(data_dir, &endpoint_path) {
+            return Ok(shared);
+        }
         let executable = find_command(command, base_dir)?;
         std::fs::create_dir_all(data_dir).map_err(|source| SinkError::Lite(format!("cannot create {}: {source}", data_dir.display())))?;
         let port = free_port().map_err(|source| SinkError::Lite(format!("no free loopback port: {source}")))?;
@@ -47,10 +58,22 @@ impl EmbeddedMilvus {
             .process_group(0)
             .spawn()
             .map_err(|source| SinkError::Lite(format!("cannot start {}: {source}", executable.display())))?;
-        let mut embedded = Self { child, uri: format!("http://127.0.0.1:{port}"), log_path };
+        let mut embedded = Self { child: Some(child), uri: format!("http://127.0.0.1:{port}"), log_path, endpoint_path };
         embedded.wait_until_listening(port, timeout)?;
+        std::fs::write(&embedded.endpoint_path, &embedded.uri)
+            .map_err(|source| SinkError::Lite(format!("cannot write {}: {source}", embedded.endpoint_path.display())))?;
         tracing::info!(uri = %embedded.uri, data_dir = %data_dir.display(), "embedded milvus lite started");
         Ok(embedded)
+    }
+
+    /// The Milvus Lite another vecdrop process runs on `data_dir`, if its endpoint answers.
+    fn running(data_dir: &Path, endpoint_path: &Path) -> Option<Self> {
+        let uri = std::fs::read_to_string(endpoint_path).ok()?.trim().to_owned();
+        let address = uri.strip_prefix("http://")?;
+        let address: std::net::SocketAddr = address.parse().ok()?;
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
+        tracing::info!(%uri, data_dir = %data_dir.display(), "using the milvus lite another vecdrop process runs");
+        Some(Self { child: None, uri, log_path: data_dir.join("milvus-lite.log"), endpoint_path: endpoint_path.to_owned() })
     }
 
     /// `http://127.0.0.1:<port>` of the running server.
@@ -61,7 +84,7 @@ impl EmbeddedMilvus {
     fn wait_until_listening(&mut self, port: u16, timeout: Duration) -> Result<(), SinkError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 return Err(SinkError::Lite(format!("milvus-lite exited with {status} at start-up; see {}", self.log_path.display())));
             }
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -81,14 +104,16 @@ impl EmbeddedMilvus {
 
 impl Drop for EmbeddedMilvus {
     fn drop(&mut self) {
-        let group = self.child.id() as libc::pid_t;
+        let Some(child) = self.child.as_mut() else { return };
+        let _ = std::fs::remove_file(&self.endpoint_path);
+        let group = child.id() as libc::pid_t;
         // SAFETY: signalling a process group we created; no memory is shared.
         unsafe {
             libc::killpg(group, libc::SIGTERM);
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -97,7 +122,7 @@ impl Drop for EmbeddedMilvus {
         unsafe {
             libc::killpg(group, libc::SIGKILL);
         }
-        let _ = self.child.wait();
+        let _ = child.wait();
     }
 }
 
