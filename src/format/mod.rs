@@ -5,6 +5,9 @@
 //! a [`ReadError`] means the rest of the file cannot be read.
 
 mod csv;
+mod parquet;
+mod parquet_guard;
+mod parquet_values;
 mod source;
 
 use std::path::Path;
@@ -12,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use self::csv::CsvReader;
+pub use self::parquet::ParquetReader;
 pub use self::source::{open_text, Compression};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
@@ -26,6 +30,8 @@ pub enum Format {
     Csv,
     /// Tab-separated values with a header row.
     Tsv,
+    /// Apache Parquet (`.parquet`), read row group by row group.
+    Parquet,
 }
 
 impl Format {
@@ -41,6 +47,7 @@ impl Format {
         match name.as_str() {
             "csv" => Ok(Format::Csv),
             "tsv" => Ok(Format::Tsv),
+            "parquet" => Ok(Format::Parquet),
             _ => Err(ReadError::UnknownFormat { path: path.display().to_string(), format: name }),
         }
     }
@@ -229,7 +236,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// The pipeline's `format` (or the file's extension) names no known format.
-    #[error("{path}: unknown format {format:?}; expected csv or tsv (or a plugin's format)")]
+    #[error("{path}: unknown format {format:?}; expected csv, tsv or parquet (or a plugin's format)")]
     UnknownFormat {
         /// The file.
         path: String,
@@ -252,6 +259,8 @@ pub enum ReadError {
 pub enum RecordReader {
     /// CSV or TSV.
     Csv(CsvReader),
+    /// Parquet.
+    Parquet(ParquetReader),
 }
 
 impl RecordReader {
@@ -260,14 +269,16 @@ impl RecordReader {
         match format {
             Format::Csv => Ok(RecordReader::Csv(CsvReader::open_at(path, b',', resume)?)),
             Format::Tsv => Ok(RecordReader::Csv(CsvReader::open_at(path, b'\t', resume)?)),
+            Format::Parquet => Ok(RecordReader::Parquet(ParquetReader::open_at(path, resume)?)),
         }
     }
 
-    /// The size of the file in the unit of [`Checkpoint::units`], for progress; 0 when unknown
-    /// (compressed input).
+    /// The size of the file in the unit of [`Checkpoint::units`], for progress: bytes for text
+    /// formats (0 when unknown: compressed input), rows for Parquet (from its footer).
     pub fn total_units(&self) -> u64 {
         match self {
             RecordReader::Csv(reader) => reader.total_bytes(),
+            RecordReader::Parquet(reader) => reader.total_rows(),
         }
     }
 
@@ -275,6 +286,7 @@ impl RecordReader {
     pub fn columns(&self) -> Option<&[String]> {
         match self {
             RecordReader::Csv(reader) => Some(reader.headers()),
+            RecordReader::Parquet(reader) => Some(reader.columns()),
         }
     }
 
@@ -283,6 +295,7 @@ impl RecordReader {
     pub fn next_item(&mut self) -> Result<Option<ReadItem>, ReadError> {
         match self {
             RecordReader::Csv(reader) => reader.next_item(),
+            RecordReader::Parquet(reader) => reader.next_item(),
         }
     }
 }
