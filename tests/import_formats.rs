@@ -84,3 +84,68 @@ async fn json_array_under_a_pointer_imports_every_object() {
     let stored = stored_texts(&config, &["a", "b", "c"]).await;
     assert_eq!(stored["c"], "cherries are small");
 }
+
+/// A Parquet file: `id`, `text`, `rating`, and an `embedding` list<float32> column that holds a
+/// 384-d vector on even rows, null on odd rows (those are embedded by the model), and a wrong
+/// dimension on row 5 (dead-lettered).
+fn write_parquet(path: &std::path::Path, rows: usize) -> Vec<Vec<f32>> {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{Float32Builder, ListBuilder};
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    let mut vectors = Vec::new();
+    let mut embedding = ListBuilder::new(Float32Builder::new());
+    for row in 0..rows {
+        let mut vector: Vec<f32> = (0..384).map(|dimension| ((row * 31 + dimension * 7) % 97) as f32 / 97.0 + 0.01).collect();
+        let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt();
+        vector.iter_mut().for_each(|value| *value /= norm);
+        match row {
+            5 => embedding.append_value([Some(1.0f32), Some(2.0)]),
+            row if row % 2 == 0 => embedding.append_value(vector.iter().copied().map(Some)),
+            _ => embedding.append_null(),
+        }
+        vectors.push(vector);
+    }
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(StringArray::from_iter_values((0..rows).map(|row| format!("p{row}"))))),
+        ("text", Arc::new(StringArray::from_iter_values((0..rows).map(|row| format!("parquet row {row} about gardens"))))),
+        ("rating", Arc::new(Float64Array::from_iter_values((0..rows).map(|row| row as f64 / 2.0)))),
+        ("embedding", Arc::new(embedding.finish())),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let properties =
+        WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).set_max_row_group_row_count(Some(16)).build();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), Some(properties)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    vectors
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parquet_rows_with_vectors_skip_the_model_and_keep_their_vectors() {
+    let config = TestConfig::new(&unique_collection("parquet"), "id_field = \"id\"\n[pipelines.fields]\nrating = { type = \"double\" }\n");
+    let path = config.dir.path().join("rows.parquet");
+    let vectors = write_parquet(&path, 40);
+    let output = config.run("import", &[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("39 rows imported, 1 rejected"));
+    let letters = std::fs::read_to_string(config.state_dir().join("dead-letters/test.jsonl")).unwrap();
+    assert!(letters.contains("expected a vector of dimension 384 (the model's), found 2"), "{letters}");
+
+    let settings = config.settings();
+    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(sink.count(&spec.name).await.unwrap(), 39);
+    // A row that carried its vector is found by that exact vector (the model did not replace it).
+    for row in [0usize, 12, 38] {
+        let hits = sink.search(&spec, vectors[row].clone(), 1).await.unwrap();
+        assert_eq!(hits[0].id, format!("p{row}"));
+        assert!(hits[0].score > 0.9999, "{:?}", hits[0]);
+    }
+    // Rows without a vector were embedded from their text.
+    let stored = stored_texts(&config, &["p1", "p3"]).await;
+    assert_eq!(stored["p3"], "parquet row 3 about gardens");
+}

@@ -7,6 +7,9 @@
 mod csv;
 mod json;
 mod json_scan;
+mod parquet;
+mod parquet_guard;
+mod parquet_values;
 mod source;
 
 use std::path::Path;
@@ -16,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use self::csv::CsvReader;
 pub use self::json::{validate_json_document, JsonReader, JsonlReader};
 pub use self::json_scan::parse_json_pointer;
+pub use self::parquet::ParquetReader;
 pub use self::source::{open_text, Compression};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
@@ -34,11 +38,13 @@ pub enum Format {
     Jsonl,
     /// A JSON array of objects, at the top level or at [`ReadOptions::json_pointer`].
     Json,
+    /// Apache Parquet (`.parquet`), read row group by row group.
+    Parquet,
 }
 
 impl Format {
     /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`
-    /// (a `.gz` / `.zst` suffix is looked through): `csv`, `tsv`, `jsonl` or `ndjson`, `json`.
+    /// (a `.gz` / `.zst` suffix is looked through): `csv`, `tsv`, `jsonl` or `ndjson`, `json`, `parquet`.
     pub fn resolve(configured: &str, path: &Path) -> Result<Format, ReadError> {
         let name = if configured == "auto" {
             let inner = Compression::of(path).strip(path);
@@ -51,6 +57,7 @@ impl Format {
             "tsv" => Ok(Format::Tsv),
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "json" => Ok(Format::Json),
+            "parquet" => Ok(Format::Parquet),
             _ => Err(ReadError::UnknownFormat { path: path.display().to_string(), format: name }),
         }
     }
@@ -242,7 +249,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// The pipeline's `format` (or the file's extension) names no known format.
-    #[error("{path}: unknown format {format:?}; expected csv, tsv, json, jsonl or ndjson (or a plugin's format)")]
+    #[error("{path}: unknown format {format:?}; expected csv, tsv, json, jsonl, ndjson or parquet (or a plugin's format)")]
     UnknownFormat {
         /// The file.
         path: String,
@@ -269,6 +276,8 @@ pub enum RecordReader {
     Jsonl(JsonlReader),
     /// A JSON array of objects.
     Json(JsonReader),
+    /// Parquet.
+    Parquet(ParquetReader),
 }
 
 impl RecordReader {
@@ -279,16 +288,18 @@ impl RecordReader {
             Format::Tsv => Ok(RecordReader::Csv(CsvReader::open_at(path, b'\t', resume)?)),
             Format::Jsonl => Ok(RecordReader::Jsonl(JsonlReader::open_at(path, resume)?)),
             Format::Json => Ok(RecordReader::Json(JsonReader::open_at(path, options, resume)?)),
+            Format::Parquet => Ok(RecordReader::Parquet(ParquetReader::open_at(path, resume)?)),
         }
     }
 
-    /// The size of the file in the unit of [`Checkpoint::units`], for progress; 0 when unknown
-    /// (compressed input).
+    /// The size of the file in the unit of [`Checkpoint::units`], for progress: bytes for text
+    /// formats (0 when unknown: compressed input), rows for Parquet (from its footer).
     pub fn total_units(&self) -> u64 {
         match self {
             RecordReader::Csv(reader) => reader.total_bytes(),
             RecordReader::Jsonl(reader) => reader.total_bytes(),
             RecordReader::Json(reader) => reader.total_bytes(),
+            RecordReader::Parquet(reader) => reader.total_rows(),
         }
     }
 
@@ -297,6 +308,7 @@ impl RecordReader {
         match self {
             RecordReader::Csv(reader) => Some(reader.headers()),
             RecordReader::Jsonl(_) | RecordReader::Json(_) => None,
+            RecordReader::Parquet(reader) => Some(reader.columns()),
         }
     }
 
@@ -307,6 +319,7 @@ impl RecordReader {
             RecordReader::Csv(reader) => reader.next_item(),
             RecordReader::Jsonl(reader) => reader.next_item(),
             RecordReader::Json(reader) => reader.next_item(),
+            RecordReader::Parquet(reader) => reader.next_item(),
         }
     }
 }
