@@ -4,14 +4,14 @@
 #
 #   import-parquet-conformance.sh [SOURCE]
 #
-# SOURCE is a parquet-testing checkout (default: ../shared/conformance/parquet-testing, the team's
+# SOURCE is a parquet-testing checkout (for example the parquet-testing folder of the team's
 # shared copy). Only Parquet files are copied (*.parquet, *.parquet.encrypted), from data/ (with
 # its subfolders) and bad_data/; files larger than MAX_FILE_BYTES (default 256 KiB) are skipped
 # to keep the repository small, and listed so that README.md can name them. Run it again to
 # refresh the copies; it rewrites the data/ and bad_data/ folders, not README.md or LICENSE.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SOURCE="${1:-../shared/conformance/parquet-testing}"
+SOURCE="${1:?usage: import-parquet-conformance.sh PARQUET_TESTING_DIR}"
 TARGET=tests/fixtures/conformance/parquet-testing
 MAX_FILE_BYTES="${MAX_FILE_BYTES:-262144}"
 
