@@ -262,8 +262,8 @@ fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// The ONNX Runtime library: `configured`, else `$ORT_DYLIB_PATH`, else the PyPI wheel in a
-/// `.venv` under `base_dir` or the working directory.
+/// The ONNX Runtime library: `configured`, else `$ORT_DYLIB_PATH`, else the PyPI wheel in the
+/// project's `.venv` (see [`crate::settings::venv_roots`]).
 pub fn locate_runtime(configured: Option<PathBuf>, base_dir: &Path) -> Result<PathBuf, EmbedError> {
     let mut looked = Vec::new();
     let explicit = configured.or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
@@ -273,7 +273,7 @@ pub fn locate_runtime(configured: Option<PathBuf>, base_dir: &Path) -> Result<Pa
         }
         return Err(EmbedError::RuntimeMissing { looked: format!("{} does not exist", path.display()) });
     }
-    for root in [base_dir.to_owned(), PathBuf::from(".")] {
+    for root in crate::settings::venv_roots(base_dir) {
         let site_packages = root.join(".venv/lib");
         looked.push(site_packages.display().to_string());
         let Ok(pythons) = std::fs::read_dir(&site_packages) else { continue };

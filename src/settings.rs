@@ -512,6 +512,16 @@ impl PipelineSettings {
     }
 }
 
+/// Folders that may hold the project's `.venv` (ONNX Runtime, Milvus Lite): the config's folder,
+/// the working directory, and the checkout a `target/{debug,release}/vecdrop` binary was built in.
+pub fn venv_roots(base_dir: &Path) -> Vec<PathBuf> {
+    let mut roots = vec![base_dir.to_owned(), PathBuf::from(".")];
+    if let Some(checkout) = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf)) {
+        roots.push(checkout);
+    }
+    roots
+}
+
 fn is_identifier(value: &str) -> bool {
     !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }

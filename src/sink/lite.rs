@@ -30,8 +30,8 @@ pub struct EmbeddedMilvus {
 
 impl EmbeddedMilvus {
     /// Starts Milvus Lite on `data_dir` and waits up to `timeout` until it accepts connections.
-    /// `command` is the `milvus-lite` executable; `None` looks in `.venv/bin` under `base_dir` and
-    /// the working directory, then on `PATH`.
+    /// `command` is the `milvus-lite` executable; `None` looks in the project's `.venv/bin` (see
+    /// [`crate::settings::venv_roots`]), then on `PATH`.
     pub fn start(data_dir: &Path, command: Option<&Path>, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
         let endpoint_path = data_dir.join(ENDPOINT_FILE);
         if let Some(shared) = Self::running(data_dir, &endpoint_path) {
@@ -134,7 +134,8 @@ fn find_command(configured: Option<&Path>, base_dir: &Path) -> Result<PathBuf, S
         }
         return Err(SinkError::Lite(format!("milvus.lite_command {} does not exist", resolved.display())));
     }
-    let mut candidates = vec![base_dir.join(".venv/bin/milvus-lite"), PathBuf::from(".venv/bin/milvus-lite")];
+    let mut candidates: Vec<PathBuf> =
+        crate::settings::venv_roots(base_dir).into_iter().map(|root| root.join(".venv/bin/milvus-lite")).collect();
     if let Some(path) = std::env::var_os("PATH") {
         candidates.extend(std::env::split_paths(&path).map(|dir| dir.join("milvus-lite")));
     }
