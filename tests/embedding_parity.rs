@@ -87,3 +87,13 @@ async fn async_embedding_returns_vectors_in_input_order() {
     let borrowed: Vec<&str> = texts.iter().map(String::as_str).collect();
     assert_matches(&borrowed, &vectors, &references, "async");
 }
+
+#[test]
+fn cuda_without_a_cuda_runtime_fails_at_load_with_what_to_do() {
+    let settings = EmbeddingSettings { model_dir: support::model_dir(), device: vecdrop::settings::Device::Cuda, ..Default::default() };
+    let error = match Embedder::load(&settings, &support::root()) {
+        Ok(_) => panic!("the CPU-only onnxruntime wheel cannot run CUDA"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("embedding.device = \"cuda\"") && error.contains("onnxruntime-gpu"), "{error}");
+}
