@@ -37,16 +37,17 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Instant,
-    total_bytes: u64,
+    total_units: u64,
     summary: ImportSummary,
 }
 
 impl Progress {
-    /// Starts reporting for a file of `total_bytes`; `interactive` asks for a bar when stderr is a
+    /// Starts reporting for a file of `total_units` (bytes for text formats, rows for Parquet, 0 when
+    /// unknown); `interactive` asks for a bar when stderr is a
     /// terminal (the CLI), log lines otherwise (the daemon).
-    pub fn start(label: &str, total_bytes: u64, interactive: bool) -> Self {
+    pub fn start(label: &str, total_units: u64, interactive: bool) -> Self {
         let bar = (interactive && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::new(total_bytes);
+            let bar = ProgressBar::new(total_units);
             bar.set_style(
                 ProgressStyle::with_template("{prefix} [{bar:30}] {percent:>3}% {msg} ETA {eta}")
                     .expect("valid template")
@@ -56,7 +57,7 @@ impl Progress {
             bar
         });
         let now = Instant::now();
-        Self { label: label.to_owned(), bar, started: now, last_log: now, total_bytes, summary: ImportSummary::default() }
+        Self { label: label.to_owned(), bar, started: now, last_log: now, total_units, summary: ImportSummary::default() }
     }
 
     /// Moves the bar to where a resumed import starts, without counting rows.
@@ -70,17 +71,16 @@ impl Progress {
     /// Records a committed batch: `imported` and `rejected` rows, the file read up to `units`
     /// (bytes for text formats, rows for Parquet).
     pub fn advance(&mut self, imported: u64, rejected: u64, units: u64) {
-        let byte_offset = units;
         self.summary.rows_imported += imported;
         self.summary.rows_rejected += rejected;
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
         let rate = self.summary.rows_imported as f64 / elapsed;
         if let Some(bar) = &self.bar {
-            bar.set_position(byte_offset);
+            bar.set_position(units);
             bar.set_message(format!("{} rows, {} rejected, {rate:.0} rows/s", self.summary.rows_imported, self.summary.rows_rejected));
         } else if self.last_log.elapsed() >= LOG_INTERVAL {
             self.last_log = Instant::now();
-            let percent = if self.total_bytes > 0 { 100.0 * byte_offset as f64 / self.total_bytes as f64 } else { 100.0 };
+            let percent = if self.total_units > 0 { 100.0 * units as f64 / self.total_units as f64 } else { 100.0 };
             tracing::info!(
                 file = %self.label,
                 rows = self.summary.rows_imported,
