@@ -31,27 +31,26 @@ pub struct DeadLetter {
     pub raw: String,
 }
 
+/// The dead-letter file of `pipeline` under `state_dir`.
+pub fn path_for(state_dir: &Path, pipeline: &str) -> PathBuf {
+    state_dir.join("dead-letters").join(format!("{pipeline}.jsonl"))
+}
+
 /// Appends dead letters of one pipeline; the file is created on the first letter.
 pub struct DeadLetterWriter {
     path: PathBuf,
     writer: Option<BufWriter<File>>,
-    written: u64,
 }
 
 impl DeadLetterWriter {
     /// A writer for `pipeline` under `state_dir`; nothing is created until a letter is written.
     pub fn new(state_dir: &Path, pipeline: &str) -> Self {
-        Self { path: state_dir.join("dead-letters").join(format!("{pipeline}.jsonl")), writer: None, written: 0 }
+        Self { path: path_for(state_dir, pipeline), writer: None }
     }
 
     /// Where the letters go.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Letters written by this writer.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// Appends one letter (buffered; see [`Self::flush`]).
@@ -66,7 +65,6 @@ impl DeadLetterWriter {
         let writer = self.writer.as_mut().expect("opened above");
         serde_json::to_writer(&mut *writer, letter)?;
         writer.write_all(b"\n")?;
-        self.written += 1;
         Ok(())
     }
 

@@ -110,36 +110,24 @@ impl RowSchema {
     }
 
     fn vector(&self, record: &Record) -> Result<Option<Vec<f32>>, MappingError> {
-        match record.get(&self.vector_field) {
-            None | Some(FieldValue::Null) => Ok(None),
-            Some(FieldValue::Vector(values)) if values.len() == self.dimension => {
-                if values.iter().all(|value| value.is_finite()) {
-                    Ok(Some(values.clone()))
-                } else {
-                    Err(error(&self.vector_field, "expected finite numbers, found NaN or infinity"))
-                }
-            }
-            Some(FieldValue::Vector(values)) => Err(error(
-                &self.vector_field,
-                format!("expected a vector of dimension {} (the model's), found {}", self.dimension, values.len()),
-            )),
-            Some(FieldValue::Text(text)) if text.trim().is_empty() => Ok(None),
-            Some(FieldValue::Text(text)) => {
-                // Text formats carry vectors as JSON arrays: "[0.1, -0.2, …]".
-                let values: Vec<f32> = serde_json::from_str(text).map_err(|parse_error| {
-                    error(
-                        &self.vector_field,
-                        format!("expected a JSON array of {} floats, found {:?} ({parse_error})", self.dimension, excerpt(text)),
-                    )
-                })?;
-                self.vector(&Record {
-                    position: record.position,
-                    next: record.next.clone(),
-                    values: vec![(self.vector_field.clone(), FieldValue::Vector(values))],
-                })
-            }
-            Some(other) => Err(error(&self.vector_field, format!("expected a list of {} floats, found {}", self.dimension, other.kind()))),
+        let field = &self.vector_field;
+        let values = match record.get(field) {
+            None | Some(FieldValue::Null) => return Ok(None),
+            Some(FieldValue::Text(text)) if text.trim().is_empty() => return Ok(None),
+            Some(FieldValue::Vector(values)) => values.clone(),
+            // Text formats carry vectors as JSON arrays: "[0.1, -0.2, …]".
+            Some(FieldValue::Text(text)) => serde_json::from_str(text).map_err(|parse_error| {
+                error(field, format!("expected a JSON array of {} floats, found {:?} ({parse_error})", self.dimension, excerpt(text)))
+            })?,
+            Some(other) => return Err(error(field, format!("expected a list of {} floats, found {}", self.dimension, other.kind()))),
+        };
+        if values.len() != self.dimension {
+            return Err(error(field, format!("expected a vector of dimension {} (the model's), found {}", self.dimension, values.len())));
         }
+        if !values.iter().all(|value| value.is_finite()) {
+            return Err(error(field, "expected finite numbers, found NaN or infinity"));
+        }
+        Ok(Some(values))
     }
 
     fn text(&self, record: &Record) -> Result<String, MappingError> {

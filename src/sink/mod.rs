@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
-    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DescribeCollectionRequest,
-    DropCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest,
-    MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
+    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DescribeCollectionRequest, FieldData,
+    FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest, MetricType, QueryRequest,
+    RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
 };
 
 pub use lite::{is_local_path, EmbeddedMilvus};
@@ -102,7 +102,6 @@ pub struct Hit {
 /// A connection to Milvus (and the embedded server behind it, if any).
 pub struct MilvusSink {
     client: ClientV2,
-    uri: String,
     max_attempts: u32,
     /// Kept so that Milvus Lite lives as long as the sink; dropped (stopped) with it.
     _embedded: Option<EmbeddedMilvus>,
@@ -141,12 +140,7 @@ impl MilvusSink {
             config = config.token(settings.token.clone());
         }
         let client = ClientV2::new(&config).await.map_err(|error| SinkError::Connect { uri: uri.clone(), message: error.to_string() })?;
-        Ok(Self { client, uri, max_attempts: settings.max_attempts.max(1), _embedded: embedded })
-    }
-
-    /// The server's URI (for embedded Milvus Lite, its loopback address).
-    pub fn uri(&self) -> &str {
-        &self.uri
+        Ok(Self { client, max_attempts: settings.max_attempts.max(1), _embedded: embedded })
     }
 
     /// Creates the collection (schema, vector index, load) when missing; otherwise checks that it
@@ -390,15 +384,6 @@ impl MilvusSink {
             })
             .collect();
         Ok(hits)
-    }
-
-    /// Drops the collection if it exists (tests, `--recreate`).
-    pub async fn drop_collection(&self, collection: &str) -> Result<(), SinkError> {
-        let failed =
-            |source| SinkError::Operation { operation: "drop_collection", collection: collection.to_owned(), source: Box::new(source) };
-        let request = DropCollectionRequest::builder().collection_name(collection.to_owned()).build().map_err(failed)?;
-        self.client.drop_collection(request).await.map_err(failed)?;
-        Ok(())
     }
 }
 
