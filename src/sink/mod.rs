@@ -519,3 +519,42 @@ fn parse_metric(name: &str) -> MetricType {
         _ => MetricType::Cosine,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::RecordPosition;
+
+    fn row(text_bytes: usize) -> Row {
+        Row {
+            primary_key: "k".into(),
+            text: "x".repeat(text_bytes),
+            scalars: vec![],
+            row_hash: 0,
+            position: RecordPosition { ordinal: 0, line: None, byte_offset: 0 },
+            vector: None,
+        }
+    }
+
+    #[test]
+    fn requests_are_cut_under_the_byte_cap_and_cover_every_row_in_order() {
+        let rows: Vec<Row> = [100, 5000, 100, 9000, 100, 100, 20_000, 100].iter().map(|&size| row(size)).collect();
+        let ranges = request_ranges(&rows, 384, 12_000);
+        let mut next = 0;
+        for &(start, end) in &ranges {
+            assert_eq!(start, next, "ranges are consecutive");
+            assert!(end > start);
+            let bytes: usize = rows[start..end].iter().map(|row| estimated_bytes(row, 384)).sum();
+            assert!(end - start == 1 || bytes <= 12_000, "{start}..{end} holds {bytes} bytes");
+            next = end;
+        }
+        assert_eq!(next, rows.len());
+        // The 20,000-byte row exceeds the cap on its own and still gets a request.
+        assert!(ranges.contains(&(6, 7)));
+    }
+
+    #[test]
+    fn key_filters_escape_quotes_and_backslashes() {
+        assert_eq!(key_filter("id", &["a\"b".into(), "c\\d".into()]), r#"id in ["a\"b","c\\d"]"#);
+    }
+}
