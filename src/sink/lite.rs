@@ -24,7 +24,7 @@ const ENDPOINT_FILE: &str = "vecdrop-lite.endpoint";
 pub struct EmbeddedMilvus {
     child: Option<Child>,
     uri: String,
-    log_path: PathBuf,
+    port: u16,
     endpoint_path: PathBuf,
 }
 
@@ -39,15 +39,38 @@ impl EmbeddedMilvus {
         }
         let executable = find_command(command, base_dir)?;
         std::fs::create_dir_all(data_dir).map_err(|source| SinkError::Lite(format!("cannot create {}: {source}", data_dir.display())))?;
-        let port = free_port().map_err(|source| SinkError::Lite(format!("no free loopback port: {source}")))?;
         let log_path = data_dir.join("milvus-lite.log");
+        // The free port is found by binding port 0 and releasing it; another process can take it
+        // before Milvus Lite binds it, so an early exit is retried on a fresh port.
+        let mut attempt = 1;
+        let embedded = loop {
+            let mut embedded = Self::spawn(&executable, data_dir, &log_path, &endpoint_path)?;
+            match embedded.wait_until_listening(timeout) {
+                Ok(()) => break embedded,
+                Err(StartFailure::Exited(reason)) if attempt < START_ATTEMPTS => {
+                    tracing::warn!(attempt, %reason, "milvus lite exited at start-up; retrying on another port");
+                    attempt += 1;
+                }
+                Err(StartFailure::Exited(reason) | StartFailure::Timeout(reason)) => {
+                    return Err(SinkError::Lite(format!("{reason}; see {}{}", log_path.display(), log_tail(&log_path))));
+                }
+            }
+        };
+        std::fs::write(&embedded.endpoint_path, &embedded.uri)
+            .map_err(|source| SinkError::Lite(format!("cannot write {}: {source}", embedded.endpoint_path.display())))?;
+        tracing::info!(uri = %embedded.uri, data_dir = %data_dir.display(), "embedded milvus lite started");
+        Ok(embedded)
+    }
+
+    fn spawn(executable: &Path, data_dir: &Path, log_path: &Path, endpoint_path: &Path) -> Result<Self, SinkError> {
+        let port = free_port().map_err(|source| SinkError::Lite(format!("no free loopback port: {source}")))?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&log_path)
+            .open(log_path)
             .map_err(|source| SinkError::Lite(format!("cannot open {}: {source}", log_path.display())))?;
         let log_err = log.try_clone().map_err(|source| SinkError::Lite(source.to_string()))?;
-        let child = Command::new(&executable)
+        let child = Command::new(executable)
             .arg("server")
             .arg("--data-dir")
             .arg(data_dir)
@@ -58,12 +81,7 @@ impl EmbeddedMilvus {
             .process_group(0)
             .spawn()
             .map_err(|source| SinkError::Lite(format!("cannot start {}: {source}", executable.display())))?;
-        let mut embedded = Self { child: Some(child), uri: format!("http://127.0.0.1:{port}"), log_path, endpoint_path };
-        embedded.wait_until_listening(port, timeout)?;
-        std::fs::write(&embedded.endpoint_path, &embedded.uri)
-            .map_err(|source| SinkError::Lite(format!("cannot write {}: {source}", embedded.endpoint_path.display())))?;
-        tracing::info!(uri = %embedded.uri, data_dir = %data_dir.display(), "embedded milvus lite started");
-        Ok(embedded)
+        Ok(Self { child: Some(child), uri: format!("http://127.0.0.1:{port}"), port, endpoint_path: endpoint_path.to_owned() })
     }
 
     /// The Milvus Lite another vecdrop process runs on `data_dir`, if its endpoint answers.
@@ -73,7 +91,7 @@ impl EmbeddedMilvus {
         let address: std::net::SocketAddr = address.parse().ok()?;
         std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
         tracing::info!(%uri, data_dir = %data_dir.display(), "using the milvus lite another vecdrop process runs");
-        Some(Self { child: None, uri, log_path: data_dir.join("milvus-lite.log"), endpoint_path: endpoint_path.to_owned() })
+        Some(Self { child: None, uri, port: address.port(), endpoint_path: endpoint_path.to_owned() })
     }
 
     /// `http://127.0.0.1:<port>` of the running server.
@@ -81,24 +99,45 @@ impl EmbeddedMilvus {
         &self.uri
     }
 
-    fn wait_until_listening(&mut self, port: u16, timeout: Duration) -> Result<(), SinkError> {
+    fn wait_until_listening(&mut self, timeout: Duration) -> Result<(), StartFailure> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                return Err(SinkError::Lite(format!("milvus-lite exited with {status} at start-up; see {}", self.log_path.display())));
+                self.child = None;
+                return Err(StartFailure::Exited(format!("milvus-lite exited with {status} at start-up")));
             }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(SinkError::Lite(format!(
-                    "milvus-lite did not listen on port {port} within {}s; see {}",
-                    timeout.as_secs(),
-                    self.log_path.display()
+                return Err(StartFailure::Timeout(format!(
+                    "milvus-lite did not listen on port {} within {}s",
+                    self.port,
+                    timeout.as_secs()
                 )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// How many times start-up is tried before giving up (see [`EmbeddedMilvus::start`]).
+const START_ATTEMPTS: u32 = 3;
+
+enum StartFailure {
+    Exited(String),
+    Timeout(String),
+}
+
+/// The last lines of the Milvus Lite log, formatted to follow an error message.
+fn log_tail(log_path: &Path) -> String {
+    let Ok(log) = std::fs::read_to_string(log_path) else { return String::new() };
+    let lines: Vec<&str> = log.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n  ");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; its log ends with:\n  {tail}")
     }
 }
 
