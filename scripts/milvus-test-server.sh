@@ -32,6 +32,11 @@ stop() {
     kill -KILL -- "-$pgid" 2>/dev/null || true
     rm -f "$RUN_DIR/pgid" "$RUN_DIR/uri"
   fi
+  # data directories of servers no longer running (a watchdog removes its own on exit)
+  for data in "$RUN_DIR"/data.*; do
+    [ -d "$data" ] && ! pgrep -f -- "--data $data" >/dev/null && rm -rf "$data"
+  done
+  return 0
 }
 
 start() {
