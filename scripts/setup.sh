@@ -25,5 +25,6 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
 fi
 
 "$PY" scripts/export_minilm_onnx.py --out models/all-MiniLM-L6-v2 ${VECDROP_INT8:+--int8}
+"$PY" scripts/make_example_parquet.py --model models/all-MiniLM-L6-v2
 
 echo "setup: ok (ONNX Runtime: $(scripts/ort-library.sh))"

@@ -18,19 +18,25 @@
 //!
 //! # Layout
 //! - [`settings`]: config file → validated [`settings::Settings`].
+//! - [`discover`]: **discover** — drop folders (notify + rescans) and cron schedules → ready files.
 //! - [`format`]: **read** — streaming readers with resumable positions.
 //! - [`mapping`]: **map** — record → typed row with a deterministic primary key.
 //! - [`embed`]: **embed** — tokenizer + ONNX Runtime, batched by a token budget.
 //! - [`sink`]: **upsert** — Milvus collections, column-based upserts with retries; embedded Milvus
 //!   Lite for a local `milvus.uri`.
 //! - [`ledger`]: **commit** — per-file positions in sled, applied after Milvus acknowledged.
-//! - [`pipeline`]: one file through all the stages.
+//! - [`pipeline`]: one file through all the stages (with incremental re-import and mirroring).
+//! - [`daemon`]: **finish** and the service — worker pool, after-import moves, status endpoint,
+//!   systemd notifications, graceful shutdown.
+//! - [`telemetry`]: Prometheus metrics and files in flight.
 //! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
 //! - [`commands`]: the CLI verbs.
 
 pub mod commands;
+pub mod daemon;
 pub mod dead_letter;
+pub mod discover;
 pub mod embed;
 pub mod failpoint;
 pub mod format;
@@ -40,3 +46,4 @@ pub mod pipeline;
 pub mod progress;
 pub mod settings;
 pub mod sink;
+pub mod telemetry;

@@ -105,7 +105,7 @@ impl RowSchema {
         let text = self.text(record)?;
         let scalars = self.scalar_fields.iter().map(|(name, spec)| convert(name, spec, record.get(name))).collect::<Result<Vec<_>, _>>()?;
         let vector = self.vector(record)?;
-        let row_hash = row_hash(&text, &scalars);
+        let row_hash = row_hash(&text, &scalars, vector.as_deref());
         Ok(Row { primary_key, text, scalars, row_hash, position: record.position, vector })
     }
 
@@ -280,8 +280,9 @@ fn error(field: &str, reason: impl Into<String>) -> MappingError {
     MappingError { field: field.to_owned(), reason: reason.into() }
 }
 
-/// A stable 63-bit hash of the row's content (text and scalars), independent of its key.
-pub fn row_hash(text: &str, scalars: &[ScalarValue]) -> i64 {
+/// A stable 63-bit hash of the row's content (text, scalars, and the vector when the record
+/// carries one), independent of its key. Incremental re-imports skip rows whose hash Milvus holds.
+pub fn row_hash(text: &str, scalars: &[ScalarValue], vector: Option<&[f32]>) -> i64 {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&(text.len() as u64).to_le_bytes());
     hasher.update(text.as_bytes());
@@ -289,6 +290,12 @@ pub fn row_hash(text: &str, scalars: &[ScalarValue]) -> i64 {
         let canonical = format!("{scalar:?}");
         hasher.update(&(canonical.len() as u64).to_le_bytes());
         hasher.update(canonical.as_bytes());
+    }
+    if let Some(vector) = vector {
+        hasher.update(b"vector");
+        for component in vector {
+            hasher.update(&component.to_le_bytes());
+        }
     }
     let digest = hasher.finalize();
     let mut first = [0u8; 8];
@@ -394,10 +401,12 @@ mod tests {
 
     #[test]
     fn row_hash_changes_with_content_only() {
-        let first = row_hash("a", &[ScalarValue::Int64(1)]);
-        assert_eq!(first, row_hash("a", &[ScalarValue::Int64(1)]));
-        assert_ne!(first, row_hash("a", &[ScalarValue::Int64(2)]));
-        assert_ne!(first, row_hash("b", &[ScalarValue::Int64(1)]));
+        let first = row_hash("a", &[ScalarValue::Int64(1)], None);
+        assert_eq!(first, row_hash("a", &[ScalarValue::Int64(1)], None));
+        assert_ne!(first, row_hash("a", &[ScalarValue::Int64(2)], None));
+        assert_ne!(first, row_hash("b", &[ScalarValue::Int64(1)], None));
+        assert_ne!(first, row_hash("a", &[ScalarValue::Int64(1)], Some(&[0.5])));
+        assert_ne!(row_hash("a", &[], Some(&[0.5])), row_hash("a", &[], Some(&[0.25])));
         assert!(first >= 0);
     }
 }

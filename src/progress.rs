@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::ledger::BatchCounts;
+
 /// How often a progress line is logged when stderr is not a terminal.
 const LOG_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -16,6 +18,10 @@ pub struct ImportSummary {
     pub rows_imported: u64,
     /// Records dead-lettered.
     pub rows_rejected: u64,
+    /// Rows skipped because Milvus already held them unchanged (incremental re-import).
+    pub rows_unchanged: u64,
+    /// Rows deleted because their keys left a mirrored source.
+    pub rows_deleted: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -68,11 +74,12 @@ impl Progress {
         }
     }
 
-    /// Records a committed batch: `imported` and `rejected` rows, the file read up to `units`
-    /// (bytes for text formats, rows for Parquet).
-    pub fn advance(&mut self, imported: u64, rejected: u64, units: u64) {
-        self.summary.rows_imported += imported;
-        self.summary.rows_rejected += rejected;
+    /// Records a committed batch's counts, the file read up to `units` (bytes for text formats,
+    /// rows for Parquet).
+    pub fn advance(&mut self, counts: BatchCounts, units: u64) {
+        self.summary.rows_imported += counts.imported;
+        self.summary.rows_rejected += counts.rejected;
+        self.summary.rows_unchanged += counts.unchanged;
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
         let rate = self.summary.rows_imported as f64 / elapsed;
         if let Some(bar) = &self.bar {

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -42,6 +43,9 @@ pub struct Settings {
     /// The status endpoint of the daemon.
     #[serde(default)]
     pub status: StatusSettings,
+    /// How the daemon finds and schedules files.
+    #[serde(default)]
+    pub daemon: DaemonSettings,
     /// One entry per kind of data: where it comes from and which collection it feeds.
     #[serde(default)]
     pub pipelines: Vec<PipelineSettings>,
@@ -150,6 +154,27 @@ pub struct StatusSettings {
     pub listen: String,
 }
 
+/// `[daemon]`: how `vecdrop run` finds ready files and how many it imports at once.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Files imported at the same time (they share one model).
+    #[serde(default = "default_max_parallel_files")]
+    pub max_parallel_files: usize,
+    /// Ready files waiting for a worker; beyond it, discovery waits for the next rescan.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Full rescan of the drop folders (file events are only hints), e.g. `"30s"`.
+    #[serde(default = "default_rescan_interval", with = "humantime_duration")]
+    pub rescan_interval: Duration,
+    /// A file whose size and modification time held still this long is ready, e.g. `"2s"`.
+    #[serde(default = "default_settle", with = "humantime_duration")]
+    pub settle: Duration,
+    /// On SIGTERM/SIGINT, how long imports in flight get to commit their batches before exit.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_duration")]
+    pub shutdown_timeout: Duration,
+}
+
 /// One `[[pipelines]]` entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +215,12 @@ pub struct PipelineSettings {
     /// `move` (to `.done/`), `delete` or `keep`.
     #[serde(default)]
     pub after_import: AfterImport,
+    /// Time zone of `schedule` (IANA name such as `"Europe/Berlin"`); default UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Delete rows whose keys disappeared from a new version of the same source (requires `id_field`).
+    #[serde(default)]
+    pub mirror: bool,
     /// Rows per upsert request (also capped by bytes).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
@@ -299,6 +330,21 @@ fn default_state_dir() -> PathBuf {
 fn default_status_listen() -> String {
     "127.0.0.1:9464".to_owned()
 }
+const fn default_max_parallel_files() -> usize {
+    2
+}
+const fn default_queue_capacity() -> usize {
+    64
+}
+const fn default_rescan_interval() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_settle() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_format() -> String {
     "auto".to_owned()
 }
@@ -360,6 +406,30 @@ impl Default for StatusSettings {
     }
 }
 
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            max_parallel_files: default_max_parallel_files(),
+            queue_capacity: default_queue_capacity(),
+            rescan_interval: default_rescan_interval(),
+            settle: default_settle(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+
+/// Durations written like `"30s"`, `"1m 30s"`, `"500ms"` (humantime).
+mod humantime_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|error| serde::de::Error::custom(format!("expected a duration such as \"30s\": {error}")))
+    }
+}
+
 impl Default for IndexSettings {
     fn default() -> Self {
         Self { index_type: default_index_type(), metric: default_metric(), params: BTreeMap::new() }
@@ -414,6 +484,15 @@ impl Settings {
         }
         if self.embedding.max_batch_texts == 0 {
             return Err("embedding.max_batch_texts: expected at least 1".to_owned());
+        }
+        if self.daemon.max_parallel_files == 0 {
+            return Err("daemon.max_parallel_files: expected at least 1".to_owned());
+        }
+        if self.daemon.queue_capacity == 0 {
+            return Err("daemon.queue_capacity: expected at least 1".to_owned());
+        }
+        if self.daemon.rescan_interval < Duration::from_millis(100) {
+            return Err("daemon.rescan_interval: expected at least 100ms".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
         for (index, pipeline) in self.pipelines.iter().enumerate() {
@@ -470,6 +549,7 @@ impl PipelineSettings {
         if self.batch_rows == 0 {
             return Err("batch_rows: expected at least 1".to_owned());
         }
+        self.validate_discovery()?;
         if self.text_max_length == 0 || self.text_max_length > 65_535 {
             return Err("text_max_length: expected 1..=65535".to_owned());
         }
@@ -506,10 +586,43 @@ impl PipelineSettings {
         Ok(())
     }
 
+    fn validate_discovery(&self) -> Result<(), String> {
+        match (&self.schedule, self.paths.is_empty()) {
+            (Some(schedule), false) => {
+                parse_schedule(schedule).map_err(|message| format!("schedule: {message}"))?;
+            }
+            (Some(_), true) => return Err("paths: a schedule needs paths (globs) to import".to_owned()),
+            (None, false) => return Err("schedule: paths are imported on a schedule; add one such as \"0 */10 * * * *\"".to_owned()),
+            (None, true) => {}
+        }
+        for pattern in &self.paths {
+            glob::Pattern::new(pattern).map_err(|error| format!("paths: {pattern:?} is not a glob: {error}"))?;
+        }
+        if let Some(timezone) = &self.timezone {
+            timezone
+                .parse::<chrono_tz::Tz>()
+                .map_err(|_| format!("timezone: expected an IANA time zone such as \"Europe/Berlin\", got {timezone:?}"))?;
+        }
+        if self.mirror && self.id_field.is_none() {
+            return Err("mirror: needs id_field (rows are matched across versions of a source by their natural key)".to_owned());
+        }
+        Ok(())
+    }
+
     /// Name of the primary-key field in the collection: `id_field`, or `id`.
     pub fn primary_key_field(&self) -> &str {
         self.id_field.as_deref().unwrap_or("id")
     }
+}
+
+/// Parses a cron expression with a seconds field first (`sec min hour day month weekday`), as
+/// the scheduler does.
+pub fn parse_schedule(expression: &str) -> Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .build()
+        .parse(expression)
+        .map_err(|error| format!("expected a cron expression with seconds first, e.g. \"0 */5 * * * *\", got {expression:?}: {error}"))
 }
 
 /// Folders that may hold the project's `.venv` (ONNX Runtime, Milvus Lite): the config's folder,

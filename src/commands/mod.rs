@@ -19,6 +19,8 @@ use crate::ledger::Ledger;
 use crate::pipeline::{ImportContext, ImportError};
 use crate::settings::{Settings, SettingsError};
 use crate::sink::{MilvusSink, SinkError};
+use crate::telemetry::Telemetry;
+use tokio_util::sync::CancellationToken;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -67,7 +69,15 @@ pub async fn open_context(settings: Settings, interactive: bool) -> Result<Impor
     let ledger = Ledger::open(&settings.resolve(&settings.state.dir)).map_err(|error| CommandError::Other(error.to_string()))?;
     let embedder = load_embedder(&settings).await?;
     let sink = connect_milvus(&settings).await?;
-    Ok(ImportContext { settings: Arc::new(settings), embedder, sink: Arc::new(sink), ledger, interactive })
+    Ok(ImportContext {
+        settings: Arc::new(settings),
+        embedder,
+        sink: Arc::new(sink),
+        ledger,
+        interactive,
+        telemetry: Arc::new(Telemetry::default()),
+        cancel: CancellationToken::new(),
+    })
 }
 
 /// Loads the configured model on a blocking thread.

@@ -1,13 +1,22 @@
 //! `vecdrop status`: per-file state from the ledger.
 
 use super::{CommandError, EXIT_OK};
-use crate::ledger::{FileState, Ledger};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::ledger::{FileState, Ledger, LedgerError};
 use crate::settings::Settings;
 
 /// Prints every file the ledger knows: state, position, counts, error; `json` prints one JSON
-/// array for scripts. Reads the ledger only (needs neither Milvus nor the model).
+/// array for scripts. Reads the ledger only (needs neither Milvus nor the model). While a daemon
+/// holds the ledger, asks the daemon's status endpoint instead and prints its `/status` JSON.
 pub fn status(settings: &Settings, json: bool) -> Result<u8, CommandError> {
-    let ledger = Ledger::open(&settings.resolve(&settings.state.dir)).map_err(|error| CommandError::Other(error.to_string()))?;
+    let ledger = match Ledger::open(&settings.resolve(&settings.state.dir)) {
+        Ok(ledger) => ledger,
+        Err(LedgerError::Busy { path }) => return daemon_status(settings, &path),
+        Err(error) => return Err(CommandError::Other(error.to_string())),
+    };
     let entries = ledger.entries().map_err(|error| CommandError::Other(error.to_string()))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entries).expect("entries serialise"));
@@ -33,5 +42,44 @@ pub fn status(settings: &Settings, json: bool) -> Result<u8, CommandError> {
             entry.updated_at
         );
     }
+    for schedule in ledger.schedules().map_err(|error| CommandError::Other(error.to_string()))? {
+        println!(
+            "schedule {:<12} {:<20} last run {} ({}), next {}",
+            schedule.pipeline,
+            schedule.schedule,
+            schedule.last_run.as_deref().unwrap_or("never"),
+            schedule.last_outcome.as_deref().unwrap_or("-"),
+            schedule.next_run.as_deref().unwrap_or("-")
+        );
+    }
     Ok(EXIT_OK)
+}
+
+/// The running daemon's `/status`, printed as JSON.
+fn daemon_status(settings: &Settings, ledger: &Path) -> Result<u8, CommandError> {
+    let address = &settings.status.listen;
+    let unreachable = |why: String| {
+        CommandError::Other(format!(
+            "ledger {} is in use by another vecdrop process, and its status endpoint {address} does not answer ({why})",
+            ledger.display()
+        ))
+    };
+    let body = http_get(address, "/status").map_err(|error| unreachable(error.to_string()))?;
+    let report: serde_json::Value = serde_json::from_str(&body).map_err(|error| unreachable(format!("not JSON: {error}")))?;
+    println!("{}", serde_json::to_string_pretty(&report).expect("JSON values serialise"));
+    Ok(EXIT_OK)
+}
+
+/// A minimal HTTP/1.0 GET on loopback; the body when the answer is 200.
+fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
+    if !head.split_whitespace().nth(1).is_some_and(|code| code == "200") {
+        return Err(std::io::Error::other(format!("answered {}", head.lines().next().unwrap_or(""))));
+    }
+    Ok(body.to_owned())
 }

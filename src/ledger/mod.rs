@@ -9,8 +9,12 @@
 //! Only one process can open a ledger (sled locks it); a second `vecdrop` on the same `state.dir`
 //! gets [`LedgerError::Busy`].
 
+mod mirror;
+mod schedules;
+
 use std::path::{Path, PathBuf};
 
+pub use schedules::ScheduleEntry;
 use serde::{Deserialize, Serialize};
 
 use crate::dead_letter::now_rfc3339;
@@ -83,10 +87,31 @@ pub struct FileEntry {
     pub rows_imported: u64,
     /// Records dead-lettered (committed).
     pub rows_rejected: u64,
+    /// Rows skipped because Milvus already held them with the same content (incremental re-import).
+    #[serde(default)]
+    pub rows_unchanged: u64,
     /// When the first import started (RFC 3339).
     pub started_at: String,
     /// Last change.
     pub updated_at: String,
+}
+
+/// Row counts of one committed batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    /// Rows Milvus acknowledged.
+    pub imported: u64,
+    /// Records dead-lettered.
+    pub rejected: u64,
+    /// Rows skipped because Milvus already held them unchanged.
+    pub unchanged: u64,
+}
+
+impl BatchCounts {
+    /// Counts with only `imported` and `rejected` set.
+    pub fn new(imported: u64, rejected: u64) -> Self {
+        Self { imported, rejected, unchanged: 0 }
+    }
 }
 
 /// What [`Ledger::begin`] decided.
@@ -103,6 +128,12 @@ pub enum Begin {
 pub struct Ledger {
     path: PathBuf,
     files: sled::Tree,
+    /// `pipeline \0 file hash \0 primary key` of every row of files imported with `mirror`.
+    mirror_keys: sled::Tree,
+    /// `pipeline \0 source path` → hash of the source's last mirrored version.
+    sources: sled::Tree,
+    /// pipeline → [`ScheduleEntry`] (JSON).
+    schedules: sled::Tree,
     db: sled::Db,
 }
 
@@ -116,8 +147,9 @@ impl Ledger {
             }
             other => LedgerError::Storage { path: path.clone(), message: other.to_string() },
         })?;
-        let files = db.open_tree("files").map_err(|error| LedgerError::Storage { path: path.clone(), message: error.to_string() })?;
-        Ok(Self { path, files, db })
+        let tree = |name: &str| db.open_tree(name).map_err(|error| LedgerError::Storage { path: path.clone(), message: error.to_string() });
+        let (files, mirror_keys, sources, schedules) = (tree("files")?, tree("mirror_keys")?, tree("sources")?, tree("schedules")?);
+        Ok(Self { path, files, mirror_keys, sources, schedules, db })
     }
 
     /// Registers an import of `hash` (seen at `path`) by `pipeline` and says where to start.
@@ -132,6 +164,7 @@ impl Ledger {
                     entry.position = Checkpoint::Start;
                     entry.rows_imported = 0;
                     entry.rows_rejected = 0;
+                    entry.rows_unchanged = 0;
                 }
                 entry.state = FileState::Importing;
                 entry.paths.retain(|seen| seen != path);
@@ -148,6 +181,7 @@ impl Ledger {
                 position: Checkpoint::Start,
                 rows_imported: 0,
                 rows_rejected: 0,
+                rows_unchanged: 0,
                 started_at: now.clone(),
                 updated_at: now,
             },
@@ -159,15 +193,7 @@ impl Ledger {
 
     /// Applies a batch's delta `(from, to]` with its counts, after Milvus acknowledged it, and
     /// flushes it to disk. Refuses a delta that does not start at the committed position.
-    pub fn commit(
-        &self,
-        pipeline: &str,
-        hash: &str,
-        from: &Checkpoint,
-        to: &Checkpoint,
-        imported: u64,
-        rejected: u64,
-    ) -> Result<(), LedgerError> {
+    pub fn commit(&self, pipeline: &str, hash: &str, from: &Checkpoint, to: &Checkpoint, counts: BatchCounts) -> Result<(), LedgerError> {
         let mut entry = self.get(pipeline, hash)?.ok_or_else(|| LedgerError::Missing(key(pipeline, hash)))?;
         if &entry.position != from {
             return Err(LedgerError::IncompatibleDelta {
@@ -177,8 +203,9 @@ impl Ledger {
             });
         }
         entry.position = to.clone();
-        entry.rows_imported += imported;
-        entry.rows_rejected += rejected;
+        entry.rows_imported += counts.imported;
+        entry.rows_rejected += counts.rejected;
+        entry.rows_unchanged += counts.unchanged;
         entry.updated_at = now_rfc3339();
         crate::failpoint::hit("ledger_before_write");
         self.put(&entry)?;
@@ -239,7 +266,11 @@ impl Ledger {
     }
 
     fn storage(&self, error: sled::Error) -> LedgerError {
-        LedgerError::Storage { path: self.path.clone(), message: error.to_string() }
+        self.storage_message(error.to_string())
+    }
+
+    fn storage_message(&self, message: String) -> LedgerError {
+        LedgerError::Storage { path: self.path.clone(), message }
     }
 }
 
@@ -261,8 +292,8 @@ mod tests {
         {
             let ledger = Ledger::open(dir.path()).unwrap();
             assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", false).unwrap(), Begin::From(Checkpoint::Start));
-            ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), 4, 1).unwrap();
-            ledger.commit("docs", "h1", &text(50, 5), &text(100, 9), 4, 0).unwrap();
+            ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(4, 1)).unwrap();
+            ledger.commit("docs", "h1", &text(50, 5), &text(100, 9), BatchCounts::new(4, 0)).unwrap();
         }
         let ledger = Ledger::open(dir.path()).unwrap();
         assert_eq!(ledger.begin("docs", "h1", 100, "b.csv", false).unwrap(), Begin::From(text(100, 9)));
@@ -276,10 +307,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), 5, 0).unwrap();
-        let error = ledger.commit("docs", "h1", &text(40, 4), &text(100, 9), 5, 0).unwrap_err();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(5, 0)).unwrap();
+        let error = ledger.commit("docs", "h1", &text(40, 4), &text(100, 9), BatchCounts::new(5, 0)).unwrap_err();
         assert!(matches!(error, LedgerError::IncompatibleDelta { .. }), "{error}");
-        assert!(matches!(ledger.commit("docs", "h2", &Checkpoint::Start, &text(1, 1), 1, 0), Err(LedgerError::Missing(_))));
+        assert!(matches!(
+            ledger.commit("docs", "h2", &Checkpoint::Start, &text(1, 1), BatchCounts::new(1, 0)),
+            Err(LedgerError::Missing(_))
+        ));
     }
 
     #[test]
@@ -287,7 +321,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(100, 9), 9, 0).unwrap();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(100, 9), BatchCounts::new(9, 0)).unwrap();
         ledger.finish("docs", "h1").unwrap();
         assert!(matches!(ledger.begin("docs", "h1", 100, "copy.csv", false).unwrap(), Begin::AlreadyImported(_)));
         // Another pipeline imports the same content independently.
@@ -301,7 +335,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(30, 3), 3, 0).unwrap();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(30, 3), BatchCounts::new(3, 0)).unwrap();
         let failed = ledger.fail("docs", "h1", "milvus unavailable").unwrap();
         assert_eq!(failed.state, FileState::Failed { reason: "milvus unavailable".into() });
         assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", false).unwrap(), Begin::From(text(30, 3)));

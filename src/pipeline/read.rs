@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::ImportError;
 use crate::dead_letter::{now_rfc3339, DeadLetter};
@@ -17,6 +18,8 @@ pub struct RowBatch {
     pub rows: Vec<Row>,
     /// Records of the delta that could not become rows.
     pub dead_letters: Vec<DeadLetter>,
+    /// Rows of the delta dropped because Milvus already holds them unchanged.
+    pub unchanged: u64,
     /// Committed position before the batch.
     pub from: Checkpoint,
     /// Position after the batch's last record.
@@ -39,6 +42,17 @@ pub struct ReadJob {
     pub path: PathBuf,
     /// Its content hash (keys, dead letters).
     pub file_hash: String,
+    /// Shutdown: stop after the current batch.
+    pub cancel: CancellationToken,
+}
+
+/// Why the read stage stopped without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// The file was read to its end (or a later stage hung up, which reports its own error).
+    Complete,
+    /// Shutdown was requested; every record read was handed on in a batch.
+    Interrupted,
 }
 
 /// Opens the reader on a blocking thread and checks its columns against the schema.
@@ -59,9 +73,10 @@ pub async fn open_reader(
     .map_err(|error| ImportError::Internal(format!("opening the reader: {error}")))?
 }
 
-/// Runs the stage on a blocking thread until the file ends, the reader fails, or the next stage
-/// hangs up.
-pub fn spawn(mut job: ReadJob, output: mpsc::Sender<RowBatch>) -> tokio::task::JoinHandle<Result<(), ImportError>> {
+/// Runs the stage on a blocking thread until the file ends, the reader fails, the next stage
+/// hangs up, or shutdown is requested (checked between batches, so batches end at record
+/// boundaries either way).
+pub fn spawn(mut job: ReadJob, output: mpsc::Sender<RowBatch>) -> tokio::task::JoinHandle<Result<ReadEnd, ImportError>> {
     tokio::task::spawn_blocking(move || {
         let mut batch = job.empty_batch(job.resume.clone());
         loop {
@@ -87,20 +102,23 @@ pub fn spawn(mut job: ReadJob, output: mpsc::Sender<RowBatch>) -> tokio::task::J
             if batch.rows.len() >= job.batch_rows {
                 let next = job.empty_batch(batch.to.clone());
                 if output.blocking_send(std::mem::replace(&mut batch, next)).is_err() {
-                    return Ok(()); // a later stage stopped; its error is reported there
+                    return Ok(ReadEnd::Complete); // a later stage stopped; its error is reported there
+                }
+                if job.cancel.is_cancelled() {
+                    return Ok(ReadEnd::Interrupted);
                 }
             }
         }
         if !batch.rows.is_empty() || !batch.dead_letters.is_empty() || batch.from != batch.to {
             let _ = output.blocking_send(batch);
         }
-        Ok(())
+        Ok(ReadEnd::Complete)
     })
 }
 
 impl ReadJob {
     fn empty_batch(&self, at: Checkpoint) -> RowBatch {
-        RowBatch { rows: Vec::with_capacity(self.batch_rows), dead_letters: Vec::new(), from: at.clone(), to: at }
+        RowBatch { rows: Vec::with_capacity(self.batch_rows), dead_letters: Vec::new(), unchanged: 0, from: at.clone(), to: at }
     }
 
     fn letter(&self, position: RecordPosition, field: Option<String>, reason: String, raw: String) -> DeadLetter {

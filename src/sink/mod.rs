@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
-    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DescribeCollectionRequest, FieldData,
-    FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest, MetricType, QueryRequest,
-    RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
+    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,
+    DescribeCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest,
+    LoadCollectionRequest, MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
 };
 
 pub use lite::{is_local_path, EmbeddedMilvus};
@@ -33,6 +33,9 @@ use crate::settings::{MilvusSettings, ROW_HASH_FIELD};
 
 /// Upper bound on the estimated size of one upsert request.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Keys per `pk in [...]` query or delete: keeps expressions and answers small.
+const KEYS_PER_REQUEST: usize = 1024;
 
 /// Why a Milvus operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -348,6 +351,67 @@ impl MilvusSink {
             );
         }
         Ok(texts)
+    }
+
+    /// Primary key → stored row hash (`_vecdrop_hash`) of the rows whose keys are in `keys`
+    /// (missing keys are absent). Used to skip rows whose content did not change.
+    pub async fn stored_hashes(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, i64>, SinkError> {
+        let mut hashes = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_REQUEST) {
+            let filter = key_filter(&spec.primary_key, chunk);
+            let response = self
+                .retrying("query", &spec.name, || {
+                    let request = QueryRequest::builder()
+                        .collection_name(spec.name.clone())
+                        .filter(filter.clone())
+                        .output_fields([spec.primary_key.clone(), ROW_HASH_FIELD.to_owned()])
+                        .consistency_level(ConsistencyLevel::Strong)
+                        .build();
+                    async move { self.client.query(request?).await }
+                })
+                .await?;
+            let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
+            for row in response.results().rows().map_err(failed)? {
+                hashes.insert(row.get_str(&spec.primary_key).map_err(failed)?.to_owned(), row.get_i64(ROW_HASH_FIELD).map_err(failed)?);
+            }
+        }
+        Ok(hashes)
+    }
+
+    /// Deletes the rows whose primary keys are in `keys` (absent keys are ignored, so repeating a
+    /// delete is harmless).
+    pub async fn delete_keys(&self, spec: &CollectionSpec, keys: &[String]) -> Result<(), SinkError> {
+        for chunk in keys.chunks(KEYS_PER_REQUEST) {
+            let filter = key_filter(&spec.primary_key, chunk);
+            self.retrying("delete", &spec.name, || {
+                let request = DeleteRequest::builder().collection_name(spec.name.clone()).filter(filter.clone()).build();
+                async move { self.client.delete(request?).await }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `call` until it succeeds, fails permanently, or fails transiently `max_attempts` times.
+    async fn retrying<T, Call, Attempt>(&self, operation: &'static str, collection: &str, mut call: Call) -> Result<T, SinkError>
+    where
+        Call: FnMut() -> Attempt,
+        Attempt: std::future::Future<Output = Result<T, MilvusError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match call().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if !is_transient(&error) || attempt >= self.max_attempts {
+                return Err(SinkError::Operation { operation, collection: collection.to_owned(), source: Box::new(error) });
+            }
+            let delay = backoff_delay(attempt);
+            tracing::warn!(collection, operation, attempt, delay_ms = delay.as_millis() as u64, %error, "milvus call failed; retrying");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// The `k` rows nearest to `vector`.

@@ -101,9 +101,16 @@ pub struct TestConfig {
 
 impl TestConfig {
     pub fn new(collection: &str, pipeline_extra: &str) -> Self {
+        Self::with_sections(collection, pipeline_extra, "")
+    }
+
+    /// Like [`TestConfig::new`], with `sections` (e.g. `[daemon]` tables) before the pipeline.
+    pub fn with_sections(collection: &str, pipeline_extra: &str, sections: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             r#"
+{sections}
+
 [milvus]
 uri = "{uri}"
 

@@ -1,0 +1,192 @@
+//! The status endpoint on `status.listen`: `/metrics` (Prometheus text), `/status` (JSON) and
+//! `/healthz`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use super::DaemonError;
+use crate::ledger::{FileEntry, FileState, ScheduleEntry};
+use crate::pipeline::ImportContext;
+use crate::telemetry::FileProgress;
+
+/// What the handlers read.
+pub struct DaemonState {
+    context: ImportContext,
+    queue_depth: AtomicUsize,
+    started_at: String,
+}
+
+impl DaemonState {
+    /// State for a daemon importing with `context`.
+    pub fn new(context: ImportContext) -> Self {
+        Self { context, queue_depth: AtomicUsize::new(0), started_at: crate::dead_letter::now_rfc3339() }
+    }
+
+    /// Records how many ready files wait for a worker.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth, Ordering::Relaxed);
+        self.context.telemetry.set_queue_depth(depth);
+    }
+}
+
+/// `/status`: the daemon as a whole.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// vecdrop's version.
+    pub version: &'static str,
+    /// When the daemon started (RFC 3339).
+    pub started_at: String,
+    /// Ready files waiting for a worker.
+    pub queue_depth: usize,
+    /// One entry per pipeline.
+    pub pipelines: Vec<PipelineReport>,
+    /// Files being imported, with progress.
+    pub in_flight: Vec<FileProgress>,
+    /// Schedules: last run, outcome, next run.
+    pub schedules: Vec<ScheduleEntry>,
+    /// Files that failed, most recent last (at most 20).
+    pub recent_failures: Vec<FileEntry>,
+}
+
+/// One pipeline in `/status`.
+#[derive(Debug, Serialize)]
+pub struct PipelineReport {
+    /// Name.
+    pub name: String,
+    /// Milvus collection.
+    pub collection: String,
+    /// Drop folders.
+    pub watch: Vec<String>,
+    /// Cron expression, if scheduled.
+    pub schedule: Option<String>,
+    /// Ledger files by state (`importing`, `imported`, `failed`).
+    pub files: BTreeMap<String, u64>,
+    /// Rows committed, over every file in the ledger.
+    pub rows_imported: u64,
+    /// Records dead-lettered, over every file in the ledger.
+    pub rows_rejected: u64,
+    /// Rows skipped as unchanged, over every file in the ledger.
+    pub rows_unchanged: u64,
+}
+
+/// A running status server.
+pub struct StatusServer {
+    /// The address it listens on (the configured one, with the port resolved).
+    pub address: SocketAddr,
+    task: JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl StatusServer {
+    /// Stops serving.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Binds `listen` and serves the endpoints from `state` until stopped.
+pub async fn serve(listen: &str, state: Arc<DaemonState>) -> Result<StatusServer, DaemonError> {
+    let listen_error = |source| DaemonError::Listen { address: listen.to_owned(), source };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(listen_error)?;
+    let address = listener.local_addr().map_err(listen_error)?;
+    let router =
+        Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics)).route("/status", get(status)).with_state(state);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        });
+        if let Err(error) = server.await {
+            tracing::error!(%error, "status server failed");
+        }
+    });
+    tracing::info!(%address, "status endpoint listening (/metrics, /status, /healthz)");
+    Ok(StatusServer { address, task, stop })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<Arc<DaemonState>>) -> Response {
+    match ledger_entries(&state).await {
+        Ok(entries) => state.context.telemetry.set_ledger_files(&count_states(entries.iter())),
+        Err(error) => tracing::warn!(%error, "metrics: cannot read the ledger"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.context.telemetry.encode_metrics()).into_response()
+}
+
+async fn status(State(state): State<Arc<DaemonState>>) -> Response {
+    match report(&state).await {
+        Ok(report) => Json(report).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error).into_response(),
+    }
+}
+
+async fn report(state: &DaemonState) -> Result<StatusReport, String> {
+    let entries = ledger_entries(state).await?;
+    let ledger = state.context.ledger.clone();
+    let schedules = tokio::task::spawn_blocking(move || ledger.schedules())
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
+    let settings = &state.context.settings;
+    let pipelines = settings
+        .pipelines
+        .iter()
+        .map(|pipeline| {
+            let mine: Vec<&FileEntry> = entries.iter().filter(|entry| entry.pipeline == pipeline.name).collect();
+            PipelineReport {
+                name: pipeline.name.clone(),
+                collection: pipeline.collection.clone(),
+                watch: pipeline.watch.iter().map(|dir| settings.resolve(dir).display().to_string()).collect(),
+                schedule: pipeline.schedule.clone(),
+                files: count_states(mine.iter().copied()),
+                rows_imported: mine.iter().map(|entry| entry.rows_imported).sum(),
+                rows_rejected: mine.iter().map(|entry| entry.rows_rejected).sum(),
+                rows_unchanged: mine.iter().map(|entry| entry.rows_unchanged).sum(),
+            }
+        })
+        .collect();
+    let mut failures: Vec<FileEntry> = entries.into_iter().filter(|entry| matches!(entry.state, FileState::Failed { .. })).collect();
+    failures.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+    let recent_failures = failures.split_off(failures.len().saturating_sub(20));
+    Ok(StatusReport {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at: state.started_at.clone(),
+        queue_depth: state.queue_depth.load(Ordering::Relaxed),
+        pipelines,
+        in_flight: state.context.telemetry.in_flight(),
+        schedules,
+        recent_failures,
+    })
+}
+
+async fn ledger_entries(state: &DaemonState) -> Result<Vec<FileEntry>, String> {
+    let ledger = state.context.ledger.clone();
+    tokio::task::spawn_blocking(move || ledger.entries()).await.map_err(|error| error.to_string())?.map_err(|error| error.to_string())
+}
+
+fn count_states<'a>(entries: impl Iterator<Item = &'a FileEntry>) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for entry in entries {
+        let state = match entry.state {
+            FileState::Importing => "importing",
+            FileState::Imported => "imported",
+            FileState::Failed { .. } => "failed",
+        };
+        *counts.entry(state.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}

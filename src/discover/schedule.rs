@@ -1,0 +1,229 @@
+//! Cron schedules (tokio-cron-scheduler, seconds field first): each run expands the pipeline's
+//! `paths` globs and queues the files it finds, then waits for their imports.
+//!
+//! A run that is still busy when the next one fires is not started twice: the new firing is
+//! skipped with a log line. Each run's start, outcome and the next planned run are kept in the
+//! ledger ([`ScheduleEntry`]) for `/status` and `vecdrop status`. A run interrupted by a shutdown
+//! (outcome still `running`) is repeated once at the next start.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use uuid::Uuid;
+
+use super::{FileResult, Origin, ReadyFile};
+use crate::dead_letter::now_rfc3339;
+use crate::ledger::{Ledger, ScheduleEntry};
+use crate::settings::{PipelineSettings, Settings};
+
+/// Outcome recorded while a run is in progress.
+const RUNNING: &str = "running";
+
+/// The scheduler could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("schedule of pipeline {pipeline}: {message}")]
+pub struct ScheduleError {
+    /// The pipeline.
+    pub pipeline: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// One pipeline's schedule: what a run needs.
+struct Recurring {
+    pipeline: String,
+    expression: String,
+    patterns: Vec<String>,
+    base_dir: PathBuf,
+    queue: mpsc::Sender<ReadyFile>,
+    ledger: Ledger,
+    busy: AtomicBool,
+}
+
+/// Starts one cron job per pipeline with a `schedule`. Runs interrupted by the last shutdown are
+/// started at once. Shut the returned scheduler down to stop firing.
+pub async fn start(settings: &Settings, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Result<JobScheduler, ScheduleError> {
+    let failed = |pipeline: &str, error: JobSchedulerError| ScheduleError { pipeline: pipeline.to_owned(), message: error.to_string() };
+    let scheduler = JobScheduler::new().await.map_err(|error| failed("*", error))?;
+    for pipeline in settings.pipelines.iter().filter(|pipeline| pipeline.schedule.is_some()) {
+        let recurring = Arc::new(Recurring::of(pipeline, settings, queue.clone(), ledger.clone()));
+        let timezone: chrono_tz::Tz = match &pipeline.timezone {
+            Some(name) => name
+                .parse()
+                .map_err(|_| ScheduleError { pipeline: pipeline.name.clone(), message: format!("unknown time zone {name:?}") })?,
+            None => chrono_tz::UTC,
+        };
+        let job_recurring = Arc::clone(&recurring);
+        let job = Job::new_async_tz(recurring.expression.as_str(), timezone, move |id, scheduler| {
+            let recurring = Arc::clone(&job_recurring);
+            Box::pin(async move { recurring.fire(id, scheduler).await })
+        })
+        .map_err(|error| failed(&pipeline.name, error))?;
+        let id = scheduler.add(job).await.map_err(|error| failed(&pipeline.name, error))?;
+        let next = next_run(&scheduler, id).await;
+        tracing::info!(pipeline = %pipeline.name, schedule = %recurring.expression, next_run = next.as_deref().unwrap_or("?"), "schedule armed");
+        if recurring.was_interrupted() {
+            tracing::info!(pipeline = %pipeline.name, "the last scheduled run was interrupted by a shutdown; running it now");
+            tokio::spawn(async move { recurring.run(next).await });
+        } else {
+            recurring.record(|entry| entry.next_run = next);
+        }
+    }
+    scheduler.start().await.map_err(|error| failed("*", error))?;
+    Ok(scheduler)
+}
+
+async fn next_run(scheduler: &JobScheduler, id: Uuid) -> Option<String> {
+    let mut scheduler = scheduler.clone();
+    scheduler.next_tick_for_job(id).await.ok().flatten().map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+impl Recurring {
+    fn of(pipeline: &PipelineSettings, settings: &Settings, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Self {
+        Self {
+            pipeline: pipeline.name.clone(),
+            expression: pipeline.schedule.clone().unwrap_or_default(),
+            patterns: pipeline.paths.clone(),
+            base_dir: settings.base_dir.clone(),
+            queue,
+            ledger,
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    async fn fire(&self, id: Uuid, scheduler: JobScheduler) {
+        let next = next_run(&scheduler, id).await;
+        if self.busy.load(Ordering::SeqCst) {
+            tracing::warn!(pipeline = %self.pipeline, "schedule fired while its previous run is still busy; skipping this run");
+            self.record(|entry| entry.next_run = next);
+            return;
+        }
+        self.run(next).await;
+    }
+
+    /// One run: queue every matching file, wait for all of them, record the outcome.
+    async fn run(&self, next: Option<String>) {
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.record(|entry| {
+            entry.last_run = Some(now_rfc3339());
+            entry.last_outcome = Some(RUNNING.to_owned());
+            entry.next_run = next;
+        });
+        let files = expand(&self.base_dir, &self.patterns);
+        tracing::info!(pipeline = %self.pipeline, files = files.len(), "scheduled run started");
+        let mut waiting = Vec::with_capacity(files.len());
+        for path in files {
+            let (done, result) = oneshot::channel();
+            let file = ReadyFile { pipeline: self.pipeline.clone(), path: path.clone(), origin: Origin::Schedule, done: Some(done) };
+            if self.queue.send(file).await.is_err() {
+                self.busy.store(false, Ordering::SeqCst);
+                return; // shutting down: the run stays `running` and is repeated at the next start
+            }
+            waiting.push((path, result));
+        }
+        let mut results = Vec::with_capacity(waiting.len());
+        for (path, result) in waiting {
+            match result.await {
+                Ok(FileResult::Interrupted) | Err(_) => {
+                    self.busy.store(false, Ordering::SeqCst);
+                    return; // shutting down, as above
+                }
+                Ok(result) => results.push((path, result)),
+            }
+        }
+        let outcome = summarise(&results);
+        tracing::info!(pipeline = %self.pipeline, %outcome, "scheduled run finished");
+        self.record(|entry| entry.last_outcome = Some(outcome));
+        self.busy.store(false, Ordering::SeqCst);
+    }
+
+    fn was_interrupted(&self) -> bool {
+        matches!(self.ledger.schedule(&self.pipeline), Ok(Some(entry)) if entry.last_outcome.as_deref() == Some(RUNNING))
+    }
+
+    /// Updates the stored entry; a ledger failure is logged (the schedule itself goes on).
+    fn record(&self, change: impl FnOnce(&mut ScheduleEntry)) {
+        let mut entry = match self.ledger.schedule(&self.pipeline) {
+            Ok(Some(entry)) => entry,
+            _ => ScheduleEntry { pipeline: self.pipeline.clone(), ..ScheduleEntry::default() },
+        };
+        entry.schedule = self.expression.clone();
+        change(&mut entry);
+        if let Err(error) = self.ledger.put_schedule(&entry) {
+            tracing::error!(pipeline = %self.pipeline, %error, "cannot record the schedule's state");
+        }
+    }
+}
+
+/// Regular files matching `patterns` (relative ones against `base_dir`), sorted, without duplicates.
+pub fn expand(base_dir: &Path, patterns: &[String]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let absolute = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base_dir.join(pattern) };
+        let Ok(matches) = glob::glob(&absolute.to_string_lossy()) else {
+            tracing::warn!(%pattern, "not a valid glob");
+            continue;
+        };
+        files.extend(matches.flatten().filter(|path| path.is_file()));
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+/// `ok: 3 files (1 imported, 2 already imported; 40 rows written, 960 unchanged)` or
+/// `failed: 1 of 3 files; first: <reason>`.
+fn summarise(results: &[(PathBuf, FileResult)]) -> String {
+    let (mut imported, mut already, mut rows, mut unchanged) = (0, 0, 0, 0);
+    let mut failures = Vec::new();
+    for (path, result) in results {
+        match result {
+            FileResult::Imported { rows_imported, rows_unchanged } => {
+                imported += 1;
+                rows += rows_imported;
+                unchanged += rows_unchanged;
+            }
+            FileResult::AlreadyImported => already += 1,
+            FileResult::Failed(reason) => failures.push(format!("{}: {reason}", path.display())),
+            FileResult::Interrupted => {}
+        }
+    }
+    let total = results.len();
+    match failures.first() {
+        Some(first) => format!("failed: {} of {total} files; first: {first}", failures.len()),
+        None => format!("ok: {total} files ({imported} imported, {already} already imported; {rows} rows written, {unchanged} unchanged)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_expand_relative_to_the_config_sorted_and_deduplicated() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("exports")).unwrap();
+        for name in ["b.csv", "a.csv", "c.json"] {
+            std::fs::write(dir.path().join("exports").join(name), "x").unwrap();
+        }
+        let files = expand(dir.path(), &["exports/*.csv".into(), "exports/a.*".into()]);
+        let names: Vec<_> = files.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["a.csv", "b.csv"]);
+    }
+
+    #[test]
+    fn outcomes_summarise_counts_and_the_first_failure() {
+        let ok = [
+            (PathBuf::from("a"), FileResult::Imported { rows_imported: 40, rows_unchanged: 960 }),
+            (PathBuf::from("b"), FileResult::AlreadyImported),
+        ];
+        assert_eq!(summarise(&ok), "ok: 2 files (1 imported, 1 already imported; 40 rows written, 960 unchanged)");
+        let failed = [(PathBuf::from("a"), FileResult::Failed("bad footer".into())), (PathBuf::from("b"), FileResult::AlreadyImported)];
+        assert_eq!(summarise(&failed), "failed: 1 of 2 files; first: a: bad footer");
+    }
+}

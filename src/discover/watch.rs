@@ -1,0 +1,347 @@
+//! Drop folders: notify events are hints, the periodic rescan is the truth.
+//!
+//! The scanner keeps *candidates*: files seen in a drop folder, with the size and modification
+//! time of their last look and since when those held still. Events (and rescans) add candidates;
+//! a short poll re-examines them, and a candidate becomes ready when it was renamed into the
+//! folder, or its size and modification time held still for `settle`. A ready file is offered to
+//! the queue; once accepted it is *handled* until its size or modification time change (a file
+//! kept in place with `after_import = "keep"` is not offered again and again). An event-channel
+//! overflow or a watcher error triggers a full rescan. Only regular files directly in the folder
+//! count: subfolders (`.done/`, `.failed/`) and [`super::is_ignored`] names are skipped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::event::{ModifyKind, RenameMode};
+use notify::{Event, EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use super::{is_ignored, Origin, ReadyFile};
+
+/// File events buffered between notify's thread and the scanner; beyond it, a rescan catches up.
+const EVENT_BUFFER: usize = 4096;
+
+/// A drop folder and the pipeline it feeds.
+#[derive(Debug, Clone)]
+pub struct DropFolder {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The folder (absolute or relative to the working directory).
+    pub dir: PathBuf,
+}
+
+/// How the scanner times its work.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanTiming {
+    /// Size and modification time must hold still this long.
+    pub settle: Duration,
+    /// Full rescan interval.
+    pub rescan_interval: Duration,
+}
+
+/// What the scanner knows about one file.
+#[derive(Debug, Clone)]
+struct Candidate {
+    folder: usize,
+    fingerprint: Fingerprint,
+    still_since: Instant,
+    renamed_in: bool,
+}
+
+/// Size and modification time: when both hold still, the writer is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl Fingerprint {
+    fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+        Some(Self { size: metadata.len(), modified: metadata.modified().ok() })
+    }
+}
+
+/// The scanner's state, separate from its I/O loop so that the readiness rules are testable.
+struct Scanner {
+    folders: Vec<DropFolder>,
+    timing: ScanTiming,
+    candidates: HashMap<PathBuf, Candidate>,
+    handled: HashMap<PathBuf, Fingerprint>,
+}
+
+/// Creates the drop folders, watches them and offers ready files to `queue` until `cancel`.
+/// Files already present are found by the first scan.
+pub fn spawn(
+    folders: Vec<DropFolder>,
+    timing: ScanTiming,
+    queue: mpsc::Sender<ReadyFile>,
+    cancel: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    for folder in &folders {
+        std::fs::create_dir_all(&folder.dir)?;
+    }
+    let (events_sender, events) = mpsc::channel::<notify::Result<Event>>(EVENT_BUFFER);
+    let overflow_sender = events_sender.clone();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        if let Err(TrySendError::Full(_)) = events_sender.try_send(event) {
+            // The scanner is behind: make sure it rescans.
+            let _ = overflow_sender.try_send(Err(notify::Error::generic("event buffer overflow")));
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    for folder in &folders {
+        watcher.watch(&folder.dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
+    }
+    let scanner = Scanner { folders, timing, candidates: HashMap::new(), handled: HashMap::new() };
+    Ok(tokio::spawn(scanner.run(watcher, events, queue, cancel)))
+}
+
+impl Scanner {
+    async fn run(
+        mut self,
+        _watcher: notify::RecommendedWatcher, // kept alive for as long as the loop runs
+        mut events: mpsc::Receiver<notify::Result<Event>>,
+        queue: mpsc::Sender<ReadyFile>,
+        cancel: CancellationToken,
+    ) {
+        let mut rescan = tokio::time::interval(self.timing.rescan_interval);
+        let mut poll = tokio::time::interval(poll_interval(self.timing.settle));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = rescan.tick() => self.rescan(),
+                _ = poll.tick() => {
+                    if !self.offer_ready(&queue) {
+                        return; // the daemon stopped taking files
+                    }
+                }
+                event = events.recv() => match event {
+                    Some(Ok(event)) => self.note_event(&event),
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "drop-folder watcher: rescanning");
+                        self.rescan();
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Lists every folder: new files become candidates, vanished ones are forgotten.
+    fn rescan(&mut self) {
+        let mut present = Vec::new();
+        for (index, folder) in self.folders.iter().enumerate() {
+            let entries = match std::fs::read_dir(&folder.dir) {
+                Ok(entries) => entries,
+                Err(error) => {
+                    tracing::warn!(dir = %folder.dir.display(), %error, "drop folder cannot be read");
+                    continue;
+                }
+            };
+            present.extend(entries.flatten().map(|entry| (index, entry.path())));
+        }
+        let seen: std::collections::HashSet<&PathBuf> = present.iter().map(|(_, path)| path).collect();
+        self.handled.retain(|path, _| seen.contains(path));
+        self.candidates.retain(|path, _| seen.contains(path));
+        for (index, path) in present {
+            self.consider(index, path, false);
+        }
+    }
+
+    /// Adds the paths an event names as candidates; a rename into the folder makes them ready
+    /// without waiting for `settle`.
+    fn note_event(&mut self, event: &Event) {
+        if event.need_rescan() {
+            self.rescan();
+            return;
+        }
+        let renamed_in = matches!(event.kind, EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)));
+        let paths: &[PathBuf] = match event.kind {
+            // `Both` carries [from, to]: only the destination is in a watched folder.
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => event.paths.get(1..).unwrap_or(&[]),
+            EventKind::Create(_) | EventKind::Modify(_) => &event.paths,
+            _ => &[],
+        };
+        for path in paths {
+            if let Some(index) = self.folder_of(path) {
+                self.consider(index, path.clone(), renamed_in);
+            }
+        }
+    }
+
+    fn folder_of(&self, path: &Path) -> Option<usize> {
+        let parent = path.parent()?;
+        self.folders.iter().position(|folder| folder.dir == parent || same_dir(&folder.dir, parent))
+    }
+
+    fn consider(&mut self, folder: usize, path: PathBuf, renamed_in: bool) {
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else { return };
+        if is_ignored(name) {
+            return;
+        }
+        let Some(fingerprint) = Fingerprint::of(&path) else { return };
+        if self.handled.get(&path) == Some(&fingerprint) {
+            return;
+        }
+        let candidate = self.candidates.entry(path).or_insert(Candidate { folder, fingerprint, still_since: Instant::now(), renamed_in });
+        candidate.renamed_in |= renamed_in;
+    }
+
+    /// Re-examines the candidates and offers the ready ones; `false` once the queue is closed.
+    fn offer_ready(&mut self, queue: &mpsc::Sender<ReadyFile>) -> bool {
+        let now = Instant::now();
+        let mut ready = Vec::new();
+        self.candidates.retain(|path, candidate| match Fingerprint::of(path) {
+            None => false,
+            Some(fingerprint) if fingerprint != candidate.fingerprint => {
+                candidate.fingerprint = fingerprint;
+                candidate.still_since = now;
+                true
+            }
+            Some(_) => {
+                if candidate.renamed_in || now.duration_since(candidate.still_since) >= self.timing.settle {
+                    ready.push(path.clone());
+                }
+                true
+            }
+        });
+        ready.sort();
+        for path in ready {
+            let candidate = self.candidates[&path].clone();
+            let folder = &self.folders[candidate.folder];
+            let file = ReadyFile {
+                pipeline: folder.pipeline.clone(),
+                path: path.clone(),
+                origin: Origin::DropFolder { dir: folder.dir.clone() },
+                done: None,
+            };
+            match queue.try_send(file) {
+                Ok(()) => {
+                    tracing::info!(pipeline = %folder.pipeline, file = %path.display(), "file ready");
+                    self.candidates.remove(&path);
+                    self.handled.insert(path, candidate.fingerprint);
+                }
+                Err(TrySendError::Full(_)) => break, // back-pressure: offered again on the next tick
+                Err(TrySendError::Closed(_)) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// How often candidates are re-examined: a fraction of `settle`, between 50 ms and 1 s.
+fn poll_interval(settle: Duration) -> Duration {
+    (settle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner(dir: &Path, settle: Duration) -> Scanner {
+        Scanner {
+            folders: vec![DropFolder { pipeline: "docs".into(), dir: dir.to_owned() }],
+            timing: ScanTiming { settle, rescan_interval: Duration::from_secs(30) },
+            candidates: HashMap::new(),
+            handled: HashMap::new(),
+        }
+    }
+
+    fn drain(receiver: &mut mpsc::Receiver<ReadyFile>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(file) = receiver.try_recv() {
+            names.push(file.path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        names
+    }
+
+    #[test]
+    fn a_file_is_ready_once_it_held_still_for_settle_and_is_offered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, mut receiver) = mpsc::channel(8);
+        let mut scanner = scanner(dir.path(), Duration::from_millis(300));
+        std::fs::write(dir.path().join("a.csv"), "id,text\n").unwrap();
+        std::fs::write(dir.path().join("a.csv.part"), "partial").unwrap();
+        std::fs::create_dir(dir.path().join(".done")).unwrap();
+        scanner.rescan();
+        assert!(scanner.offer_ready(&queue));
+        assert!(drain(&mut receiver).is_empty(), "not settled yet");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(scanner.offer_ready(&queue));
+        assert_eq!(drain(&mut receiver), ["a.csv"]);
+        scanner.rescan();
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(scanner.offer_ready(&queue));
+        assert!(drain(&mut receiver).is_empty(), "an unchanged handled file is not offered again");
+    }
+
+    #[test]
+    fn a_growing_file_waits_and_a_changed_handled_file_is_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        let (queue, mut receiver) = mpsc::channel(8);
+        let mut scanner = scanner(dir.path(), Duration::from_millis(300));
+        std::fs::write(&path, "id,text\n").unwrap();
+        scanner.rescan();
+        for row in 0..4 {
+            std::thread::sleep(Duration::from_millis(150));
+            std::fs::write(&path, format!("id,text\n{}", "1,x\n".repeat(row + 1))).unwrap();
+            assert!(scanner.offer_ready(&queue));
+        }
+        assert!(drain(&mut receiver).is_empty(), "still being written");
+        std::thread::sleep(Duration::from_millis(350));
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["a.csv"]);
+        std::fs::write(&path, "id,text\n9,new version\n").unwrap();
+        scanner.rescan();
+        std::thread::sleep(Duration::from_millis(350));
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["a.csv"], "a new version is offered");
+    }
+
+    #[test]
+    fn a_renamed_in_file_is_ready_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, mut receiver) = mpsc::channel(8);
+        let mut scanner = scanner(dir.path(), Duration::from_secs(60));
+        let path = dir.path().join("b.jsonl");
+        std::fs::write(&path, "{}\n").unwrap();
+        let event = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(path);
+        scanner.note_event(&event);
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["b.jsonl"]);
+    }
+
+    #[test]
+    fn a_full_queue_keeps_files_pending_until_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let (queue, mut receiver) = mpsc::channel(1);
+        let mut scanner = scanner(dir.path(), Duration::from_millis(0));
+        for name in ["a.csv", "b.csv", "c.csv"] {
+            std::fs::write(dir.path().join(name), "id,text\n").unwrap();
+        }
+        scanner.rescan();
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["a.csv"]);
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["b.csv"]);
+        scanner.offer_ready(&queue);
+        assert_eq!(drain(&mut receiver), ["c.csv"]);
+        drop(receiver);
+        std::fs::write(dir.path().join("d.csv"), "id,text\n").unwrap();
+        scanner.rescan();
+        assert!(!scanner.offer_ready(&queue), "a closed queue stops the scanner");
+    }
+}

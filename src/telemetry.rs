@@ -1,0 +1,259 @@
+//! What the daemon tells its operator: Prometheus metrics and the files in flight.
+//!
+//! One [`Telemetry`] is shared by every import of a process. The pipeline reports each committed
+//! batch and each finished file; the status server renders [`Telemetry::encode_metrics`] at
+//! `/metrics` and [`Telemetry::in_flight`] inside `/status`. The CLI uses a `Telemetry` too and
+//! simply never serves it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use serde::Serialize;
+
+use crate::ledger::BatchCounts;
+
+/// Labels of per-pipeline metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabel {
+    pipeline: String,
+}
+
+/// Labels of per-outcome file counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    pipeline: String,
+    outcome: String,
+}
+
+/// Labels of the ledger's file gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+fn batch_seconds_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// A file being imported, as `/status` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileProgress {
+    /// Pipeline importing it.
+    pub pipeline: String,
+    /// The file.
+    pub path: String,
+    /// When its import started (RFC 3339).
+    pub started_at: String,
+    /// Rows committed by this run.
+    pub rows_imported: u64,
+    /// Records dead-lettered by this run.
+    pub rows_rejected: u64,
+    /// Rows skipped as unchanged by this run.
+    pub rows_unchanged: u64,
+    /// How far the committed position is (bytes for text formats, rows for Parquet).
+    pub units_done: u64,
+    /// The file's size in the same units (0 when unknown).
+    pub units_total: u64,
+}
+
+/// Metrics and in-flight files of one process.
+pub struct Telemetry {
+    registry: Registry,
+    rows_imported: Family<PipelineLabel, Counter>,
+    rows_rejected: Family<PipelineLabel, Counter>,
+    rows_unchanged: Family<PipelineLabel, Counter>,
+    rows_embedded: Family<PipelineLabel, Counter>,
+    rows_deleted: Family<PipelineLabel, Counter>,
+    files: Family<OutcomeLabels, Counter>,
+    ledger_files: Family<StateLabel, Gauge>,
+    embed_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
+    upsert_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
+    queue_depth: Gauge,
+    files_in_flight: Gauge,
+    in_flight: Mutex<BTreeMap<u64, FileProgress>>,
+    next_id: AtomicU64,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Registers every metric (all start at zero).
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vecdrop");
+        let [rows_imported, rows_rejected, rows_unchanged, rows_embedded, rows_deleted] =
+            std::array::from_fn(|_| Family::<PipelineLabel, Counter>::default());
+        registry.register("rows_imported", "Rows upserted into Milvus", rows_imported.clone());
+        registry.register("rows_rejected", "Records written to the dead-letter file", rows_rejected.clone());
+        registry.register("rows_unchanged", "Rows skipped because Milvus already held them unchanged", rows_unchanged.clone());
+        registry.register("rows_embedded", "Texts embedded by the model", rows_embedded.clone());
+        registry.register("rows_deleted", "Rows deleted from Milvus because their keys left a mirrored source", rows_deleted.clone());
+        let files = Family::<OutcomeLabels, Counter>::default();
+        registry.register("files", "Files processed, by outcome", files.clone());
+        let ledger_files = Family::<StateLabel, Gauge>::default();
+        registry.register("ledger_files", "Files known to the ledger, by state", ledger_files.clone());
+        let embed_seconds =
+            Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(batch_seconds_histogram as fn() -> Histogram);
+        registry.register_with_unit("batch_embed", "Time to embed one batch", Unit::Seconds, embed_seconds.clone());
+        let upsert_seconds =
+            Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(batch_seconds_histogram as fn() -> Histogram);
+        registry.register_with_unit(
+            "batch_upsert",
+            "Time to upsert one batch until Milvus acknowledged it",
+            Unit::Seconds,
+            upsert_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register("queue_depth", "Ready files waiting for a worker", queue_depth.clone());
+        let files_in_flight = Gauge::default();
+        registry.register("files_in_flight", "Files being imported", files_in_flight.clone());
+        Self {
+            registry,
+            rows_imported,
+            rows_rejected,
+            rows_unchanged,
+            rows_embedded,
+            rows_deleted,
+            files,
+            ledger_files,
+            embed_seconds,
+            upsert_seconds,
+            queue_depth,
+            files_in_flight,
+            in_flight: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts tracking a file; the returned handle reports its progress and stops tracking when
+    /// dropped.
+    pub fn track(self: &Arc<Self>, pipeline: &str, path: &str, units_total: u64, units_done: u64) -> InFlight {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let progress = FileProgress {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            started_at: crate::dead_letter::now_rfc3339(),
+            rows_imported: 0,
+            rows_rejected: 0,
+            rows_unchanged: 0,
+            units_done,
+            units_total,
+        };
+        self.in_flight.lock().expect("in-flight lock").insert(id, progress);
+        self.files_in_flight.inc();
+        InFlight { telemetry: Arc::clone(self), id }
+    }
+
+    /// Counts `texts` embedded for `pipeline`, which took `elapsed`.
+    pub fn embedded(&self, pipeline: &str, texts: usize, elapsed: Duration) {
+        let label = PipelineLabel { pipeline: pipeline.to_owned() };
+        self.rows_embedded.get_or_create(&label).inc_by(texts as u64);
+        self.embed_seconds.get_or_create(&label).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one upsert request round that took `elapsed`.
+    pub fn upserted(&self, pipeline: &str, elapsed: Duration) {
+        self.upsert_seconds.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts rows deleted from a mirrored source.
+    pub fn deleted(&self, pipeline: &str, rows: u64) {
+        self.rows_deleted.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc_by(rows);
+    }
+
+    /// Counts a file that ended with `outcome` (`imported`, `already_imported`, `failed`, `interrupted`).
+    pub fn file_done(&self, pipeline: &str, outcome: &str) {
+        self.files.get_or_create(&OutcomeLabels { pipeline: pipeline.to_owned(), outcome: outcome.to_owned() }).inc();
+    }
+
+    /// Sets the number of ready files waiting for a worker.
+    pub fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.set(depth as i64);
+    }
+
+    /// Sets the ledger's file counts by state (before rendering `/metrics`).
+    pub fn set_ledger_files(&self, counts: &BTreeMap<String, u64>) {
+        for state in ["importing", "imported", "failed"] {
+            let count = counts.get(state).copied().unwrap_or(0);
+            self.ledger_files.get_or_create(&StateLabel { state: state.to_owned() }).set(count as i64);
+        }
+    }
+
+    /// Files being imported now, oldest first.
+    pub fn in_flight(&self) -> Vec<FileProgress> {
+        self.in_flight.lock().expect("in-flight lock").values().cloned().collect()
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode_metrics(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// A file being tracked by [`Telemetry::track`]; dropping it stops the tracking.
+pub struct InFlight {
+    telemetry: Arc<Telemetry>,
+    id: u64,
+}
+
+impl InFlight {
+    /// Records a committed batch and the position it reached.
+    pub fn committed(&self, counts: BatchCounts, units_done: u64) {
+        let telemetry = &self.telemetry;
+        let mut in_flight = telemetry.in_flight.lock().expect("in-flight lock");
+        let Some(progress) = in_flight.get_mut(&self.id) else { return };
+        progress.rows_imported += counts.imported;
+        progress.rows_rejected += counts.rejected;
+        progress.rows_unchanged += counts.unchanged;
+        progress.units_done = units_done;
+        let label = PipelineLabel { pipeline: progress.pipeline.clone() };
+        telemetry.rows_imported.get_or_create(&label).inc_by(counts.imported);
+        telemetry.rows_rejected.get_or_create(&label).inc_by(counts.rejected);
+        telemetry.rows_unchanged.get_or_create(&label).inc_by(counts.unchanged);
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.telemetry.in_flight.lock().expect("in-flight lock").remove(&self.id);
+        self.telemetry.files_in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_batches_show_in_flight_and_in_the_metrics() {
+        let telemetry = Arc::new(Telemetry::new());
+        let tracked = telemetry.track("docs", "drop/a.csv", 1000, 0);
+        tracked.committed(BatchCounts { imported: 7, rejected: 1, unchanged: 2 }, 400);
+        telemetry.embedded("docs", 7, Duration::from_millis(30));
+        let in_flight = telemetry.in_flight();
+        assert_eq!(in_flight.len(), 1);
+        assert_eq!((in_flight[0].rows_imported, in_flight[0].rows_unchanged, in_flight[0].units_done), (7, 2, 400));
+        let metrics = telemetry.encode_metrics();
+        assert!(metrics.contains(r#"vecdrop_rows_imported_total{pipeline="docs"} 7"#), "{metrics}");
+        assert!(metrics.contains(r#"vecdrop_rows_unchanged_total{pipeline="docs"} 2"#), "{metrics}");
+        assert!(metrics.contains(r#"vecdrop_rows_embedded_total{pipeline="docs"} 7"#), "{metrics}");
+        assert!(metrics.contains("vecdrop_files_in_flight 1"), "{metrics}");
+        assert!(metrics.contains(r#"vecdrop_batch_embed_seconds_count{pipeline="docs"} 1"#), "{metrics}");
+        drop(tracked);
+        assert!(telemetry.in_flight().is_empty());
+        assert!(telemetry.encode_metrics().contains("vecdrop_files_in_flight 0"));
+    }
+}

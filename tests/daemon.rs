@@ -1,0 +1,402 @@
+//! The daemon as people run it: a real `vecdrop run` process, real Milvus, files dropped the way
+//! tools write them, schedules, SIGKILL and SIGTERM, and the status endpoint.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{connect_sink, milvus_uri, unique_collection, TestConfig};
+use vecdrop::sink::{CollectionSpec, MilvusSink};
+
+/// A running `vecdrop run`; killed when dropped.
+struct Daemon {
+    child: Child,
+    status: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(config: &TestConfig, status: &str) -> Self {
+        let log = config.dir.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos() ^ rand::random::<u64>()));
+        let child = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
+            .args(["run", "--config"])
+            .arg(&config.path)
+            .current_dir(config.dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("vecdrop run starts");
+        let daemon = Self { child, status: status.to_owned(), log };
+        daemon
+            .wait_for("the status endpoint", Duration::from_secs(120), |daemon| daemon.get("/healthz").is_some_and(|body| body == "ok\n"));
+        daemon
+    }
+
+    /// GET `path` from the status endpoint; `None` when it does not answer.
+    fn get(&self, path: &str) -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(&self.status).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200").then(|| body.to_owned()).or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/status").expect("/status answers")).expect("/status is JSON")
+    }
+
+    /// The value of the metric line starting with `series` (e.g. `vecdrop_rows_imported_total{pipeline="test"}`).
+    fn metric(&self, series: &str) -> f64 {
+        let metrics = self.get("/metrics").expect("/metrics answers");
+        metrics.lines().find_map(|line| line.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, timeout: Duration, done: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; daemon log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status (within `timeout`).
+    fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {timeout:?} of SIGTERM; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+fn daemon_sections(status: &str, extra: &str) -> String {
+    format!("[status]\nlisten = \"{status}\"\n[daemon]\nsettle = \"500ms\"\nrescan_interval = \"1s\"\nshutdown_timeout = \"60s\"\n{extra}")
+}
+
+fn spec(config: &TestConfig, collection: &str) -> CollectionSpec {
+    let settings = config.settings();
+    let pipeline = settings.pipelines.iter().find(|pipeline| pipeline.collection == collection).unwrap().clone();
+    CollectionSpec::of(&pipeline, 384, "all-MiniLM-L6-v2:fp32:256")
+}
+
+/// Every key of `collection` with its text, read back in pages by key.
+async fn stored_texts(sink: &MilvusSink, spec: &CollectionSpec, keys: &[String]) -> std::collections::HashMap<String, String> {
+    let mut texts = std::collections::HashMap::new();
+    for chunk in keys.chunks(500) {
+        texts.extend(sink.texts_by_key(spec, chunk).await.unwrap());
+    }
+    texts
+}
+
+/// A CSV with `rows` rows, keys `{prefix}-{n}`, each with a precomputed unit vector (so that the
+/// model is skipped and the test is about the daemon, not inference speed).
+fn csv_with_vectors(prefix: &str, rows: usize) -> (String, Vec<String>) {
+    let mut content = String::from("id,text,embedding\n");
+    let mut keys = Vec::with_capacity(rows);
+    for row in 0..rows {
+        let key = format!("{prefix}-{row}");
+        let mut vector = vec![0.0f32; 384];
+        vector[row % 384] = 1.0;
+        let cells: Vec<String> = vector.iter().map(|value| format!("{value}")).collect();
+        content.push_str(&format!("{key},row {row} of {prefix},\"[{}]\"\n", cells.join(",")));
+        keys.push(key);
+    }
+    (content, keys)
+}
+
+fn write_parquet(path: &Path, keys: &[&str]) {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("id", Arc::new(StringArray::from_iter_values(keys.iter().copied()))),
+        ("text", Arc::new(StringArray::from_iter_values(keys.iter().map(|key| format!("parquet row {key} about lighthouses"))))),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn done_files(drop: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for day in std::fs::read_dir(drop.join(".done")).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
+            names.insert(file.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
+    let collection = unique_collection("daemon_drop");
+    let status = free_address();
+    let config = TestConfig::with_sections(
+        &collection,
+        "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 8",
+        &daemon_sections(&status, ""),
+    );
+    let drop = config.dir.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let daemon = Daemon::start(&config, &status);
+
+    // CSV written slowly in place: the daemon must wait until it holds still.
+    let csv_path = drop.join("slow.csv");
+    let mut csv = std::fs::File::create(&csv_path).unwrap();
+    writeln!(csv, "id,text").unwrap();
+    for row in 0..12 {
+        writeln!(csv, "c{row},a slowly written row number {row} about rivers").unwrap();
+        csv.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    drop_file(csv);
+    // JSONL written as .part, then renamed in.
+    let part = drop.join("events.jsonl.part");
+    let lines: String = (0..9).map(|row| format!("{{\"id\": \"j{row}\", \"text\": \"json line {row} about mountains\"}}\n")).collect();
+    std::fs::write(&part, lines).unwrap();
+    std::fs::rename(&part, drop.join("events.jsonl")).unwrap();
+    // Parquet written elsewhere and renamed in.
+    let outside = config.dir.path().join("tmp.parquet");
+    write_parquet(&outside, &["p0", "p1", "p2", "p3", "p4"]);
+    std::fs::rename(&outside, drop.join("table.parquet")).unwrap();
+    // A file that cannot be imported: its header lacks the text column.
+    std::fs::write(drop.join("bad.csv"), "id,title\nx1,no text column\n").unwrap();
+
+    daemon.wait_for("every file to leave the drop folder", Duration::from_secs(180), |_| {
+        done_files(&drop).len() == 3 && drop.join(".failed/bad.csv").is_file()
+    });
+    assert_eq!(done_files(&drop), BTreeSet::from(["events.jsonl".to_owned(), "slow.csv".to_owned(), "table.parquet".to_owned()]));
+    let error = std::fs::read_to_string(drop.join(".failed/bad.csv.error.txt")).unwrap();
+    assert!(error.contains("text") && error.contains("what to do"), "{error}");
+
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    let spec = spec(&config, &collection);
+    assert_eq!(sink.count(&collection).await.unwrap(), 12 + 9 + 5);
+    let keys: Vec<String> = (0..12)
+        .map(|row| format!("c{row}"))
+        .chain((0..9).map(|row| format!("j{row}")))
+        .chain((0..5).map(|row| format!("p{row}")))
+        .collect();
+    let texts = stored_texts(&sink, &spec, &keys).await;
+    assert_eq!(texts.len(), keys.len(), "every key is stored");
+    assert_eq!(texts["c11"], "a slowly written row number 11 about rivers", "the whole slowly written file was read");
+
+    // The status endpoint agrees with Milvus.
+    assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 26.0);
+    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"imported\"}"), 3.0);
+    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"failed\"}"), 1.0);
+    assert!(daemon.metric("vecdrop_batch_upsert_seconds_count{pipeline=\"test\"}") >= 4.0);
+    let report = daemon.status();
+    let pipeline = &report["pipelines"][0];
+    assert_eq!(pipeline["rows_imported"], 26);
+    assert_eq!(pipeline["files"]["imported"], 3);
+    assert_eq!(pipeline["files"]["failed"], 1);
+    assert!(report["in_flight"].as_array().unwrap().is_empty());
+    assert_eq!(report["recent_failures"].as_array().unwrap().len(), 1);
+
+    // The same content dropped again is recognised, not imported twice.
+    std::fs::copy(drop.join(format!(".done/{}/events.jsonl", today())), drop.join("again.jsonl")).unwrap();
+    daemon.wait_for("the copy to be handled", Duration::from_secs(60), |_| done_files(&drop).contains("again.jsonl"));
+    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"already_imported\"}"), 1.0);
+    assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 26.0);
+
+    // `vecdrop status` cannot open the ledger the daemon holds: it asks the daemon.
+    let cli = config.run("status", &[]);
+    assert_eq!(cli.status.code(), Some(0));
+    let cli: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(cli["pipelines"][0]["rows_imported"], 26);
+
+    assert_eq!(daemon.terminate(Duration::from_secs(60)).code(), Some(0));
+}
+
+fn drop_file(file: std::fs::File) {
+    file.sync_all().unwrap();
+}
+
+fn today() -> String {
+    vecdrop::dead_letter::now_rfc3339().chars().take(10).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_files_in_flight_then_restart_imports_every_file_exactly_once() {
+    let collection = unique_collection("daemon_kill");
+    let status = free_address();
+    let config = TestConfig::with_sections(
+        &collection,
+        "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 100",
+        &daemon_sections(&status, "max_parallel_files = 2\n"),
+    );
+    let drop = config.dir.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let mut all_keys = Vec::new();
+    let mut files = Vec::new();
+    for name in ["a", "b", "c"] {
+        let (content, keys) = csv_with_vectors(name, 3000);
+        std::fs::write(drop.join(format!("{name}.csv")), content).unwrap();
+        files.push((format!("{name}.csv"), keys.clone()));
+        all_keys.extend(keys);
+    }
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+
+    let mut kills = 0;
+    for round in 0..3u64 {
+        let daemon = Daemon::start(&config, &status);
+        daemon.wait_for("imports in flight with committed rows", Duration::from_secs(120), |daemon| {
+            let report = daemon.status();
+            done_files(&drop).len() == 3
+                || report["in_flight"].as_array().is_some_and(|files| files.iter().any(|file| file["rows_imported"].as_u64() > Some(0)))
+        });
+        if done_files(&drop).len() == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200 * (round + 1)));
+        daemon.kill();
+        kills += 1;
+        // Nothing was moved before its rows were in Milvus.
+        let spec = spec(&config, &collection);
+        for (name, keys) in &files {
+            if done_files(&drop).contains(name) {
+                assert_eq!(stored_texts(&sink, &spec, keys).await.len(), keys.len(), "{name} was moved before all its rows were stored");
+            }
+        }
+    }
+    assert!(kills >= 1, "the daemon was killed mid-import at least once");
+
+    let daemon = Daemon::start(&config, &status);
+    daemon.wait_for("every file to be done", Duration::from_secs(300), |_| done_files(&drop).len() == 3);
+    let spec = spec(&config, &collection);
+    assert_eq!(sink.count(&collection).await.unwrap(), all_keys.len() as u64, "no row lost, none twice");
+    assert_eq!(stored_texts(&sink, &spec, &all_keys).await.len(), all_keys.len());
+    let report = daemon.status();
+    assert_eq!(report["pipelines"][0]["files"]["imported"], 3);
+    assert_eq!(report["pipelines"][0]["rows_imported"].as_u64(), Some(all_keys.len() as u64), "ledger counts are exact");
+    assert_eq!(daemon.terminate(Duration::from_secs(60)).code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_reimports_only_changed_rows_and_mirrors_deletions() {
+    let collection = unique_collection("daemon_schedule");
+    let status = free_address();
+    let config = TestConfig::with_sections(
+        &collection,
+        "id_field = \"id\"\npaths = [\"exports/*.csv\"]\nschedule = \"*/2 * * * * *\"\nmirror = true\nbatch_rows = 64",
+        &daemon_sections(&status, ""),
+    );
+    let exports = config.dir.path().join("exports");
+    std::fs::create_dir_all(&exports).unwrap();
+    let export = exports.join("faq.csv");
+    let mut rows: Vec<(String, String)> =
+        (0..200).map(|row| (format!("k{row:03}"), format!("answer number {row} about the harbour"))).collect();
+    let write_export = |rows: &[(String, String)]| {
+        let content: String =
+            std::iter::once("id,text\n".to_owned()).chain(rows.iter().map(|(key, text)| format!("{key},{text}\n"))).collect();
+        let temporary = exports.join("faq.csv.tmp");
+        std::fs::write(&temporary, content).unwrap();
+        std::fs::rename(&temporary, &export).unwrap();
+    };
+    write_export(&rows);
+    let daemon = Daemon::start(&config, &status);
+    daemon.wait_for("the first scheduled import", Duration::from_secs(180), |daemon| {
+        daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}") == 200.0 && last_outcome(daemon).starts_with("ok")
+    });
+    assert_eq!(daemon.metric("vecdrop_rows_embedded_total{pipeline=\"test\"}"), 200.0);
+
+    // 1% of the rows change, three disappear.
+    rows[10].1 = "a rewritten answer about lighthouses".to_owned();
+    rows[150].1 = "another rewritten answer about canals".to_owned();
+    let removed: Vec<String> = [20, 21, 199].iter().map(|&index| rows[index].0.clone()).collect();
+    rows.retain(|(key, _)| !removed.contains(key));
+    write_export(&rows);
+    daemon.wait_for("the changed export to be mirrored", Duration::from_secs(120), |daemon| {
+        daemon.metric("vecdrop_rows_deleted_total{pipeline=\"test\"}") == 3.0
+    });
+    assert_eq!(daemon.metric("vecdrop_rows_embedded_total{pipeline=\"test\"}"), 202.0, "only the two changed rows were embedded again");
+    assert_eq!(daemon.metric("vecdrop_rows_unchanged_total{pipeline=\"test\"}"), 195.0);
+
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    let spec = spec(&config, &collection);
+    assert_eq!(sink.count(&collection).await.unwrap(), 197);
+    let texts = stored_texts(&sink, &spec, &[rows[10].0.clone(), "k150".to_owned(), "k000".to_owned()]).await;
+    assert_eq!(texts["k010"], "a rewritten answer about lighthouses");
+    assert_eq!(texts["k150"], "another rewritten answer about canals");
+    assert!(stored_texts(&sink, &spec, &removed).await.is_empty(), "removed keys are deleted");
+    let schedule = &daemon.status()["schedules"][0];
+    assert_eq!(schedule["schedule"], "*/2 * * * * *");
+    assert!(schedule["next_run"].is_string() && schedule["last_run"].is_string(), "{schedule}");
+    assert_eq!(daemon.terminate(Duration::from_secs(60)).code(), Some(0));
+}
+
+fn last_outcome(daemon: &Daemon) -> String {
+    daemon.status()["schedules"][0]["last_outcome"].as_str().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_import_exits_cleanly_and_the_next_start_resumes() {
+    let collection = unique_collection("daemon_term");
+    let status = free_address();
+    let config = TestConfig::with_sections(
+        &collection,
+        "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 32",
+        &daemon_sections(&status, ""),
+    );
+    let drop = config.dir.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let rows = 600;
+    let content: String = std::iter::once("id,text\n".to_owned())
+        .chain((0..rows).map(|row| format!("t{row},sentence {row} about a quiet library with tall shelves\n")))
+        .collect();
+    std::fs::write(drop.join("big.csv"), content).unwrap();
+
+    let daemon = Daemon::start(&config, &status);
+    daemon.wait_for("some committed rows", Duration::from_secs(120), |daemon| {
+        daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}") > 0.0
+    });
+    let exit = daemon.terminate(Duration::from_secs(60));
+    assert_eq!(exit.code(), Some(0), "SIGTERM exits 0");
+    assert!(drop.join("big.csv").is_file(), "an interrupted file stays in the drop folder");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    let partial = sink.count(&collection).await.unwrap();
+    assert!(partial < rows as u64, "the import was interrupted ({partial} rows)");
+
+    let daemon = Daemon::start(&config, &status);
+    daemon.wait_for("the resumed import", Duration::from_secs(300), |_| done_files(&drop).contains("big.csv"));
+    assert!(daemon.log().contains("resuming after the last committed record"), "{}", daemon.log());
+    assert_eq!(sink.count(&collection).await.unwrap(), rows as u64);
+    assert_eq!(daemon.status()["pipelines"][0]["rows_imported"].as_u64(), Some(rows as u64));
+    daemon.terminate(Duration::from_secs(60));
+}
