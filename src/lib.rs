@@ -28,7 +28,9 @@
 //! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
 //! - [`commands`]: the CLI verbs.
+//! - [`bench`]: `vecdrop bench`, throughput of the model, the imports and a bare SDK loop.
 
+pub mod bench;
 pub mod commands;
 pub mod dead_letter;
 pub mod embed;
