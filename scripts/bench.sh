@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Full-mode throughput bench (issue #6): a release build of `vecdrop bench`, its table on stdout
-# and its JSON in target/bench/bench-<time>.json. Extra arguments go to `vecdrop bench`
+# and its JSON report in target/bench/bench-<time>.json. Extra arguments go to `vecdrop bench`
 # (e.g. --rows 20000, --json).
 #
 #   scripts/bench.sh [vecdrop bench options]
@@ -20,11 +20,5 @@ export ORT_DYLIB_PATH
 cargo build --release --quiet
 mkdir -p target/bench
 json="target/bench/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
-./target/release/vecdrop bench --json "$@" > "$json"
-.venv/bin/python - "$json" <<'PY'
-import json, sys
-report = json.load(open(sys.argv[1]))
-print(f"bench: wrote {sys.argv[1]}")
-for target in report["targets"]:
-    print(f"bench: {target['name']}: {target['value']:.3f} vs {target['target']:.3f} -> {'met' if target['met'] else 'NOT met'}")
-PY
+./target/release/vecdrop bench --json-out "$json" "$@"
+echo "bench: JSON report in $json"

@@ -106,6 +106,7 @@ impl Embedder {
         let output_is_pooled = matches!(output.dtype(), ValueType::Tensor { shape, .. } if shape.len() == 2);
         let output_name = output.name().to_owned();
         let identity = model_identity(&model_dir, settings.precision, settings.max_tokens);
+        let (batch_tokens, max_batch_texts) = settings.batch_budget();
         let mut embedder = Self {
             inner: Arc::new(Inner {
                 tokenizer,
@@ -114,8 +115,8 @@ impl Embedder {
                 output_is_pooled,
                 output_name,
                 dimension: 0,
-                batch_tokens: settings.batch_tokens,
-                max_batch_texts: settings.max_batch_texts,
+                batch_tokens,
+                max_batch_texts,
                 identity,
                 texts_embedded: AtomicU64::new(0),
             }),
@@ -176,6 +177,11 @@ impl Embedder {
         }
         self.inner.texts_embedded.fetch_add(encodings.len() as u64, Ordering::Relaxed);
         Ok(vectors)
+    }
+
+    /// `(batch_tokens, max_batch_texts)` in force (the device's budget unless configured).
+    pub fn batch_budget(&self) -> (usize, usize) {
+        (self.inner.batch_tokens, self.inner.max_batch_texts)
     }
 
     /// How many texts this model (all clones of this `Embedder`) has embedded since it was loaded,
@@ -373,6 +379,8 @@ fn build_session(
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|error| model_error(error.to_string()))?
         .with_intra_threads(threads)
+        .map_err(|error| model_error(error.to_string()))?
+        .with_intra_op_spinning(settings.intra_op_spinning)
         .map_err(|error| model_error(error.to_string()))?;
     if settings.device == Device::Cuda {
         use ort::ep::ExecutionProvider;

@@ -88,6 +88,9 @@ enum Command {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
         /// Texts to embed (default 10000; smoke 256).
         #[arg(long)]
         rows: Option<usize>,
@@ -141,10 +144,22 @@ async fn dispatch(command: Command) -> Result<u8, CommandError> {
             }
             commands::search(Settings::load(config.as_deref())?, pipeline.as_deref(), k, &text, json).await
         }
-        Command::Bench { config, milvus_uri, smoke, json, rows, vector_rows, words, batch_rows, work_dir, keep } => {
+        Command::Bench { config, milvus_uri, smoke, json, json_out, rows, vector_rows, words, batch_rows, work_dir, keep } => {
             let milvus_uri = milvus_uri.filter(|uri| !uri.is_empty());
-            commands::bench(commands::BenchArgs { config, milvus_uri, smoke, json, rows, vector_rows, words, batch_rows, work_dir, keep })
-                .await
+            commands::bench(commands::BenchArgs {
+                config,
+                milvus_uri,
+                smoke,
+                json,
+                json_out,
+                rows,
+                vector_rows,
+                words,
+                batch_rows,
+                work_dir,
+                keep,
+            })
+            .await
         }
     }
 }

@@ -216,9 +216,9 @@ impl Bench {
                 load_average_end: [0.0; 3],
                 model: self.context.embedder.identity().to_owned(),
                 onnx_threads: settings.embedding.threads,
-                onnx_spinning: false,
-                batch_tokens: settings.embedding.batch_tokens,
-                max_batch_texts: settings.embedding.max_batch_texts,
+                onnx_spinning: settings.embedding.intra_op_spinning,
+                batch_tokens: self.context.embedder.batch_budget().0,
+                max_batch_texts: self.context.embedder.batch_budget().1,
                 batch_rows: self.options.batch_rows,
                 peak_rss_per_phase: PeakRss::start().is_per_phase(),
             },
@@ -282,6 +282,7 @@ impl Bench {
             return Err(BenchError::Internal(format!("{}: imported before, although forced", path.display())));
         };
         let mut result = PhaseResult::new(name, "rows/s", summary.rows_imported + summary.rows_rejected, seconds, peak_bytes);
+        result.flush_seconds = Some(summary.flush_seconds);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
         self.bare.wait_for_index(&pipeline.collection).await?;
         Ok(result)

@@ -19,6 +19,8 @@ pub struct BenchArgs {
     pub smoke: bool,
     /// Print the report as JSON instead of the table.
     pub json: bool,
+    /// Also write the report as JSON to this file.
+    pub json_out: Option<PathBuf>,
     /// Texts to embed (default 10,000; smoke 256).
     pub rows: Option<usize>,
     /// Rows with precomputed vectors (default 100,000; smoke 2,000).
@@ -59,6 +61,10 @@ pub async fn bench(args: BenchArgs) -> Result<u8, CommandError> {
         BenchError::Usage(message) => CommandError::Usage(message),
         other => CommandError::Other(format!("bench: {other}")),
     })?;
+    if let Some(path) = &args.json_out {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        std::fs::write(path, text + "\n").map_err(|error| CommandError::Other(format!("{}: {error}", path.display())))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
     } else {

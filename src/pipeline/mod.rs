@@ -198,7 +198,9 @@ async fn run_stages(
     commit_result?;
     read_result?;
     embed_result?;
+    let flush_started = std::time::Instant::now();
     context.sink.flush(&spec.name).await?;
+    progress.flushed(flush_started.elapsed());
     identity.check_unchanged(path)?;
     Ok(progress.finish())
 }
