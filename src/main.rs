@@ -97,7 +97,7 @@ enum Command {
         /// Rows with precomputed vectors (default 100000; smoke 2000).
         #[arg(long)]
         vector_rows: Option<usize>,
-        /// Words per generated text (default 28, about 37 word pieces).
+        /// Words per generated text (default 25, about 37 word pieces).
         #[arg(long)]
         words: Option<usize>,
         /// Rows per pipeline batch and SDK request (default 512; smoke 128).

@@ -21,6 +21,7 @@
 //!   phase is not slowed by the previous phase's index build.
 
 mod corpus;
+mod cpu;
 mod memory;
 mod model;
 pub mod report;
@@ -33,6 +34,7 @@ use std::time::Instant;
 pub use corpus::CorpusSpec;
 pub use report::BenchReport;
 
+use self::cpu::CpuClock;
 use self::memory::PeakRss;
 use self::report::{phase, Environment, PhaseResult};
 use self::sdk::BareClient;
@@ -106,7 +108,7 @@ impl BenchOptions {
     /// The `--smoke` sizes: seconds, for `make test`.
     pub fn smoke(work_dir: PathBuf) -> Self {
         Self {
-            corpus: CorpusSpec { text_rows: 256, vector_rows: 2_000, words_per_text: 28, seed: 7, dimension: 384 },
+            corpus: CorpusSpec { text_rows: 256, vector_rows: 2_000, words_per_text: 25, seed: 7, dimension: 384 },
             batch_rows: 128,
             work_dir,
             keep_collections: false,
@@ -117,7 +119,7 @@ impl BenchOptions {
     /// are a small part of each import.
     pub fn full(work_dir: PathBuf) -> Self {
         Self {
-            corpus: CorpusSpec { text_rows: 10_000, vector_rows: 100_000, words_per_text: 28, seed: 7, dimension: 384 },
+            corpus: CorpusSpec { text_rows: 10_000, vector_rows: 100_000, words_per_text: 25, seed: 7, dimension: 384 },
             batch_rows: 512,
             work_dir,
             keep_collections: false,
@@ -226,6 +228,7 @@ impl Bench {
             mean_tokens,
             phases,
             ratios: Default::default(),
+            embedded_gap: None,
             fp32_quality: Some(fp32_quality),
             int8_quality: Some(int8_quality),
             reimport_changed_rows: Some(corpus::changed_count(corpus.text_rows, CHANGED_EVERY) as u64),
@@ -249,10 +252,11 @@ impl Bench {
     }
 
     async fn model_phase(&self, name: &str, embedder: Embedder, texts: Vec<String>) -> Result<PhaseResult, BenchError> {
-        let peak = PeakRss::start();
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let window = self.options.batch_rows;
         let run = blocking(move || model::throughput(&embedder, &texts, window)).await??;
         let mut result = PhaseResult::new(name, "texts/s", run.texts, run.seconds, peak.peak_bytes());
+        result.record_cpu(cpu.elapsed());
         result.tokens_per_second = Some(report::rate(run.tokens as f64, run.seconds));
         result.tokenize_seconds = Some(run.tokenize_seconds);
         Ok(result)
@@ -273,16 +277,17 @@ impl Bench {
     async fn import_phase(&self, name: &str, pipeline: &PipelineSettings, path: &Path) -> Result<PhaseResult, BenchError> {
         self.context.sink.ensure_collection(&self.spec_of(pipeline)).await?;
         let embedded_before = self.context.embedder.texts_embedded();
-        let peak = PeakRss::start();
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let started = Instant::now();
         let outcome = import_file(&self.context, pipeline, path, true).await?;
         let seconds = started.elapsed().as_secs_f64();
-        let peak_bytes = peak.peak_bytes();
+        let (peak_bytes, cpu_use) = (peak.peak_bytes(), cpu.elapsed());
         let FileOutcome::Imported(summary) = outcome else {
             return Err(BenchError::Internal(format!("{}: imported before, although forced", path.display())));
         };
         let mut result = PhaseResult::new(name, "rows/s", summary.rows_imported + summary.rows_rejected, seconds, peak_bytes);
         result.flush_seconds = Some(summary.flush_seconds);
+        result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
         self.bare.wait_for_index(&pipeline.collection).await?;
         Ok(result)
@@ -292,10 +297,11 @@ impl Bench {
     async fn sdk_phase(&self, pipeline: &PipelineSettings) -> Result<PhaseResult, BenchError> {
         let spec = self.spec_of(pipeline);
         self.context.sink.ensure_collection(&spec).await?;
-        let peak = PeakRss::start();
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let corpus = &self.options.corpus;
         let times = self.bare.upsert_loop(&spec, corpus, corpus::vector_documents(corpus), self.options.batch_rows).await?;
         let mut result = PhaseResult::new(phase::SDK_UPSERT, "rows/s", times.rows, times.total_seconds, peak.peak_bytes());
+        result.record_cpu(cpu.elapsed());
         result.flush_seconds = Some(times.flush_seconds);
         self.bare.wait_for_index(&spec.name).await?;
         Ok(result)

@@ -51,6 +51,10 @@ pub struct PhaseResult {
     pub flush_seconds: Option<f64>,
     /// Seconds spent tokenising (model phases: untimed, reported for the profile).
     pub tokenize_seconds: Option<f64>,
+    /// CPU seconds of this process during the phase (all threads).
+    pub cpu_seconds: f64,
+    /// CPU seconds of the local Milvus server during the phase, when it runs on this machine.
+    pub milvus_cpu_seconds: Option<f64>,
 }
 
 impl PhaseResult {
@@ -67,7 +71,15 @@ impl PhaseResult {
             texts_embedded: None,
             flush_seconds: None,
             tokenize_seconds: None,
+            cpu_seconds: 0.0,
+            milvus_cpu_seconds: None,
         }
+    }
+
+    /// Notes the CPU time the phase consumed.
+    pub fn record_cpu(&mut self, used: super::cpu::CpuUse) {
+        self.cpu_seconds = used.own_seconds;
+        self.milvus_cpu_seconds = used.milvus_seconds;
     }
 }
 
@@ -122,6 +134,25 @@ pub struct Ratios {
     pub reimport_speedup: Option<f64>,
 }
 
+/// Where the import with embedding spends the seconds the raw model does not need: the profile of
+/// the gap between `import_embedded` and `model_fp32`.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct GapBreakdown {
+    /// `import_embedded` wall-clock seconds.
+    pub import_seconds: f64,
+    /// What the raw model needs for the same rows (`rows ÷ model_fp32 rate`).
+    pub model_seconds: f64,
+    /// Tokenising the same texts (`model_fp32`'s untimed tokenising): on the import's path.
+    pub tokenize_seconds: f64,
+    /// The import's closing flush.
+    pub flush_seconds: f64,
+    /// The rest: start-up (hash, collection check), pipeline fill and drain, and inference slowed
+    /// by the CPU that reading, upserts and Milvus take from the model's cores.
+    pub other_seconds: f64,
+    /// CPU seconds the local Milvus server used during the import (part of `other`'s cause).
+    pub milvus_cpu_seconds: Option<f64>,
+}
+
 /// One target of DESIGN.md and whether this run met it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TargetCheck {
@@ -148,6 +179,8 @@ pub struct BenchReport {
     pub phases: Vec<PhaseResult>,
     /// Ratios between phases.
     pub ratios: Ratios,
+    /// Where `import_embedded` loses time against `model_fp32`.
+    pub embedded_gap: Option<GapBreakdown>,
     /// fp32 model against the reference fixture (sanity: ≥ 0.999).
     pub fp32_quality: Option<Quality>,
     /// int8 model against the reference fixture.
@@ -177,6 +210,22 @@ impl BenchReport {
             vectors_import_vs_sdk: ratio(per_second(phase::IMPORT_VECTORS), per_second(phase::SDK_UPSERT)),
             int8_speedup: ratio(per_second(phase::MODEL_INT8), per_second(phase::MODEL_FP32)),
             reimport_speedup: ratio(seconds(phase::IMPORT_EMBEDDED), seconds(phase::REIMPORT_CHANGED)),
+        };
+        self.embedded_gap = match (self.phase(phase::IMPORT_EMBEDDED), self.phase(phase::MODEL_FP32)) {
+            (Some(import), Some(model)) if model.per_second > 0.0 => {
+                let model_seconds = import.items as f64 / model.per_second;
+                let tokenize_seconds = model.tokenize_seconds.unwrap_or(0.0) * import.items as f64 / model.items.max(1) as f64;
+                let flush_seconds = import.flush_seconds.unwrap_or(0.0);
+                Some(GapBreakdown {
+                    import_seconds: import.seconds,
+                    model_seconds,
+                    tokenize_seconds,
+                    flush_seconds,
+                    other_seconds: import.seconds - model_seconds - tokenize_seconds - flush_seconds,
+                    milvus_cpu_seconds: import.milvus_cpu_seconds,
+                })
+            }
+            _ => None,
         };
         let mut targets = Vec::new();
         let mut at_least = |name: &str, value: Option<f64>, target: f64| {
@@ -224,14 +273,14 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "{:<18} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>8} {:>8}",
-            "phase", "items", "seconds", "rate", "unit", "tokens/s", "peak MB", "embedded", "flush s"
+            "{:<18} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>7} {:>9}",
+            "phase", "items", "seconds", "rate", "unit", "tokens/s", "peak MB", "embedded", "flush s", "cpu s", "milvus s"
         );
         for phase in &self.phases {
             let optional = |value: Option<f64>, decimals: usize| value.map_or("-".to_owned(), |value| format!("{value:.decimals$}"));
             let _ = writeln!(
                 out,
-                "{:<18} {:>8} {:>9.2} {:>10.1} {:>7} {:>10} {:>9.0} {:>8} {:>8}",
+                "{:<18} {:>8} {:>9.2} {:>10.1} {:>7} {:>10} {:>9.0} {:>8} {:>8} {:>7.1} {:>9}",
                 phase.name,
                 phase.items,
                 phase.seconds,
@@ -241,6 +290,8 @@ impl BenchReport {
                 phase.peak_rss_bytes as f64 / 1_048_576.0,
                 phase.texts_embedded.map_or("-".to_owned(), |count| count.to_string()),
                 optional(phase.flush_seconds, 2),
+                phase.cpu_seconds,
+                optional(phase.milvus_cpu_seconds, 1),
             );
         }
         let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.3}"));
@@ -252,6 +303,18 @@ impl BenchReport {
             ratio(self.ratios.int8_speedup),
             ratio(self.ratios.reimport_speedup),
         );
+        if let Some(gap) = self.embedded_gap {
+            let _ = writeln!(
+                out,
+                "import_embedded {:.1} s = model {:.1} s + tokenising {:.1} s + flush {:.1} s + other {:.1} s (Milvus used {} CPU s meanwhile)",
+                gap.import_seconds,
+                gap.model_seconds,
+                gap.tokenize_seconds,
+                gap.flush_seconds,
+                gap.other_seconds,
+                gap.milvus_cpu_seconds.map_or("?".to_owned(), |seconds| format!("{seconds:.1}")),
+            );
+        }
         for (label, quality) in [("fp32", self.fp32_quality), ("int8", self.int8_quality)] {
             if let Some(quality) = quality {
                 let _ = writeln!(
@@ -307,6 +370,7 @@ mod tests {
             mean_tokens: 37.2,
             phases,
             ratios: Ratios::default(),
+            embedded_gap: None,
             fp32_quality: None,
             int8_quality: Some(Quality { texts: 32, mean_cosine: 0.99, min_cosine: 0.96 }),
             reimport_changed_rows: Some(1),
@@ -318,9 +382,13 @@ mod tests {
     fn ratios_and_targets_follow_from_the_phases() {
         let mut reimport = PhaseResult::new(phase::REIMPORT_CHANGED, "rows/s", 100, 1.0, 1);
         reimport.texts_embedded = Some(3);
+        let mut model = PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.5, 1);
+        model.tokenize_seconds = Some(0.02);
+        let mut import = PhaseResult::new(phase::IMPORT_EMBEDDED, "rows/s", 100, 0.625, 1);
+        import.flush_seconds = Some(0.05);
         let mut bench = report(vec![
-            PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.5, 1),
-            PhaseResult::new(phase::IMPORT_EMBEDDED, "rows/s", 100, 0.625, 1),
+            model,
+            import,
             PhaseResult::new(phase::SDK_UPSERT, "rows/s", 1000, 1.0, 1),
             PhaseResult::new(phase::IMPORT_VECTORS, "rows/s", 1000, 1.0, 1),
             PhaseResult::new(phase::MODEL_INT8, "texts/s", 100, 0.25, 1),
@@ -333,6 +401,9 @@ mod tests {
         assert_eq!(bench.ratios.reimport_speedup, Some(0.625));
         let met: Vec<bool> = bench.targets.iter().map(|target| target.met).collect();
         assert_eq!(met, vec![false, true, false], "{:?}", bench.targets);
+        let gap = bench.embedded_gap.unwrap();
+        assert_eq!((gap.model_seconds, gap.tokenize_seconds, gap.flush_seconds), (0.5, 0.02, 0.05));
+        assert!((gap.other_seconds - 0.055).abs() < 1e-9, "{gap:?}");
         let table = bench.table();
         assert!(table.contains("import_embedded") && table.contains("NOT met") && table.contains("min 0.9600"), "{table}");
     }
@@ -342,7 +413,7 @@ mod tests {
         let mut bench = report(vec![PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.0, 1)]);
         bench.evaluate();
         assert_eq!(bench.ratios, Ratios::default());
-        assert!(bench.targets.is_empty());
+        assert!(bench.targets.is_empty() && bench.embedded_gap.is_none());
         assert_eq!(bench.phases[0].per_second, 0.0);
     }
 }

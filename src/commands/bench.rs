@@ -25,7 +25,7 @@ pub struct BenchArgs {
     pub rows: Option<usize>,
     /// Rows with precomputed vectors (default 100,000; smoke 2,000).
     pub vector_rows: Option<usize>,
-    /// Words per generated text (default 28, about 37 word pieces).
+    /// Words per generated text (default 25, about 37 word pieces).
     pub words: Option<usize>,
     /// Rows per pipeline batch and SDK request (default 512; smoke 128).
     pub batch_rows: Option<usize>,
