@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (Rust toolchain + python3):
 #   make run    set up, then run the daemon on the bundled examples with embedded Milvus Lite
 #   make test   set up, then run the whole suite against a real Milvus server
-.PHONY: setup build run test lint milvus-start milvus-stop clean-state
+.PHONY: setup build run test bench lint milvus-start milvus-stop clean-state
 
 setup:
 	bash scripts/setup.sh
@@ -14,6 +14,10 @@ run: build
 
 test: setup
 	bash scripts/test.sh
+
+# Full-mode throughput bench (release build; starts the test Milvus unless MILVUS_URI is set).
+bench: setup
+	bash scripts/bench.sh
 
 lint:
 	cargo fmt --check

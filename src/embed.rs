@@ -12,11 +12,12 @@
 //! (rank 3, pooled here) or an already pooled `sentence_embedding` (rank 2).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{Tensor, ValueType};
-use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, PaddingParams, Tokenizer, TruncationParams};
 
 use crate::settings::{Device, EmbeddingSettings, Precision};
 
@@ -77,6 +78,9 @@ struct Inner {
     batch_tokens: usize,
     max_batch_texts: usize,
     identity: String,
+    /// Texts run through the model since loading (the probe included): lets the bench and tests
+    /// check that unchanged rows are not embedded again.
+    texts_embedded: AtomicU64,
 }
 
 impl Embedder {
@@ -101,15 +105,8 @@ impl Embedder {
             .ok_or_else(|| EmbedError::Model { path: model_file.clone(), message: "the model has no outputs".to_owned() })?;
         let output_is_pooled = matches!(output.dtype(), ValueType::Tensor { shape, .. } if shape.len() == 2);
         let output_name = output.name().to_owned();
-        let identity = format!(
-            "{}:{}:{}",
-            model_dir.file_name().and_then(|name| name.to_str()).unwrap_or("model"),
-            match settings.precision {
-                Precision::Fp32 => "fp32",
-                Precision::Int8 => "int8",
-            },
-            settings.max_tokens
-        );
+        let identity = model_identity(&model_dir, settings.precision, settings.max_tokens);
+        let (batch_tokens, max_batch_texts) = settings.batch_budget();
         let mut embedder = Self {
             inner: Arc::new(Inner {
                 tokenizer,
@@ -118,9 +115,10 @@ impl Embedder {
                 output_is_pooled,
                 output_name,
                 dimension: 0,
-                batch_tokens: settings.batch_tokens,
-                max_batch_texts: settings.max_batch_texts,
+                batch_tokens,
+                max_batch_texts,
                 identity,
+                texts_embedded: AtomicU64::new(0),
             }),
         };
         let probe = embedder.embed_blocking(&["dimension probe"])?;
@@ -152,25 +150,48 @@ impl Embedder {
 
     /// Embeds `texts` on the calling thread (CPU-bound: never call from async code).
     pub fn embed_blocking(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self.encode(texts)?;
+        self.embed_encoded(&encodings)
+    }
+
+    /// Tokenises `texts` (truncated to `max_tokens`, unpadded), in input order. The first half of
+    /// [`Embedder::embed_blocking`]; the bench times it apart from inference.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoding>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let encodings =
-            self.inner.tokenizer.encode_batch(texts.to_vec(), true).map_err(|error| EmbedError::Tokenizer(error.to_string()))?;
+        self.inner.tokenizer.encode_batch(texts.to_vec(), true).map_err(|error| EmbedError::Tokenizer(error.to_string()))
+    }
+
+    /// Runs the model on tokenised texts, batched by [`plan_batches`]; vectors come back in input
+    /// order. The second half of [`Embedder::embed_blocking`] (CPU-bound).
+    pub fn embed_encoded(&self, encodings: &[Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lengths: Vec<usize> = encodings.iter().map(|encoding| encoding.get_ids().len().max(1)).collect();
-        let mut vectors = vec![Vec::new(); texts.len()];
+        let mut vectors = vec![Vec::new(); encodings.len()];
         for batch in plan_batches(&lengths, self.inner.batch_tokens, self.inner.max_batch_texts) {
-            let batch_encodings: Vec<&tokenizers::Encoding> = batch.iter().map(|&index| &encodings[index]).collect();
+            let batch_encodings: Vec<&Encoding> = batch.iter().map(|&index| &encodings[index]).collect();
             let batch_vectors = self.run(&batch_encodings)?;
             for (index, vector) in batch.into_iter().zip(batch_vectors) {
                 vectors[index] = vector;
             }
         }
+        self.inner.texts_embedded.fetch_add(encodings.len() as u64, Ordering::Relaxed);
         Ok(vectors)
     }
 
+    /// `(batch_tokens, max_batch_texts)` in force (the device's budget unless configured).
+    pub fn batch_budget(&self) -> (usize, usize) {
+        (self.inner.batch_tokens, self.inner.max_batch_texts)
+    }
+
+    /// How many texts this model (all clones of this `Embedder`) has embedded since it was loaded,
+    /// the load's one-text probe included.
+    pub fn texts_embedded(&self) -> u64 {
+        self.inner.texts_embedded.load(Ordering::Relaxed)
+    }
+
     /// One inference call on already tokenised texts, padded to the longest.
-    fn run(&self, encodings: &[&tokenizers::Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    fn run(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
         let batch = encodings.len();
         let sequence = encodings.iter().map(|encoding| encoding.get_ids().len()).max().unwrap_or(1).max(1);
@@ -202,6 +223,16 @@ impl Embedder {
         };
         Ok(vectors.into_iter().map(l2_normalised).collect())
     }
+}
+
+/// `<model dir name>:<precision>:<max_tokens>`, e.g. `all-MiniLM-L6-v2:int8:256`: two settings
+/// that give different vectors give different identities.
+pub fn model_identity(model_dir: &Path, precision: Precision, max_tokens: usize) -> String {
+    let precision = match precision {
+        Precision::Fp32 => "fp32",
+        Precision::Int8 => "int8",
+    };
+    format!("{}:{precision}:{max_tokens}", model_dir.file_name().and_then(|name| name.to_str()).unwrap_or("model"))
 }
 
 /// Splits texts of the given token `lengths` into inference batches: indices sorted by length
@@ -338,7 +369,7 @@ fn build_session(
     if !model_file.is_file() {
         let hint = match settings.precision {
             Precision::Fp32 => "run `make setup` to convert all-MiniLM-L6-v2",
-            Precision::Int8 => "run `make setup-int8` to quantise the model, or set precision = \"fp32\"",
+            Precision::Int8 => "run `make setup` (it also writes the quantised model.int8.onnx), or set precision = \"fp32\"",
         };
         return Err(model_error(format!("missing; {hint}")));
     }
@@ -348,6 +379,8 @@ fn build_session(
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|error| model_error(error.to_string()))?
         .with_intra_threads(threads)
+        .map_err(|error| model_error(error.to_string()))?
+        .with_intra_op_spinning(settings.intra_op_spinning)
         .map_err(|error| model_error(error.to_string()))?;
     if settings.device == Device::Cuda {
         use ort::ep::ExecutionProvider;
@@ -398,6 +431,14 @@ mod tests {
         assert_eq!(pooled, vec![vec![2.0, 4.0], vec![2.0, 2.0]]);
         let normalised = l2_normalised(vec![3.0, 4.0]);
         assert_eq!(normalised, vec![0.6, 0.8]);
+    }
+
+    #[test]
+    fn precision_and_truncation_are_part_of_the_model_identity() {
+        let dir = Path::new("/models/all-MiniLM-L6-v2");
+        assert_eq!(model_identity(dir, Precision::Fp32, 256), "all-MiniLM-L6-v2:fp32:256");
+        assert_eq!(model_identity(dir, Precision::Int8, 256), "all-MiniLM-L6-v2:int8:256");
+        assert_ne!(model_identity(dir, Precision::Fp32, 128), model_identity(dir, Precision::Fp32, 256));
     }
 
     #[test]

@@ -32,7 +32,9 @@
 //! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
 //! - [`commands`]: the CLI verbs.
+//! - [`bench`]: `vecdrop bench`, throughput of the model, the imports and a bare SDK loop.
 
+pub mod bench;
 pub mod commands;
 pub mod daemon;
 pub mod dead_letter;

@@ -73,6 +73,43 @@ enum Command {
         /// What to look for.
         text: String,
     },
+    /// Measure throughput: raw model, import with embedding, bare SDK upserts, import of rows with
+    /// vectors, int8 model, re-import of a changed file; ratios and peak memory per phase.
+    Bench {
+        /// Config file (optional: without one the defaults are used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Milvus server (overrides the config's milvus.uri).
+        #[arg(long, env = "MILVUS_URI")]
+        milvus_uri: Option<String>,
+        /// Small corpus: seconds, for the test suite.
+        #[arg(long)]
+        smoke: bool,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+        /// Texts to embed (default 10000; smoke 256).
+        #[arg(long)]
+        rows: Option<usize>,
+        /// Rows with precomputed vectors (default 100000; smoke 2000).
+        #[arg(long)]
+        vector_rows: Option<usize>,
+        /// Words per generated text (default 25, about 37 word pieces).
+        #[arg(long)]
+        words: Option<usize>,
+        /// Rows per pipeline batch and SDK request (default 512; smoke 128).
+        #[arg(long)]
+        batch_rows: Option<usize>,
+        /// Directory for the generated files (default: a temporary one).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Keep the generated files and the bench's collections.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +143,23 @@ async fn dispatch(command: Command) -> Result<u8, CommandError> {
                 return Err(CommandError::Usage("-k must be at least 1".to_owned()));
             }
             commands::search(Settings::load(config.as_deref())?, pipeline.as_deref(), k, &text, json).await
+        }
+        Command::Bench { config, milvus_uri, smoke, json, json_out, rows, vector_rows, words, batch_rows, work_dir, keep } => {
+            let milvus_uri = milvus_uri.filter(|uri| !uri.is_empty());
+            commands::bench(commands::BenchArgs {
+                config,
+                milvus_uri,
+                smoke,
+                json,
+                json_out,
+                rows,
+                vector_rows,
+                words,
+                batch_rows,
+                work_dir,
+                keep,
+            })
+            .await
         }
     }
 }

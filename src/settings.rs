@@ -103,15 +103,34 @@ pub struct EmbeddingSettings {
     /// `fp32` (default, `model.onnx`) or `int8` (`model.int8.onnx`).
     #[serde(default)]
     pub precision: Precision,
-    /// Upper bound on `batch size × longest sequence` of one inference call.
-    #[serde(default = "default_batch_tokens")]
+    /// Upper bound on `batch size × longest sequence` of one inference call; 0 = by device
+    /// ([`EmbeddingSettings::batch_budget`]: 8192 on the CPU, 8 × that on CUDA).
+    #[serde(default)]
     pub batch_tokens: usize,
-    /// Upper bound on texts in one inference call.
-    #[serde(default = "default_max_batch_texts")]
+    /// Upper bound on texts in one inference call; 0 = by device (128 on the CPU, 1024 on CUDA).
+    #[serde(default)]
     pub max_batch_texts: usize,
     /// ONNX Runtime intra-op threads; 0 = one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Whether ONNX Runtime's intra-op threads spin (busy-wait) between parallel sections instead
+    /// of sleeping. Spinning wins a little when inference is alone on the machine and loses when
+    /// the other stages (reading, upserts, Milvus itself) need the same cores; see ARCHITECTURE.md.
+    #[serde(default = "default_intra_op_spinning")]
+    pub intra_op_spinning: bool,
+}
+
+impl EmbeddingSettings {
+    /// `(batch_tokens, max_batch_texts)` with 0s replaced by the device's budget: a GPU wants
+    /// batches 8 times larger than the CPU to be kept busy (more parallel work per kernel launch).
+    pub fn batch_budget(&self) -> (usize, usize) {
+        let (tokens, texts) = match self.device {
+            Device::Cpu => (8192, 128),
+            Device::Cuda => (65_536, 1024),
+        };
+        let pick = |configured: usize, by_device: usize| if configured == 0 { by_device } else { configured };
+        (pick(self.batch_tokens, tokens).max(self.max_tokens), pick(self.max_batch_texts, texts))
+    }
 }
 
 /// Where inference runs.
@@ -318,11 +337,8 @@ fn default_model_dir() -> PathBuf {
 const fn default_max_tokens() -> usize {
     256
 }
-const fn default_batch_tokens() -> usize {
-    8192
-}
-const fn default_max_batch_texts() -> usize {
-    128
+const fn default_intra_op_spinning() -> bool {
+    false
 }
 fn default_state_dir() -> PathBuf {
     PathBuf::from("state")
@@ -387,9 +403,10 @@ impl Default for EmbeddingSettings {
             ort_library: None,
             device: Device::default(),
             precision: Precision::default(),
-            batch_tokens: default_batch_tokens(),
-            max_batch_texts: default_max_batch_texts(),
+            batch_tokens: 0,
+            max_batch_texts: 0,
             threads: 0,
+            intra_op_spinning: default_intra_op_spinning(),
         }
     }
 }
@@ -476,14 +493,11 @@ impl Settings {
         if self.embedding.max_tokens == 0 || self.embedding.max_tokens > 512 {
             return Err("embedding.max_tokens: expected 1..=512 (the model has 512 positions)".to_owned());
         }
-        if self.embedding.batch_tokens < self.embedding.max_tokens {
+        if self.embedding.batch_tokens != 0 && self.embedding.batch_tokens < self.embedding.max_tokens {
             return Err(format!(
-                "embedding.batch_tokens: expected at least embedding.max_tokens ({}), got {}",
+                "embedding.batch_tokens: expected 0 (by device) or at least embedding.max_tokens ({}), got {}",
                 self.embedding.max_tokens, self.embedding.batch_tokens
             ));
-        }
-        if self.embedding.max_batch_texts == 0 {
-            return Err("embedding.max_batch_texts: expected at least 1".to_owned());
         }
         if self.daemon.max_parallel_files == 0 {
             return Err("daemon.max_parallel_files: expected at least 1".to_owned());
@@ -687,6 +701,17 @@ category = { type = "varchar", max_length = 100 }
         assert_eq!(settings.pipelines[0].primary_key_field(), "id");
         assert_eq!(settings.pipelines[0].index.metric, "COSINE");
         assert_eq!(settings.base_dir, dir.path());
+    }
+
+    #[test]
+    fn batch_budgets_scale_with_the_device_unless_configured() {
+        let cpu = EmbeddingSettings::default();
+        assert_eq!(cpu.batch_budget(), (8192, 128));
+        let cuda = EmbeddingSettings { device: Device::Cuda, ..EmbeddingSettings::default() };
+        assert_eq!(cuda.batch_budget(), (65_536, 1024));
+        let configured =
+            EmbeddingSettings { device: Device::Cuda, batch_tokens: 4096, max_batch_texts: 64, ..EmbeddingSettings::default() };
+        assert_eq!(configured.batch_budget(), (4096, 64));
     }
 
     #[test]

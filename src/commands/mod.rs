@@ -1,5 +1,6 @@
 //! The CLI verbs. Each takes validated settings and returns an [`ExitCode`]-worthy outcome.
 
+mod bench;
 mod import;
 mod run;
 mod search;
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use bench::{bench, BenchArgs};
 pub use import::import;
 pub use run::run;
 pub use search::search;

@@ -252,7 +252,9 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     if read_end == ReadEnd::Interrupted {
         return Err(ImportError::Interrupted { path: path.display().to_string() });
     }
+    let flush_started = std::time::Instant::now();
     context.sink.flush(&spec.name).await?;
+    progress.flushed(flush_started.elapsed());
     identity.check_unchanged(path)?;
     Ok(progress.finish())
 }

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Full-mode throughput bench (issue #6): a release build of `vecdrop bench`, its table on stdout
+# and its JSON report in target/bench/bench-<time>.json. Extra arguments go to `vecdrop bench`
+# (e.g. --rows 20000, --json).
+#
+#   scripts/bench.sh [vecdrop bench options]
+#
+# Uses $MILVUS_URI, or starts the test Milvus server (scripts/milvus-test-server.sh) and stops it
+# afterwards. Timings are only as good as the machine is quiet: the load average is printed with
+# the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${MILVUS_URI:-}" ]; then
+  trap 'bash scripts/milvus-test-server.sh stop' EXIT
+  MILVUS_URI=$(bash scripts/milvus-test-server.sh start)
+fi
+export MILVUS_URI
+ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
+export ORT_DYLIB_PATH
+cargo build --release --quiet
+mkdir -p target/bench
+json="target/bench/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
+./target/release/vecdrop bench --json-out "$json" "$@"
+echo "bench: JSON report in $json"

@@ -1,0 +1,329 @@
+//! `vecdrop bench`: how close an import comes to the hardware, measured in one run on one machine.
+//!
+//! ```text
+//!  corpus ──► model_fp32 ──► import_embedded ──► reimport_changed     (CSV, embedded)
+//!  (own       raw model       the pipeline         1 % of texts changed
+//!   data)  ─► sdk_upsert ──► import_vectors                            (Parquet with vectors)
+//!             bare SDK loop   the pipeline
+//!          ─► model_int8 (speed-up, cosine to the reference)
+//! ```
+//! Each phase is timed and its peak resident memory taken ([`memory`]); [`report`] turns the
+//! phases into ratios, checks DESIGN.md's targets and prints a table or JSON.
+//!
+//! How time is counted, so that each ratio compares like with like:
+//! - Collections are created and loaded before a phase's clock starts (a daemon does that once).
+//! - `import_*` phases time [`import_file`] from call to return: hashing the file, reading,
+//!   embedding, upserts, ledger commits and the closing Milvus flush (~0.5–4 s, a file's fixed
+//!   cost). `sdk_upsert` ends with the same flush call and reports its length, so the vectors
+//!   ratio carries the flush on both sides. The raw model has no flush: on a small corpus the
+//!   flush alone keeps `import_embedded ÷ model_fp32` below target, hence the full-mode size.
+//! - Between Milvus phases the bench waits until the server has indexed the flushed rows, so a
+//!   phase is not slowed by the previous phase's index build.
+
+mod corpus;
+mod cpu;
+mod memory;
+mod model;
+pub mod report;
+mod sdk;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use corpus::CorpusSpec;
+pub use report::BenchReport;
+
+use self::cpu::CpuClock;
+use self::memory::PeakRss;
+use self::report::{phase, Environment, PhaseResult};
+use self::sdk::BareClient;
+use crate::embed::{EmbedError, Embedder};
+use crate::ledger::Ledger;
+use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
+use crate::settings::{PipelineSettings, Precision, Settings};
+use crate::sink::{CollectionSpec, MilvusSink, SinkError};
+
+/// Every hundredth text changes between the first import and the re-import.
+const CHANGED_EVERY: usize = 100;
+
+/// Why the bench could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The bench's own files.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The model could not be loaded or failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// Milvus through the pipeline's sink.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// Milvus through the bare SDK client.
+    #[error("milvus {operation} ({target}): {message}")]
+    Milvus {
+        /// What was being done.
+        operation: &'static str,
+        /// The server or collection.
+        target: String,
+        /// The client's error.
+        message: String,
+    },
+    /// An import phase failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// The options cannot be run (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A blocking task died or the ledger failed.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BenchError {
+    fn milvus(operation: &'static str, target: &str, error: impl std::fmt::Display) -> Self {
+        Self::Milvus { operation, target: target.to_owned(), message: error.to_string() }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The corpus to generate.
+    pub corpus: CorpusSpec,
+    /// Rows per pipeline batch and per bare-SDK request (also the model phases' window).
+    pub batch_rows: usize,
+    /// Generated files and the bench's ledger go here.
+    pub work_dir: PathBuf,
+    /// Keep the bench's collections instead of dropping them at the end.
+    pub keep_collections: bool,
+}
+
+impl BenchOptions {
+    /// The `--smoke` sizes: seconds, for `make test`.
+    pub fn smoke(work_dir: PathBuf) -> Self {
+        Self {
+            corpus: CorpusSpec { text_rows: 256, vector_rows: 2_000, words_per_text: 25, seed: 7, dimension: 384 },
+            batch_rows: 128,
+            work_dir,
+            keep_collections: false,
+        }
+    }
+
+    /// The full-mode sizes: a few minutes on two cores, long enough that per-file costs (flush)
+    /// are a small part of each import.
+    pub fn full(work_dir: PathBuf) -> Self {
+        Self {
+            corpus: CorpusSpec { text_rows: 10_000, vector_rows: 100_000, words_per_text: 25, seed: 7, dimension: 384 },
+            batch_rows: 512,
+            work_dir,
+            keep_collections: false,
+        }
+    }
+}
+
+/// Runs every phase against the Milvus server of `settings.milvus.uri` with the model of
+/// `settings.embedding` (fp32, then int8) and returns the report. The bench's collections are
+/// dropped at the end (unless kept), also when a phase fails.
+pub async fn run(settings: &Settings, options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    if crate::sink::is_local_path(&settings.milvus.uri) {
+        return Err(BenchError::Usage(format!(
+            "milvus.uri {:?} is a local path (Milvus Lite); the bench needs a server: pass --milvus-uri or set MILVUS_URI",
+            settings.milvus.uri
+        )));
+    }
+    let load_average_start = load_average();
+    std::fs::create_dir_all(&options.work_dir).map_err(|source| BenchError::Io { path: options.work_dir.clone(), source })?;
+    let bench = Bench::open(settings, options).await?;
+    let outcome = bench.run_phases().await;
+    if !options.keep_collections {
+        for collection in &bench.collections {
+            if let Err(error) = bench.bare.drop_collection(collection).await {
+                tracing::warn!(%error, collection, "cannot drop a bench collection");
+            }
+        }
+    }
+    let mut report = outcome?;
+    report.environment.load_average_start = load_average_start;
+    report.environment.load_average_end = load_average();
+    report.evaluate();
+    Ok(report)
+}
+
+/// Everything the phases share.
+struct Bench {
+    options: BenchOptions,
+    context: ImportContext,
+    bare: BareClient,
+    /// Collections this run creates (one per Milvus phase), dropped at the end.
+    collections: Vec<String>,
+}
+
+impl Bench {
+    async fn open(settings: &Settings, options: &BenchOptions) -> Result<Self, BenchError> {
+        let mut settings = settings.clone();
+        settings.embedding.precision = Precision::Fp32;
+        settings.state.dir = options.work_dir.join("state");
+        let embedding = settings.embedding.clone();
+        let base_dir = settings.base_dir.clone();
+        let embedder = blocking(move || Embedder::load(&embedding, &base_dir)).await??;
+        let timeout = std::time::Duration::from_secs(settings.milvus.connect_timeout_secs);
+        let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir, timeout).await?;
+        let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
+        let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
+        let run_id = format!("{}_{}", std::process::id(), unix_seconds());
+        let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
+        let context = ImportContext { settings: Arc::new(settings), embedder, sink: Arc::new(sink), ledger, interactive: false };
+        Ok(Self { options: options.clone(), context, bare, collections })
+    }
+
+    async fn run_phases(&self) -> Result<BenchReport, BenchError> {
+        let corpus = &self.options.corpus;
+        let documents = corpus::documents(corpus);
+        let first_csv = self.options.work_dir.join("corpus.csv");
+        let changed_csv = self.options.work_dir.join("corpus-changed.csv");
+        let parquet = self.options.work_dir.join("vectors.parquet");
+        corpus::write_csv(&first_csv, &documents)?;
+        corpus::write_csv(&changed_csv, &corpus::with_changed_texts(&documents, CHANGED_EVERY))?;
+        let spec = *corpus;
+        let parquet_path = parquet.clone();
+        blocking(move || corpus::write_parquet_with_vectors(&parquet_path, &spec)).await??;
+        let texts: Vec<String> = documents.into_iter().map(|document| document.text).collect();
+
+        let embedder = self.context.embedder.clone();
+        let texts_for_tokens = texts.clone();
+        let mean_tokens = blocking(move || model::mean_tokens(&embedder, &texts_for_tokens)).await??;
+        let mut phases = vec![self.model_phase(phase::MODEL_FP32, self.context.embedder.clone(), texts.clone()).await?];
+        let fp32_quality = self.quality_of(self.context.embedder.clone()).await?;
+        let embedded_pipeline = self.pipeline("embedded", &self.collections[0]);
+        phases.push(self.import_phase(phase::IMPORT_EMBEDDED, &embedded_pipeline, &first_csv).await?);
+        phases.push(self.sdk_phase(&self.pipeline("sdk", &self.collections[1])).await?);
+        phases.push(self.import_phase(phase::IMPORT_VECTORS, &self.pipeline("vectors", &self.collections[2]), &parquet).await?);
+        let int8 = self.load_int8().await?;
+        phases.push(self.model_phase(phase::MODEL_INT8, int8.clone(), texts).await?);
+        let int8_quality = self.quality_of(int8).await?;
+        phases.push(self.import_phase(phase::REIMPORT_CHANGED, &embedded_pipeline, &changed_csv).await?);
+
+        let settings = &self.context.settings;
+        Ok(BenchReport {
+            environment: Environment {
+                build: if cfg!(debug_assertions) { "debug" } else { "release" }.to_owned(),
+                cores: std::thread::available_parallelism().map_or(1, usize::from),
+                load_average_start: [0.0; 3],
+                load_average_end: [0.0; 3],
+                model: self.context.embedder.identity().to_owned(),
+                onnx_threads: settings.embedding.threads,
+                onnx_spinning: settings.embedding.intra_op_spinning,
+                batch_tokens: self.context.embedder.batch_budget().0,
+                max_batch_texts: self.context.embedder.batch_budget().1,
+                batch_rows: self.options.batch_rows,
+                peak_rss_per_phase: PeakRss::start().is_per_phase(),
+            },
+            corpus: *corpus,
+            mean_tokens,
+            phases,
+            ratios: Default::default(),
+            embedded_gap: None,
+            fp32_quality: Some(fp32_quality),
+            int8_quality: Some(int8_quality),
+            reimport_changed_rows: Some(corpus::changed_count(corpus.text_rows, CHANGED_EVERY) as u64),
+            targets: Vec::new(),
+        })
+    }
+
+    /// A pipeline over the bench's files (`id,text,category` [+ `embedding`]) into `collection`.
+    fn pipeline(&self, name: &str, collection: &str) -> PipelineSettings {
+        let value = serde_json::json!({
+            "name": format!("bench-{name}"),
+            "collection": collection,
+            "id_field": "id",
+            "text_field": "text",
+            "vector_field": "embedding",
+            "batch_rows": self.options.batch_rows,
+            "after_import": "keep",
+            "fields": { "category": { "type": "varchar", "max_length": 64 } },
+        });
+        serde_json::from_value(value).expect("the bench pipeline matches PipelineSettings")
+    }
+
+    async fn model_phase(&self, name: &str, embedder: Embedder, texts: Vec<String>) -> Result<PhaseResult, BenchError> {
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
+        let window = self.options.batch_rows;
+        let run = blocking(move || model::throughput(&embedder, &texts, window)).await??;
+        let mut result = PhaseResult::new(name, "texts/s", run.texts, run.seconds, peak.peak_bytes());
+        result.record_cpu(cpu.elapsed());
+        result.tokens_per_second = Some(report::rate(run.tokens as f64, run.seconds));
+        result.tokenize_seconds = Some(run.tokenize_seconds);
+        Ok(result)
+    }
+
+    async fn quality_of(&self, embedder: Embedder) -> Result<report::Quality, BenchError> {
+        Ok(blocking(move || model::quality(&embedder)).await??)
+    }
+
+    async fn load_int8(&self) -> Result<Embedder, BenchError> {
+        let mut embedding = self.context.settings.embedding.clone();
+        embedding.precision = Precision::Int8;
+        let base_dir = self.context.settings.base_dir.clone();
+        Ok(blocking(move || Embedder::load(&embedding, &base_dir)).await??)
+    }
+
+    /// Creates the collection (untimed), then times `import_file` of `path`.
+    async fn import_phase(&self, name: &str, pipeline: &PipelineSettings, path: &Path) -> Result<PhaseResult, BenchError> {
+        self.context.sink.ensure_collection(&self.spec_of(pipeline)).await?;
+        let embedded_before = self.context.embedder.texts_embedded();
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
+        let started = Instant::now();
+        let outcome = import_file(&self.context, pipeline, path, true).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let (peak_bytes, cpu_use) = (peak.peak_bytes(), cpu.elapsed());
+        let FileOutcome::Imported(summary) = outcome else {
+            return Err(BenchError::Internal(format!("{}: imported before, although forced", path.display())));
+        };
+        let mut result = PhaseResult::new(name, "rows/s", summary.rows_imported + summary.rows_rejected, seconds, peak_bytes);
+        result.flush_seconds = Some(summary.flush_seconds);
+        result.record_cpu(cpu_use);
+        result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
+        self.bare.wait_for_index(&pipeline.collection).await?;
+        Ok(result)
+    }
+
+    /// Creates the collection (untimed), then times the bare SDK loop over the Parquet file's rows.
+    async fn sdk_phase(&self, pipeline: &PipelineSettings) -> Result<PhaseResult, BenchError> {
+        let spec = self.spec_of(pipeline);
+        self.context.sink.ensure_collection(&spec).await?;
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
+        let corpus = &self.options.corpus;
+        let times = self.bare.upsert_loop(&spec, corpus, corpus::vector_documents(corpus), self.options.batch_rows).await?;
+        let mut result = PhaseResult::new(phase::SDK_UPSERT, "rows/s", times.rows, times.total_seconds, peak.peak_bytes());
+        result.record_cpu(cpu.elapsed());
+        result.flush_seconds = Some(times.flush_seconds);
+        self.bare.wait_for_index(&spec.name).await?;
+        Ok(result)
+    }
+
+    fn spec_of(&self, pipeline: &PipelineSettings) -> CollectionSpec {
+        CollectionSpec::of(pipeline, self.context.embedder.dimension(), self.context.embedder.identity())
+    }
+}
+
+/// Runs CPU-bound or blocking work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, BenchError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| BenchError::Internal(format!("bench task: {error}")))
+}
+
+/// 1, 5 and 15-minute load averages (zeros when `/proc/loadavg` is unreadable).
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut fields = text.split_whitespace().map(|field| field.parse().unwrap_or(0.0));
+    [fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0)]
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}

@@ -1,0 +1,419 @@
+//! What the bench measured: phases, the ratios between them, the quantised model's quality, and
+//! the targets of DESIGN.md checked against them. Printed as a table or as JSON (`--json`).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::corpus::CorpusSpec;
+
+/// Import with embedding ÷ raw model: at least this (DESIGN.md).
+pub const TARGET_EMBEDDED_RATIO: f64 = 0.90;
+/// Import of rows with vectors ÷ bare SDK upsert loop: at least this (DESIGN.md).
+pub const TARGET_VECTORS_RATIO: f64 = 0.85;
+
+/// Phase names, in the order they run; the JSON and the smoke test use them.
+pub mod phase {
+    /// fp32 model alone on pre-tokenised texts, in the import's batches.
+    pub const MODEL_FP32: &str = "model_fp32";
+    /// `import` of the CSV corpus, embedding every row.
+    pub const IMPORT_EMBEDDED: &str = "import_embedded";
+    /// Bare SDK column-based upsert loop of rows with vectors, then one flush.
+    pub const SDK_UPSERT: &str = "sdk_upsert";
+    /// `import` of the Parquet file whose rows carry vectors.
+    pub const IMPORT_VECTORS: &str = "import_vectors";
+    /// int8 model alone, same texts and batches as `model_fp32`.
+    pub const MODEL_INT8: &str = "model_int8";
+    /// Re-import of the CSV corpus with 1 % of the texts changed.
+    pub const REIMPORT_CHANGED: &str = "reimport_changed";
+}
+
+/// One measured phase.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PhaseResult {
+    /// One of the [`phase`] names.
+    pub name: String,
+    /// Texts or rows processed.
+    pub items: u64,
+    /// Wall-clock seconds of the timed part.
+    pub seconds: f64,
+    /// `items / seconds`.
+    pub per_second: f64,
+    /// `texts/s` or `rows/s`.
+    pub unit: String,
+    /// Word pieces per second (model phases).
+    pub tokens_per_second: Option<f64>,
+    /// Process peak resident memory during the phase (see [`super::memory`]).
+    pub peak_rss_bytes: u64,
+    /// Texts the model embedded during the phase (import phases).
+    pub texts_embedded: Option<u64>,
+    /// Seconds of the phase's closing flush, when measured apart.
+    pub flush_seconds: Option<f64>,
+    /// Seconds spent tokenising (model phases: untimed, reported for the profile).
+    pub tokenize_seconds: Option<f64>,
+    /// CPU seconds of this process during the phase (all threads).
+    pub cpu_seconds: f64,
+    /// CPU seconds of the local Milvus server during the phase, when it runs on this machine.
+    pub milvus_cpu_seconds: Option<f64>,
+}
+
+impl PhaseResult {
+    /// A phase that processed `items` in `seconds`, peaking at `peak_rss_bytes`.
+    pub fn new(name: &str, unit: &str, items: u64, seconds: f64, peak_rss_bytes: u64) -> Self {
+        Self {
+            name: name.to_owned(),
+            items,
+            seconds,
+            per_second: rate(items as f64, seconds),
+            unit: unit.to_owned(),
+            tokens_per_second: None,
+            peak_rss_bytes,
+            texts_embedded: None,
+            flush_seconds: None,
+            tokenize_seconds: None,
+            cpu_seconds: 0.0,
+            milvus_cpu_seconds: None,
+        }
+    }
+
+    /// Notes the CPU time the phase consumed.
+    pub fn record_cpu(&mut self, used: super::cpu::CpuUse) {
+        self.cpu_seconds = used.own_seconds;
+        self.milvus_cpu_seconds = used.milvus_seconds;
+    }
+}
+
+/// Cosine similarity of a model's vectors to the sentence-transformers reference fixture.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Quality {
+    /// Texts compared.
+    pub texts: usize,
+    /// Mean cosine.
+    pub mean_cosine: f64,
+    /// Lowest cosine.
+    pub min_cosine: f64,
+}
+
+/// Where and how the bench ran.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Environment {
+    /// `release` or `debug` (numbers from a debug build are not comparable).
+    pub build: String,
+    /// Cores available to this process.
+    pub cores: usize,
+    /// `/proc/loadavg` 1/5/15-minute load when the bench started.
+    pub load_average_start: [f64; 3],
+    /// The same when it ended.
+    pub load_average_end: [f64; 3],
+    /// The model identity (`dir:precision:max_tokens`).
+    pub model: String,
+    /// ONNX Runtime intra-op threads (0 = one per core).
+    pub onnx_threads: usize,
+    /// Whether ONNX Runtime's intra-op threads spin while waiting for work.
+    pub onnx_spinning: bool,
+    /// `embedding.batch_tokens`.
+    pub batch_tokens: usize,
+    /// `embedding.max_batch_texts`.
+    pub max_batch_texts: usize,
+    /// Rows per pipeline batch (also the model phases' window).
+    pub batch_rows: usize,
+    /// Whether each phase's peak memory is its own (VmHWM reset) or the process's so far.
+    pub peak_rss_per_phase: bool,
+}
+
+/// Ratios between phases (`None` when a phase did not run).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Ratios {
+    /// `import_embedded ÷ model_fp32`, target ≥ 0.90.
+    pub embedded_import_vs_model: Option<f64>,
+    /// `import_vectors ÷ sdk_upsert`, target ≥ 0.85.
+    pub vectors_import_vs_sdk: Option<f64>,
+    /// `model_int8 ÷ model_fp32`.
+    pub int8_speedup: Option<f64>,
+    /// `import_embedded seconds ÷ reimport_changed seconds`.
+    pub reimport_speedup: Option<f64>,
+}
+
+/// Where the import with embedding spends the seconds the raw model does not need: the profile of
+/// the gap between `import_embedded` and `model_fp32`.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct GapBreakdown {
+    /// `import_embedded` wall-clock seconds.
+    pub import_seconds: f64,
+    /// What the raw model needs for the same rows (`rows ÷ model_fp32 rate`).
+    pub model_seconds: f64,
+    /// Tokenising the same texts (`model_fp32`'s untimed tokenising): on the import's path.
+    pub tokenize_seconds: f64,
+    /// The import's closing flush.
+    pub flush_seconds: f64,
+    /// The rest: start-up (hash, collection check), pipeline fill and drain, and inference slowed
+    /// by the CPU that reading, upserts and Milvus take from the model's cores.
+    pub other_seconds: f64,
+    /// CPU seconds the local Milvus server used during the import (part of `other`'s cause).
+    pub milvus_cpu_seconds: Option<f64>,
+}
+
+/// One target of DESIGN.md and whether this run met it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub name: String,
+    /// Measured.
+    pub value: f64,
+    /// Required (at least, or at most for counts of re-embedded rows).
+    pub target: f64,
+    /// Whether the measurement meets the target.
+    pub met: bool,
+}
+
+/// Everything one bench run produced.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BenchReport {
+    /// Where and how.
+    pub environment: Environment,
+    /// The generated data.
+    pub corpus: CorpusSpec,
+    /// Mean word pieces per text of the embedded corpus.
+    pub mean_tokens: f64,
+    /// The phases, in the order they ran.
+    pub phases: Vec<PhaseResult>,
+    /// Ratios between phases.
+    pub ratios: Ratios,
+    /// Where `import_embedded` loses time against `model_fp32`.
+    pub embedded_gap: Option<GapBreakdown>,
+    /// fp32 model against the reference fixture (sanity: ≥ 0.999).
+    pub fp32_quality: Option<Quality>,
+    /// int8 model against the reference fixture.
+    pub int8_quality: Option<Quality>,
+    /// Rows of the re-imported file whose text changed (only they should be embedded).
+    pub reimport_changed_rows: Option<u64>,
+    /// DESIGN.md's targets.
+    pub targets: Vec<TargetCheck>,
+}
+
+impl BenchReport {
+    /// The phase called `name`, if it ran.
+    pub fn phase(&self, name: &str) -> Option<&PhaseResult> {
+        self.phases.iter().find(|phase| phase.name == name)
+    }
+
+    /// Fills [`BenchReport::ratios`] and [`BenchReport::targets`] from the phases.
+    pub fn evaluate(&mut self) {
+        let per_second = |name: &str| self.phase(name).map(|phase| phase.per_second);
+        let seconds = |name: &str| self.phase(name).map(|phase| phase.seconds);
+        let ratio = |numerator: Option<f64>, denominator: Option<f64>| match (numerator, denominator) {
+            (Some(top), Some(bottom)) if bottom > 0.0 => Some(top / bottom),
+            _ => None,
+        };
+        self.ratios = Ratios {
+            embedded_import_vs_model: ratio(per_second(phase::IMPORT_EMBEDDED), per_second(phase::MODEL_FP32)),
+            vectors_import_vs_sdk: ratio(per_second(phase::IMPORT_VECTORS), per_second(phase::SDK_UPSERT)),
+            int8_speedup: ratio(per_second(phase::MODEL_INT8), per_second(phase::MODEL_FP32)),
+            reimport_speedup: ratio(seconds(phase::IMPORT_EMBEDDED), seconds(phase::REIMPORT_CHANGED)),
+        };
+        self.embedded_gap = match (self.phase(phase::IMPORT_EMBEDDED), self.phase(phase::MODEL_FP32)) {
+            (Some(import), Some(model)) if model.per_second > 0.0 => {
+                let model_seconds = import.items as f64 / model.per_second;
+                let tokenize_seconds = model.tokenize_seconds.unwrap_or(0.0) * import.items as f64 / model.items.max(1) as f64;
+                let flush_seconds = import.flush_seconds.unwrap_or(0.0);
+                Some(GapBreakdown {
+                    import_seconds: import.seconds,
+                    model_seconds,
+                    tokenize_seconds,
+                    flush_seconds,
+                    other_seconds: import.seconds - model_seconds - tokenize_seconds - flush_seconds,
+                    milvus_cpu_seconds: import.milvus_cpu_seconds,
+                })
+            }
+            _ => None,
+        };
+        let mut targets = Vec::new();
+        let mut at_least = |name: &str, value: Option<f64>, target: f64| {
+            if let Some(value) = value {
+                targets.push(TargetCheck { name: name.to_owned(), value, target, met: value >= target });
+            }
+        };
+        at_least("import with embedding / raw model", self.ratios.embedded_import_vs_model, TARGET_EMBEDDED_RATIO);
+        at_least("import of rows with vectors / bare SDK upsert", self.ratios.vectors_import_vs_sdk, TARGET_VECTORS_RATIO);
+        let reembedded = self.phase(phase::REIMPORT_CHANGED).and_then(|phase| phase.texts_embedded);
+        if let (Some(embedded), Some(changed)) = (reembedded, self.reimport_changed_rows) {
+            targets.push(TargetCheck {
+                name: "re-import: texts embedded (at most the changed rows)".to_owned(),
+                value: embedded as f64,
+                target: changed as f64,
+                met: embedded <= changed,
+            });
+        }
+        self.targets = targets;
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let environment = &self.environment;
+        let mut out = String::new();
+        let load = |load: [f64; 3]| format!("{:.2} {:.2} {:.2}", load[0], load[1], load[2]);
+        let _ = writeln!(
+            out,
+            "vecdrop bench — {} build, {} cores, load {} → {}, model {}, onnx threads {} (spinning {}), batch {} rows / {} tokens / {} texts",
+            environment.build,
+            environment.cores,
+            load(environment.load_average_start),
+            load(environment.load_average_end),
+            environment.model,
+            if environment.onnx_threads == 0 { "= cores".to_owned() } else { environment.onnx_threads.to_string() },
+            if environment.onnx_spinning { "on" } else { "off" },
+            environment.batch_rows,
+            environment.batch_tokens,
+            environment.max_batch_texts,
+        );
+        let _ = writeln!(
+            out,
+            "corpus: {} texts of ≥ {} words (mean {:.1} tokens), {} rows with {}-d vectors",
+            self.corpus.text_rows, self.corpus.words_per_text, self.mean_tokens, self.corpus.vector_rows, self.corpus.dimension
+        );
+        let _ = writeln!(
+            out,
+            "{:<18} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>7} {:>9}",
+            "phase", "items", "seconds", "rate", "unit", "tokens/s", "peak MB", "embedded", "flush s", "cpu s", "milvus s"
+        );
+        for phase in &self.phases {
+            let optional = |value: Option<f64>, decimals: usize| value.map_or("-".to_owned(), |value| format!("{value:.decimals$}"));
+            let _ = writeln!(
+                out,
+                "{:<18} {:>8} {:>9.2} {:>10.1} {:>7} {:>10} {:>9.0} {:>8} {:>8} {:>7.1} {:>9}",
+                phase.name,
+                phase.items,
+                phase.seconds,
+                phase.per_second,
+                phase.unit,
+                optional(phase.tokens_per_second, 0),
+                phase.peak_rss_bytes as f64 / 1_048_576.0,
+                phase.texts_embedded.map_or("-".to_owned(), |count| count.to_string()),
+                optional(phase.flush_seconds, 2),
+                phase.cpu_seconds,
+                optional(phase.milvus_cpu_seconds, 1),
+            );
+        }
+        let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.3}"));
+        let _ = writeln!(
+            out,
+            "ratios: import/model {} (target ≥ {TARGET_EMBEDDED_RATIO}), vectors import/SDK {} (target ≥ {TARGET_VECTORS_RATIO}), int8 speed-up {}, re-import speed-up {}",
+            ratio(self.ratios.embedded_import_vs_model),
+            ratio(self.ratios.vectors_import_vs_sdk),
+            ratio(self.ratios.int8_speedup),
+            ratio(self.ratios.reimport_speedup),
+        );
+        if let Some(gap) = self.embedded_gap {
+            let _ = writeln!(
+                out,
+                "import_embedded {:.1} s = model {:.1} s + tokenising {:.1} s + flush {:.1} s + other {:.1} s (Milvus used {} CPU s meanwhile)",
+                gap.import_seconds,
+                gap.model_seconds,
+                gap.tokenize_seconds,
+                gap.flush_seconds,
+                gap.other_seconds,
+                gap.milvus_cpu_seconds.map_or("?".to_owned(), |seconds| format!("{seconds:.1}")),
+            );
+        }
+        for (label, quality) in [("fp32", self.fp32_quality), ("int8", self.int8_quality)] {
+            if let Some(quality) = quality {
+                let _ = writeln!(
+                    out,
+                    "{label} vs reference ({} texts): mean cosine {:.4}, min {:.4}",
+                    quality.texts, quality.mean_cosine, quality.min_cosine
+                );
+            }
+        }
+        for target in &self.targets {
+            let _ = writeln!(
+                out,
+                "target {}: {:.3} vs {:.3} → {}",
+                target.name,
+                target.value,
+                target.target,
+                if target.met { "met" } else { "NOT met" }
+            );
+        }
+        out
+    }
+}
+
+/// `amount / seconds`, 0 when no time passed.
+pub fn rate(amount: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        amount / seconds
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(phases: Vec<PhaseResult>) -> BenchReport {
+        BenchReport {
+            environment: Environment {
+                build: "release".into(),
+                cores: 2,
+                load_average_start: [0.5, 0.4, 0.3],
+                load_average_end: [1.0, 0.5, 0.3],
+                model: "all-MiniLM-L6-v2:fp32:256".into(),
+                onnx_threads: 0,
+                onnx_spinning: false,
+                batch_tokens: 8192,
+                max_batch_texts: 128,
+                batch_rows: 512,
+                peak_rss_per_phase: true,
+            },
+            corpus: CorpusSpec { text_rows: 100, vector_rows: 1000, words_per_text: 28, seed: 7, dimension: 384 },
+            mean_tokens: 37.2,
+            phases,
+            ratios: Ratios::default(),
+            embedded_gap: None,
+            fp32_quality: None,
+            int8_quality: Some(Quality { texts: 32, mean_cosine: 0.99, min_cosine: 0.96 }),
+            reimport_changed_rows: Some(1),
+            targets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn ratios_and_targets_follow_from_the_phases() {
+        let mut reimport = PhaseResult::new(phase::REIMPORT_CHANGED, "rows/s", 100, 1.0, 1);
+        reimport.texts_embedded = Some(3);
+        let mut model = PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.5, 1);
+        model.tokenize_seconds = Some(0.02);
+        let mut import = PhaseResult::new(phase::IMPORT_EMBEDDED, "rows/s", 100, 0.625, 1);
+        import.flush_seconds = Some(0.05);
+        let mut bench = report(vec![
+            model,
+            import,
+            PhaseResult::new(phase::SDK_UPSERT, "rows/s", 1000, 1.0, 1),
+            PhaseResult::new(phase::IMPORT_VECTORS, "rows/s", 1000, 1.0, 1),
+            PhaseResult::new(phase::MODEL_INT8, "texts/s", 100, 0.25, 1),
+            reimport,
+        ]);
+        bench.evaluate();
+        assert_eq!(bench.ratios.embedded_import_vs_model, Some(0.8));
+        assert_eq!(bench.ratios.vectors_import_vs_sdk, Some(1.0));
+        assert_eq!(bench.ratios.int8_speedup, Some(2.0));
+        assert_eq!(bench.ratios.reimport_speedup, Some(0.625));
+        let met: Vec<bool> = bench.targets.iter().map(|target| target.met).collect();
+        assert_eq!(met, vec![false, true, false], "{:?}", bench.targets);
+        let gap = bench.embedded_gap.unwrap();
+        assert_eq!((gap.model_seconds, gap.tokenize_seconds, gap.flush_seconds), (0.5, 0.02, 0.05));
+        assert!((gap.other_seconds - 0.055).abs() < 1e-9, "{gap:?}");
+        let table = bench.table();
+        assert!(table.contains("import_embedded") && table.contains("NOT met") && table.contains("min 0.9600"), "{table}");
+    }
+
+    #[test]
+    fn missing_phases_leave_ratios_empty() {
+        let mut bench = report(vec![PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.0, 1)]);
+        bench.evaluate();
+        assert_eq!(bench.ratios, Ratios::default());
+        assert!(bench.targets.is_empty() && bench.embedded_gap.is_none());
+        assert_eq!(bench.phases[0].per_second, 0.0);
+    }
+}

@@ -1,0 +1,142 @@
+//! The baseline for imports of rows that already carry vectors: what a bare script does with
+//! milvus-sdk-rust — build the columns of `batch_rows` rows, `upsert`, repeat, `flush` — with no
+//! reading, mapping, retries or ledger. Also the bench's housekeeping on its own collections
+//! (wait for index builds to finish between phases, drop at the end), which `MilvusSink` does not
+//! offer because imports never need it.
+
+use std::time::{Duration, Instant};
+
+use milvus::v2::prelude::{
+    ClientV2, ConnectConfig, DescribeIndexRequest, DropCollectionRequest, FieldData, FlushRequest, InsertRequest, TelemetryConfig,
+    UpsertRequest,
+};
+
+use super::corpus::{vector_for, CorpusSpec, Document};
+use super::BenchError;
+use crate::mapping::{row_hash, ScalarValue};
+use crate::settings::ROW_HASH_FIELD;
+use crate::sink::CollectionSpec;
+
+/// How long [`BareClient::wait_for_index`] waits for Milvus to index a phase's rows.
+const INDEX_WAIT: Duration = Duration::from_secs(300);
+
+/// Seconds of a bare upsert loop: the upserts, and the closing flush.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopTimes {
+    /// Rows Milvus acknowledged.
+    pub rows: u64,
+    /// Upserts plus flush.
+    pub total_seconds: f64,
+    /// The flush alone.
+    pub flush_seconds: f64,
+}
+
+/// A plain SDK client.
+pub struct BareClient {
+    client: ClientV2,
+}
+
+impl BareClient {
+    /// Connects to the Milvus server at `uri`.
+    pub async fn connect(uri: &str, token: &str) -> Result<Self, BenchError> {
+        let mut config = ConnectConfig::new()
+            .uri(uri.to_owned())
+            .connect_timeout(Duration::from_secs(30))
+            .rpc_timeout(Duration::from_secs(120))
+            .telemetry(TelemetryConfig::new().enabled(false));
+        if !token.is_empty() {
+            config = config.token(token.to_owned());
+        }
+        let client = ClientV2::new(&config).await.map_err(|error| BenchError::milvus("connect", uri, error))?;
+        Ok(Self { client })
+    }
+
+    /// Upserts `documents` with their [`vector_for`] vectors into `spec`'s (existing, loaded)
+    /// collection, `batch_rows` rows per request, then flushes: the rows and columns an import of
+    /// the bench's Parquet file writes. Columns are built inside the timed loop, as a script would.
+    pub async fn upsert_loop(
+        &self,
+        spec: &CollectionSpec,
+        corpus: &CorpusSpec,
+        documents: impl Iterator<Item = Document>,
+        batch_rows: usize,
+    ) -> Result<LoopTimes, BenchError> {
+        let started = Instant::now();
+        let mut rows = 0u64;
+        let mut batch: Vec<Document> = Vec::with_capacity(batch_rows);
+        let mut documents = documents.peekable();
+        while documents.peek().is_some() {
+            batch.clear();
+            batch.extend(documents.by_ref().take(batch_rows));
+            let columns = columns(spec, corpus, &batch, rows as usize);
+            let insert = InsertRequest::builder()
+                .collection_name(spec.name.clone())
+                .columns(columns)
+                .build()
+                .map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
+            let request =
+                UpsertRequest::builder().insert(insert).build().map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
+            let response = self.client.upsert(request).await.map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
+            rows += response.upsert_count() as u64;
+        }
+        let flush_started = Instant::now();
+        self.flush(&spec.name).await?;
+        Ok(LoopTimes { rows, total_seconds: started.elapsed().as_secs_f64(), flush_seconds: flush_started.elapsed().as_secs_f64() })
+    }
+
+    async fn flush(&self, collection: &str) -> Result<(), BenchError> {
+        let request = FlushRequest::builder()
+            .collection_names([collection.to_owned()])
+            .wait_flushed_ms(120_000)
+            .build()
+            .map_err(|error| BenchError::milvus("flush", collection, error))?;
+        self.client.flush(request).await.map_err(|error| BenchError::milvus("flush", collection, error))?;
+        Ok(())
+    }
+
+    /// Waits until Milvus has indexed every flushed row of `collection` (index builds run on the
+    /// same cores and would otherwise slow the next phase down); returns the seconds waited.
+    pub async fn wait_for_index(&self, collection: &str) -> Result<f64, BenchError> {
+        let started = Instant::now();
+        loop {
+            let request = DescribeIndexRequest::builder()
+                .collection_name(collection.to_owned())
+                .build()
+                .map_err(|error| BenchError::milvus("describe_index", collection, error))?;
+            let response =
+                self.client.describe_index(request).await.map_err(|error| BenchError::milvus("describe_index", collection, error))?;
+            let pending: i64 = response.indexes().iter().map(|index| index.get_pending_rows()).sum();
+            if pending == 0 {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if started.elapsed() > INDEX_WAIT {
+                tracing::warn!(collection, pending, "index still building; going on");
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Drops `collection` (the bench's own).
+    pub async fn drop_collection(&self, collection: &str) -> Result<(), BenchError> {
+        let request = DropCollectionRequest::builder()
+            .collection_name(collection.to_owned())
+            .build()
+            .map_err(|error| BenchError::milvus("drop_collection", collection, error))?;
+        self.client.drop_collection(request).await.map_err(|error| BenchError::milvus("drop_collection", collection, error))
+    }
+}
+
+/// The columns of `batch` (rows `first_ordinal..`), in the collection's field order: key, text,
+/// row hash, category, vector.
+fn columns(spec: &CollectionSpec, corpus: &CorpusSpec, batch: &[Document], first_ordinal: usize) -> Vec<FieldData> {
+    let hashes = batch.iter().map(|document| row_hash(&document.text, &[ScalarValue::Varchar(document.category.to_owned())])).collect();
+    let vectors = (first_ordinal..first_ordinal + batch.len()).map(|ordinal| vector_for(corpus.seed, ordinal, corpus.dimension)).collect();
+    vec![
+        FieldData::varchar(spec.primary_key.clone(), batch.iter().map(|document| document.id.clone()).collect()),
+        FieldData::varchar(spec.text_field.clone(), batch.iter().map(|document| document.text.clone()).collect()),
+        FieldData::int64(ROW_HASH_FIELD, hashes),
+        FieldData::varchar("category", batch.iter().map(|document| document.category.to_owned()).collect()),
+        FieldData::float_vector(spec.vector_field.clone(), vectors),
+    ]
+}

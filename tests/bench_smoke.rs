@@ -1,0 +1,63 @@
+//! `vecdrop bench --smoke --json` against the test Milvus: every phase runs and reports numbers a
+//! real measurement can produce. Speed targets are the bench's own output (see `make bench`),
+//! never asserted here: this machine is shared and timings are noise at smoke size.
+
+mod support;
+
+use serde_json::Value;
+
+const PHASES: [&str; 6] = ["model_fp32", "import_embedded", "sdk_upsert", "import_vectors", "model_int8", "reimport_changed"];
+
+fn run_smoke_bench() -> Value {
+    let config = support::TestConfig::new(&support::unique_collection("bench_unused"), "");
+    let output = config.run("bench", &["--smoke", "--json", "--milvus-uri", &support::milvus_uri()]);
+    assert!(output.status.success(), "bench failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("bench --json printed no JSON: {error}"))
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {value}"))
+}
+
+#[test]
+fn smoke_bench_measures_every_phase_with_sane_numbers() {
+    let report = run_smoke_bench();
+    let phases = report["phases"].as_array().expect("phases");
+    let names: Vec<&str> = phases.iter().map(|phase| phase["name"].as_str().unwrap()).collect();
+    assert_eq!(names, PHASES);
+    let text_rows = number(&report["corpus"], "text_rows");
+    let vector_rows = number(&report["corpus"], "vector_rows");
+    for phase in phases {
+        let (items, seconds, rate) = (number(phase, "items"), number(phase, "seconds"), number(phase, "per_second"));
+        assert!(items > 0.0 && seconds > 0.0, "{phase}");
+        assert!((rate - items / seconds).abs() <= 1e-6 * rate, "{phase}");
+        // Two CPU cores embed hundreds of texts per second and Milvus takes thousands of rows;
+        // a million per second would mean nothing was done.
+        assert!(rate < 1e6, "{phase}");
+        let peak_mb = number(phase, "peak_rss_bytes") / 1_048_576.0;
+        assert!((20.0..4096.0).contains(&peak_mb), "peak {peak_mb} MB in {phase}");
+    }
+    let phase = |name: &str| phases.iter().find(|phase| phase["name"] == name).unwrap();
+    for model in ["model_fp32", "model_int8"] {
+        assert_eq!(number(phase(model), "items"), text_rows);
+        assert!(number(phase(model), "tokens_per_second") > 2.0 * number(phase(model), "per_second"), "texts have > 2 tokens");
+    }
+    assert_eq!(number(phase("import_embedded"), "items"), text_rows);
+    assert_eq!(number(phase("import_embedded"), "texts_embedded"), text_rows, "a first import embeds every row");
+    assert_eq!(number(phase("sdk_upsert"), "items"), vector_rows);
+    assert!(number(phase("sdk_upsert"), "flush_seconds") < number(phase("sdk_upsert"), "seconds"));
+    assert_eq!(number(phase("import_vectors"), "items"), vector_rows);
+    assert_eq!(number(phase("import_vectors"), "texts_embedded"), 0.0, "rows with vectors skip the model");
+    assert_eq!(number(phase("reimport_changed"), "items"), text_rows);
+
+    let ratios = &report["ratios"];
+    for ratio in ["embedded_import_vs_model", "vectors_import_vs_sdk", "int8_speedup", "reimport_speedup"] {
+        let value = number(ratios, ratio);
+        assert!(value > 0.01 && value < 100.0, "{ratio} = {value}");
+    }
+    assert!(number(&report["fp32_quality"], "min_cosine") >= 0.999, "{}", report["fp32_quality"]);
+    let int8 = &report["int8_quality"];
+    assert!(number(int8, "min_cosine") <= number(int8, "mean_cosine") && number(int8, "min_cosine") > 0.9, "{int8}");
+    assert!(number(&report, "mean_tokens") > 10.0);
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(3), "{}", report["targets"]);
+}
