@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and python3:
-#   .venv with the Python tooling (scripts/requirements.txt), the model converted to ONNX.
+#   .venv with the Python tooling (scripts/requirements.txt), the model converted to ONNX,
+#   the wasm32-wasip2 Rust target and the WASM plugins (plugins/target/*.wasm).
 # Safe to run again: each step checks whether its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +26,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
 fi
 
 "$PY" scripts/export_minilm_onnx.py --out models/all-MiniLM-L6-v2 ${VECDROP_INT8:+--int8}
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 Rust target (WASM format plugins)"
+  rustup target add wasm32-wasip2 || { echo "setup: 'rustup target add wasm32-wasip2' failed; plugins cannot be built" >&2; exit 1; }
+fi
+bash scripts/build-plugins.sh
 
 echo "setup: ok (ONNX Runtime: $(scripts/ort-library.sh))"

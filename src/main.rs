@@ -73,6 +73,23 @@ enum Command {
         /// What to look for.
         text: String,
     },
+    /// WASM format plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin in its sandbox; print its name, version, formats and schema.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Config handed to the plugin's `open`, as a JSON object (as `[[plugins]] config`).
+        #[arg(long)]
+        plugin_config: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +123,9 @@ async fn dispatch(command: Command) -> Result<u8, CommandError> {
                 return Err(CommandError::Usage("-k must be at least 1".to_owned()));
             }
             commands::search(Settings::load(config.as_deref())?, pipeline.as_deref(), k, &text, json).await
+        }
+        Command::Plugin { command: PluginCommand::Check { file, plugin_config } } => {
+            commands::plugin_check(&file, plugin_config.as_deref()).await
         }
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use self::read::{open_reader, ReadJob, RowBatch};
 use crate::dead_letter::DeadLetterWriter;
 use crate::embed::{EmbedError, Embedder};
-use crate::format::{Checkpoint, Format, ReadError, ReadOptions};
+use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
 use crate::ledger::{Begin, FileEntry, Ledger, LedgerError};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
@@ -88,6 +88,8 @@ pub struct ImportContext {
     pub ledger: Ledger,
     /// Show a progress bar when on a terminal.
     pub interactive: bool,
+    /// The loaded `[[plugins]]` and their formats.
+    pub plugins: PluginRegistry,
 }
 
 /// How a file's import ended.
@@ -123,7 +125,7 @@ pub async fn import_file(
 ) -> Result<FileOutcome, ImportError> {
     let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection);
     let _entered = span.enter();
-    let format = Format::resolve(&pipeline.format, path)?;
+    let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
     let identity = FileIdentity::of(path).await?;
     let ledger = context.ledger.clone();
     let (name, hash, size, display) = (pipeline.name.clone(), identity.hash.clone(), identity.size, path.display().to_string());

@@ -61,7 +61,7 @@ impl GuestParser for Misdeed {
                     black_box(&hoard);
                 }
             }
-            "hostile-recursion" => vec![row(0, fed, recurse(black_box(1)).to_string())],
+            "hostile-recursion" => vec![row(0, fed, recurse(0, &chunk).to_string())],
             "hostile-panic" => panic!("hostile plugin panics on purpose"),
             "hostile-output" => vec![row(0, fed, "x".repeat(20 << 20))],
             "hostile-rows" => (0..max_rows as u64 + 10).map(|index| row(0, index.min(fed), String::new())).collect(),
@@ -80,11 +80,13 @@ impl GuestParser for Misdeed {
     }
 }
 
-/// Recurses forever (the result is never produced).
+/// Recurses forever (the result is never produced). Nothing lives in the shadow stack in linear
+/// memory, so it is the WASM stack (vecdrop's `max_wasm_stack`) that overflows.
 #[allow(unconditional_recursion)]
-fn recurse(depth: u64) -> u64 {
-    let frame = black_box([depth; 64]);
-    recurse(black_box(depth + 1)) + frame[depth as usize % 64]
+#[inline(never)]
+fn recurse(depth: u64, data: &[u8]) -> u64 {
+    let deeper = recurse(depth + 1, data);
+    deeper.wrapping_mul(31).wrapping_add(u64::from(data[depth as usize % data.len().max(1)]))
 }
 
 vecdrop_plugin_sdk::bindings::export!(Hostile with_types_in vecdrop_plugin_sdk::bindings);
