@@ -315,7 +315,7 @@ fn semver_compatible(plugin: &str, host: &str) -> bool {
 }
 
 /// A column kind as written in `format.wit`.
-fn kind_name(kind: wit::ColumnKind) -> &'static str {
+pub(crate) fn kind_name(kind: wit::ColumnKind) -> &'static str {
     match kind {
         wit::ColumnKind::Any => "any",
         wit::ColumnKind::Boolean => "boolean",

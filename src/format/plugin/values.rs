@@ -26,7 +26,7 @@ pub enum ValueError {
 /// Converts `value` of column `column` (declared `kind`).
 pub fn convert(value: wit::Value, column: &str, kind: ColumnKind) -> Result<FieldValue, ValueError> {
     if !fits(&value, kind) {
-        return Err(ValueError::KindMismatch(format!("returned {} for column {column:?}, declared {kind:?}", name(&value))));
+        return Err(ValueError::KindMismatch(format!("returned {} for column {column:?}, declared {}", name(&value), super::kind_name(kind))));
     }
     Ok(match value {
         wit::Value::Null => FieldValue::Null,
@@ -102,7 +102,7 @@ mod tests {
     #[test]
     fn a_value_of_another_kind_is_a_plugin_bug_and_bad_json_a_bad_record() {
         let error = convert(wit::Value::Text("x".into()), "n", ColumnKind::Integer).unwrap_err();
-        assert_eq!(error, ValueError::KindMismatch("returned text for column \"n\", declared Integer".into()));
+        assert_eq!(error, ValueError::KindMismatch("returned text for column \"n\", declared integer".into()));
         assert!(matches!(convert(wit::Value::Json("{".into()), "j", ColumnKind::Json), Err(ValueError::Invalid(_))));
     }
 }
