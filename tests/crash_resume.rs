@@ -8,10 +8,9 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use support::{assert_exactly_once, spawn_import, unique_collection, TestConfig};
+use support::{assert_exactly_once, import_through_failpoint, import_through_sigkills, unique_collection, TestConfig};
 
 const WORDS: [&str; 16] = [
     "river", "database", "orange", "mountain", "violin", "engine", "garden", "planet", "coffee", "harbour", "winter", "pixel", "lantern",
@@ -46,27 +45,7 @@ async fn sigkill_at_random_moments_loses_no_row_and_duplicates_none() {
     );
     let file = config.dir.path().join("big.csv");
     let texts = write_csv(&file, 20_000, 42);
-    let seed: u64 = rand::rng().random();
-    eprintln!("kill schedule seed: {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills = 0;
-    let started = Instant::now();
-    for round in 0..6 {
-        let mut child = spawn_import(&config, &file, None);
-        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            eprintln!("round {round}: finished before the kill");
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-        eprintln!("round {round}: killed after {delay:?}");
-    }
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "the last run completes");
-    eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
+    let kills = import_through_sigkills(&config, &file);
     assert!(kills >= 3, "the file should take long enough to be killed several times");
     assert_exactly_once(&config, &file, &texts).await;
 }
@@ -78,10 +57,7 @@ async fn crash_at(failpoint: &str) {
     );
     let file = config.dir.path().join("rows.csv");
     let texts = write_csv(&file, 700, 7);
-    let crashed = spawn_import(&config, &file, Some(failpoint)).wait_with_output().unwrap();
-    assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "{failpoint}: the restart completes");
+    import_through_failpoint(&config, &file, failpoint);
     assert_exactly_once(&config, &file, &texts).await;
 }
 

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use support::{assert_exactly_once, connect_sink, milvus_uri, plugin_wasm, spawn_import, unique_collection, write_file, TestConfig};
+use support::{
+    assert_exactly_once, connect_sink, import_through_failpoint, import_through_sigkills, milvus_uri, plugin_wasm, unique_collection,
+    write_file, TestConfig,
+};
 use vecdrop::format::plugin::{LoadedPlugin, PluginLimits};
 use vecdrop::format::{Checkpoint, FieldValue, Format, PluginFormat, ReadItem, ReadOptions, RecordReader};
 use vecdrop::pipeline::import_file;
@@ -155,7 +158,10 @@ fn read_items(format: &PluginFormat, path: &Path, resume: &Checkpoint) -> Vec<Re
     std::iter::from_fn(|| reader.next_item().unwrap()).collect()
 }
 
-fn without_positions(items: &[ReadItem]) -> Vec<(u64, u64, Result<Vec<(String, FieldValue)>, String>)> {
+/// `(ordinal, byte offset, values or rejection reason)` of an item.
+type ItemSummary = (u64, u64, Result<Vec<(String, FieldValue)>, String>);
+
+fn without_positions(items: &[ReadItem]) -> Vec<ItemSummary> {
     items
         .iter()
         .map(|item| match item {
@@ -227,26 +233,7 @@ async fn sigkill_mid_file_with_a_plugin_format_resumes_exactly() {
     let config = TestConfig::new(&unique_collection("plugin_crash"), &format!("batch_rows = 256\n{}", logline_plugin_entry()));
     let file = config.dir.path().join("big.log");
     let texts = write_log(&file, 20_000, 42);
-    let seed: u64 = rand::rng().random();
-    eprintln!("kill schedule seed: {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let (mut kills, started) = (0, Instant::now());
-    for round in 0..6 {
-        let mut child = spawn_import(&config, &file, None);
-        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            eprintln!("round {round}: finished before the kill");
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-        eprintln!("round {round}: killed after {delay:?}");
-    }
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "the last run completes");
-    eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
+    let kills = import_through_sigkills(&config, &file);
     assert!(kills >= 3, "the file should take long enough to be killed several times");
     assert_exactly_once(&config, &file, &texts).await;
 }
@@ -257,10 +244,7 @@ async fn crash_between_milvus_and_the_ledger_with_a_plugin_format_resumes_exactl
     let config = TestConfig::new(&unique_collection("plugin_failpoint"), &format!("batch_rows = 100\n{}", logline_plugin_entry()));
     let file = config.dir.path().join("rows.log");
     let texts = write_log(&file, 700, 7);
-    let crashed = spawn_import(&config, &file, Some("after_upsert@3")).wait_with_output().unwrap();
-    assert_eq!(crashed.status.code(), None, "the process must abort");
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "the restart completes");
+    import_through_failpoint(&config, &file, "after_upsert@3");
     assert_exactly_once(&config, &file, &texts).await;
 }
 

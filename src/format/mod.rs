@@ -325,8 +325,8 @@ pub enum ReadError {
         path: String,
         /// The plugin's name.
         plugin: String,
-        /// What went wrong.
-        source: plugin::PluginError,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<plugin::PluginError>,
     },
 }
 

@@ -163,13 +163,48 @@ pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
 }
 
 /// Starts `vecdrop import FILE` (output discarded), with the failure point `failpoint` armed.
-pub fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
+fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vecdrop"));
     command.args(["import", "--config"]).arg(&config.path).arg(file).stdout(Stdio::null()).stderr(Stdio::null());
     if let Some(failpoint) = failpoint {
         command.env("VECDROP_FAILPOINT", failpoint);
     }
     command.spawn().unwrap()
+}
+
+/// Imports `file` through up to six SIGKILLs, each 3–12 s into a run (the schedule's seed is
+/// printed), then once more to the end, which must succeed. Returns how many runs were killed.
+pub fn import_through_sigkills(config: &TestConfig, file: &Path) -> usize {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill schedule seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut kills, started) = (0, Instant::now());
+    for round in 0..6 {
+        let mut child = spawn_import(config, file, None);
+        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            eprintln!("round {round}: finished before the kill");
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        eprintln!("round {round}: killed after {delay:?}");
+    }
+    let finish = spawn_import(config, file, None).wait_with_output().unwrap();
+    assert_eq!(finish.status.code(), Some(0), "the last run completes");
+    eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
+    kills
+}
+
+/// Imports `file` with `failpoint` armed (the process must abort there), then again to the end.
+pub fn import_through_failpoint(config: &TestConfig, file: &Path, failpoint: &str) {
+    let crashed = spawn_import(config, file, Some(failpoint)).wait_with_output().unwrap();
+    assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
+    let finish = spawn_import(config, file, None).wait_with_output().unwrap();
+    assert_eq!(finish.status.code(), Some(0), "{failpoint}: the restart completes");
 }
 
 /// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.

@@ -151,11 +151,14 @@ fn checked_length(length: usize, available: usize) -> Result<usize, String> {
 }
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) as the component's `parser` interface.
+/// Only on `wasm32` targets, so that a plugin crate's own tests run natively (`cargo test`).
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        #[cfg(target_arch = "wasm32")]
         struct VecdropPluginExport;
 
+        #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::vecdrop::format::parser::Guest for VecdropPluginExport {
             type Parser = $crate::Driver<$plugin>;
 
@@ -164,6 +167,7 @@ macro_rules! export_plugin {
             }
         }
 
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::export!(VecdropPluginExport with_types_in $crate::bindings);
     };
 }

@@ -62,7 +62,8 @@ impl PluginReader {
     /// Opens `path` for `format` of `plugin` at `resume` (`Start` or a [`Checkpoint::Plugin`]).
     pub fn open_at(plugin: &LoadedPlugin, format: &str, path: &Path, resume: &Checkpoint) -> Result<Self, ReadError> {
         let display = path.display().to_string();
-        let plugin_error = |source: PluginError| ReadError::Plugin { path: display.clone(), plugin: plugin.name().to_owned(), source };
+        let plugin_error =
+            |source: PluginError| ReadError::Plugin { path: display.clone(), plugin: plugin.name().to_owned(), source: Box::new(source) };
         let (base, ordinal) = match resume {
             Checkpoint::Start => (ResumeBase { byte_offset: 0, state: Vec::new(), records_after: 0 }, 0),
             Checkpoint::Plugin { byte_offset, ordinal, state, skip_rows } => {
@@ -224,7 +225,7 @@ impl PluginReader {
     }
 
     fn plugin_error(&self, source: PluginError) -> ReadError {
-        ReadError::Plugin { path: self.path.clone(), plugin: self.plugin_name.clone(), source }
+        ReadError::Plugin { path: self.path.clone(), plugin: self.plugin_name.clone(), source: Box::new(source) }
     }
 }
 

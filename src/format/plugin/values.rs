@@ -26,7 +26,11 @@ pub enum ValueError {
 /// Converts `value` of column `column` (declared `kind`).
 pub fn convert(value: wit::Value, column: &str, kind: ColumnKind) -> Result<FieldValue, ValueError> {
     if !fits(&value, kind) {
-        return Err(ValueError::KindMismatch(format!("returned {} for column {column:?}, declared {}", name(&value), super::kind_name(kind))));
+        return Err(ValueError::KindMismatch(format!(
+            "returned {} for column {column:?}, declared {}",
+            name(&value),
+            super::kind_name(kind)
+        )));
     }
     Ok(match value {
         wit::Value::Null => FieldValue::Null,

@@ -97,7 +97,9 @@ impl LogLines {
                 let text = std::str::from_utf8(matched.as_bytes()).map_err(|_| format!("{name}: not UTF-8"))?;
                 match kind {
                     Kind::Text => Ok(Value::Text(text.to_owned())),
-                    Kind::Integer => text.trim().parse().map(Value::Integer).map_err(|_| format!("{name}: expected an integer, found {text:?}")),
+                    Kind::Integer => {
+                        text.trim().parse().map(Value::Integer).map_err(|_| format!("{name}: expected an integer, found {text:?}"))
+                    }
                     Kind::Float => text.trim().parse().map(Value::Float).map_err(|_| format!("{name}: expected a number, found {text:?}")),
                 }
             })

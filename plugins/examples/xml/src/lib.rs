@@ -221,7 +221,8 @@ fn vector(name: &str, text: &str) -> Result<Value, String> {
     if numbers.trim().is_empty() {
         return Ok(Value::Null);
     }
-    let parsed: Result<Vec<f32>, _> = numbers.split(|c: char| c == ',' || c.is_whitespace()).filter(|part| !part.is_empty()).map(str::parse).collect();
+    let parsed: Result<Vec<f32>, _> =
+        numbers.split(|c: char| c == ',' || c.is_whitespace()).filter(|part| !part.is_empty()).map(str::parse).collect();
     parsed.map(Value::Vector).map_err(|_| format!("{name}: expected a list of numbers"))
 }
 
