@@ -99,7 +99,7 @@ pub enum PluginError {
         stderr: String,
     },
     /// The plugin asked for more memory than its cap.
-    #[error("{call}: the plugin exceeded its memory limit of {} MiB (it asked for {} MiB){}", limit_bytes >> 20, desired >> 20, stderr_suffix(stderr))]
+    #[error("{call}: the plugin exceeded its memory limit of {} MiB (it asked for {} KiB){}", limit_bytes >> 20, desired >> 10, stderr_suffix(stderr))]
     MemoryLimit {
         /// The call.
         call: String,
