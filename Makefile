@@ -1,7 +1,7 @@
 # Two commands for a fresh machine (Rust toolchain + python3):
 #   make run    set up, then run the daemon on the bundled examples with embedded Milvus Lite
 #   make test   set up, then run the whole suite against a real Milvus server
-.PHONY: setup build run test bench lint milvus-start milvus-stop clean-state
+.PHONY: setup build run test bench lint plugins bench-plugin milvus-start milvus-stop clean-state
 
 setup:
 	bash scripts/setup.sh
@@ -22,6 +22,13 @@ bench: setup
 lint:
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
+
+# WASM format plugins (examples + the sandbox tests' hostile ones); `make setup` builds them too.
+plugins:
+	bash scripts/build-plugins.sh
+
+bench-plugin:
+	bash scripts/bench-plugin.sh
 
 milvus-start: setup
 	bash scripts/milvus-test-server.sh start

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine with the Rust toolchain and python3:
-#   .venv with the Python tooling (scripts/requirements.txt), the model converted to ONNX, and its
-#   dynamically quantised copy model.int8.onnx (embedding.precision = "int8").
+#   .venv with the Python tooling (scripts/requirements.txt), the model converted to ONNX and its
+#   dynamically quantised copy model.int8.onnx (embedding.precision = "int8"), the example Parquet
+#   files, the wasm32-wasip2 Rust target and the WASM plugins (plugins/target/*.wasm).
 # Safe to run again: each step checks whether its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,5 +29,11 @@ fi
 # Both steps are skipped when the export stamp says their output is current.
 "$PY" scripts/export_minilm_onnx.py --out models/all-MiniLM-L6-v2 --int8
 "$PY" scripts/make_example_parquet.py --model models/all-MiniLM-L6-v2
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  echo "setup: adding the wasm32-wasip2 Rust target (WASM format plugins)"
+  rustup target add wasm32-wasip2 || { echo "setup: 'rustup target add wasm32-wasip2' failed; plugins cannot be built" >&2; exit 1; }
+fi
+bash scripts/build-plugins.sh
 
 echo "setup: ok (ONNX Runtime: $(scripts/ort-library.sh))"

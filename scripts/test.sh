@@ -14,3 +14,5 @@ ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
 export ORT_DYLIB_PATH
 
 cargo test --all-targets --features failpoints --no-fail-fast -- --test-threads=2
+# The example plugins' own parsing tests, natively (the plugin workspace is separate).
+cargo test --manifest-path plugins/Cargo.toml -p vecdrop-plugin-xml -p vecdrop-plugin-logline

@@ -19,7 +19,8 @@
 //! # Layout
 //! - [`settings`]: config file → validated [`settings::Settings`].
 //! - [`discover`]: **discover** — drop folders (notify + rescans) and cron schedules → ready files.
-//! - [`format`]: **read** — streaming readers with resumable positions.
+//! - [`format`]: **read** — streaming readers with resumable positions, and WASM format plugins
+//!   run in a sandbox ([`format::plugin`]).
 //! - [`mapping`]: **map** — record → typed row with a deterministic primary key.
 //! - [`embed`]: **embed** — tokenizer + ONNX Runtime, batched by a token budget.
 //! - [`sink`]: **upsert** — Milvus collections, column-based upserts with retries; embedded Milvus

@@ -110,6 +110,23 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// WASM format plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin in its sandbox; print its name, version, formats and schema.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// Config handed to the plugin's `open`, as a JSON object (as `[[plugins]] config`).
+        #[arg(long)]
+        plugin_config: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -160,6 +177,9 @@ async fn dispatch(command: Command) -> Result<u8, CommandError> {
                 keep,
             })
             .await
+        }
+        Command::Plugin { command: PluginCommand::Check { file, plugin_config } } => {
+            commands::plugin_check(&file, plugin_config.as_deref()).await
         }
     }
 }

@@ -314,12 +314,27 @@ pub enum ScalarType {
     Json,
 }
 
-/// `[[plugins]]`.
+/// `[[plugins]]`: a WASM format plugin; its formats come from the plugin itself.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginSettings {
-    /// The component (`.wasm`).
+    /// The component (`.wasm`), relative to the config file.
     pub path: PathBuf,
+    /// Handed to the plugin's `open` as JSON text (e.g. the XML plugin's `fields`).
+    #[serde(default)]
+    pub config: BTreeMap<String, serde_json::Value>,
+    /// Linear memory cap of the plugin, per file, in MiB.
+    #[serde(default = "default_plugin_memory_mib")]
+    pub memory_mib: u64,
+    /// Time budget of one call into the plugin (one chunk), in milliseconds.
+    #[serde(default = "default_plugin_chunk_time_ms")]
+    pub chunk_time_ms: u64,
+    /// Bytes fed per call, in KiB.
+    #[serde(default = "default_plugin_chunk_kib")]
+    pub chunk_kib: u64,
+    /// Cap on the values one call returns, in MiB.
+    #[serde(default = "default_plugin_max_output_mib")]
+    pub max_output_mib: u64,
 }
 
 fn default_milvus_uri() -> String {
@@ -375,6 +390,18 @@ const fn default_text_max_length() -> u32 {
 }
 const fn default_batch_rows() -> usize {
     512
+}
+const fn default_plugin_memory_mib() -> u64 {
+    64
+}
+const fn default_plugin_chunk_time_ms() -> u64 {
+    2000
+}
+const fn default_plugin_chunk_kib() -> u64 {
+    64
+}
+const fn default_plugin_max_output_mib() -> u64 {
+    16
 }
 fn default_index_type() -> String {
     "AUTOINDEX".to_owned()
@@ -516,6 +543,9 @@ impl Settings {
             }
             pipeline.validate().map_err(|message| format!("{key}.{message}"))?;
         }
+        for (index, plugin) in self.plugins.iter().enumerate() {
+            plugin.validate().map_err(|message| format!("plugins[{index}].{message}"))?;
+        }
         Ok(())
     }
 
@@ -567,8 +597,12 @@ impl PipelineSettings {
         if self.text_max_length == 0 || self.text_max_length > 65_535 {
             return Err("text_max_length: expected 1..=65535".to_owned());
         }
-        if !["auto", "csv", "tsv", "json", "jsonl", "ndjson", "parquet"].contains(&self.format.as_str()) {
-            return Err(format!("format: expected auto, csv, tsv, json, jsonl, ndjson or parquet, got {:?}", self.format));
+        // Plugin formats are only known once the plugins are loaded (see `commands::load_plugins`).
+        if !is_identifier(&self.format) {
+            return Err(format!(
+                "format: expected auto, csv, tsv, json, jsonl, ndjson, parquet or a plugin's format, got {:?}",
+                self.format
+            ));
         }
         if let Some(pointer) = &self.json_pointer {
             crate::format::parse_json_pointer(pointer).map_err(|message| format!("json_pointer: {message}"))?;
@@ -637,6 +671,38 @@ pub fn parse_schedule(expression: &str) -> Result<croner::Cron, String> {
         .build()
         .parse(expression)
         .map_err(|error| format!("expected a cron expression with seconds first, e.g. \"0 */5 * * * *\", got {expression:?}: {error}"))
+}
+
+impl PluginSettings {
+    fn validate(&self) -> Result<(), String> {
+        let ranges = [
+            ("memory_mib", self.memory_mib, 1, 4096),
+            ("chunk_time_ms", self.chunk_time_ms, 10, 3_600_000),
+            ("chunk_kib", self.chunk_kib, 1, 16 * 1024),
+            ("max_output_mib", self.max_output_mib, 1, 1024),
+        ];
+        for (key, value, low, high) in ranges {
+            if !(low..=high).contains(&value) {
+                return Err(format!("{key}: expected {low}..={high}, got {value}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The sandbox limits this entry asks for.
+    pub fn limits(&self) -> crate::format::plugin::PluginLimits {
+        crate::format::plugin::PluginLimits {
+            memory_bytes: (self.memory_mib as usize) << 20,
+            call_time_budget: std::time::Duration::from_millis(self.chunk_time_ms),
+            chunk_bytes: (self.chunk_kib as usize) << 10,
+            max_output_bytes: (self.max_output_mib as usize) << 20,
+        }
+    }
+
+    /// `config` as the JSON text handed to the plugin.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("a map of JSON values serialises")
+    }
 }
 
 /// Folders that may hold the project's `.venv` (ONNX Runtime, Milvus Lite): the config's folder,
@@ -744,6 +810,20 @@ category = { type = "varchar", max_length = 100 }
         Settings::from_file(&write(dir.path(), &with("format = \"ndjson\"\njson_pointer = \"/data/a~1b\""))).unwrap();
         let error = Settings::from_file(&write(dir.path(), &with("format = \"json\"\njson_pointer = \"records\""))).unwrap_err();
         assert!(error.to_string().contains("pipelines[0].json_pointer"), "{error}");
+    }
+
+    #[test]
+    fn plugin_entries_get_documented_limits_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[[plugins]]\npath = \"p.wasm\"\n[plugins.config]\nfields = [\"a\", \"b\"]\n");
+        let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+        let limits = settings.plugins[0].limits();
+        assert_eq!((limits.memory_bytes, limits.chunk_bytes, limits.max_output_bytes), (64 << 20, 64 << 10, 16 << 20));
+        assert_eq!(limits.call_time_budget, std::time::Duration::from_secs(2));
+        assert_eq!(settings.plugins[0].config_json(), r#"{"fields":["a","b"]}"#);
+        let error =
+            Settings::from_file(&write(dir.path(), &text.replace("path = \"p.wasm\"", "path = \"p.wasm\"\nmemory_mib = 0"))).unwrap_err();
+        assert!(error.to_string().contains("plugins[0].memory_mib: expected 1..=4096"), "{error}");
     }
 
     #[test]

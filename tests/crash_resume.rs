@@ -8,13 +8,9 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use support::{connect_sink, milvus_uri, unique_collection, TestConfig};
-use vecdrop::mapping::derived_key;
-use vecdrop::sink::CollectionSpec;
+use support::{assert_exactly_once, import_through_failpoint, import_through_sigkills, unique_collection, TestConfig};
 
 const WORDS: [&str; 16] = [
     "river", "database", "orange", "mountain", "violin", "engine", "garden", "planet", "coffee", "harbour", "winter", "pixel", "lantern",
@@ -36,38 +32,6 @@ fn write_csv(path: &Path, rows: usize, seed: u64) -> Vec<String> {
     texts
 }
 
-fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_vecdrop"));
-    command.args(["import", "--config"]).arg(&config.path).arg(file).stdout(Stdio::null()).stderr(Stdio::null());
-    if let Some(failpoint) = failpoint {
-        command.env("VECDROP_FAILPOINT", failpoint);
-    }
-    command.spawn().unwrap()
-}
-
-/// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.
-async fn assert_exactly_once(config: &TestConfig, file: &Path, texts: &[String]) {
-    let settings = config.settings();
-    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
-    let sink = connect_sink(&milvus_uri()).await.unwrap();
-    assert_eq!(sink.count(&spec.name).await.unwrap(), texts.len() as u64, "count(*) must equal the file's rows");
-    let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
-    let keys: Vec<String> = (0..texts.len() as u64).map(|ordinal| derived_key(&hash, ordinal)).collect();
-    for (chunk_index, chunk) in keys.chunks(1000).enumerate() {
-        let stored = sink.texts_by_key(&spec, chunk).await.unwrap();
-        assert_eq!(stored.len(), chunk.len(), "every key present once");
-        for (offset, key) in chunk.iter().enumerate() {
-            assert_eq!(stored[key], texts[chunk_index * 1000 + offset], "stored text of {key}");
-        }
-    }
-    let status = config.run("status", &["--json"]);
-    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let entry = entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry");
-    assert_eq!(entry["state"], "imported");
-    assert_eq!(entry["rows_imported"], texts.len() as u64, "each batch committed exactly once");
-    assert_eq!(entry["rows_rejected"], 0);
-}
-
 #[test]
 fn failure_points_are_compiled_into_the_test_binary() {
     assert!(vecdrop::failpoint::enabled(), "the crash tests need failure points: run `cargo test --features failpoints` (make test does)");
@@ -81,27 +45,7 @@ async fn sigkill_at_random_moments_loses_no_row_and_duplicates_none() {
     );
     let file = config.dir.path().join("big.csv");
     let texts = write_csv(&file, 20_000, 42);
-    let seed: u64 = rand::rng().random();
-    eprintln!("kill schedule seed: {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kills = 0;
-    let started = Instant::now();
-    for round in 0..6 {
-        let mut child = spawn_import(&config, &file, None);
-        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            eprintln!("round {round}: finished before the kill");
-            break;
-        }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
-        eprintln!("round {round}: killed after {delay:?}");
-    }
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "the last run completes");
-    eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
+    let kills = import_through_sigkills(&config, &file);
     assert!(kills >= 3, "the file should take long enough to be killed several times");
     assert_exactly_once(&config, &file, &texts).await;
 }
@@ -113,10 +57,7 @@ async fn crash_at(failpoint: &str) {
     );
     let file = config.dir.path().join("rows.csv");
     let texts = write_csv(&file, 700, 7);
-    let crashed = spawn_import(&config, &file, Some(failpoint)).wait_with_output().unwrap();
-    assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
-    let finish = spawn_import(&config, &file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "{failpoint}: the restart completes");
+    import_through_failpoint(&config, &file, failpoint);
     assert_exactly_once(&config, &file, &texts).await;
 }
 

@@ -178,7 +178,16 @@ impl Bench {
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
         let run_id = format!("{}_{}", std::process::id(), unix_seconds());
         let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
-        let context = ImportContext { settings: Arc::new(settings), embedder, sink: Arc::new(sink), ledger, interactive: false };
+        let context = ImportContext {
+            settings: Arc::new(settings),
+            embedder,
+            sink: Arc::new(sink),
+            ledger,
+            interactive: false,
+            telemetry: Arc::new(crate::telemetry::Telemetry::default()),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            plugins: crate::format::PluginRegistry::default(),
+        };
         Ok(Self { options: options.clone(), context, bare, collections })
     }
 

@@ -130,8 +130,13 @@ impl BareClient {
 /// The columns of `batch` (rows `first_ordinal..`), in the collection's field order: key, text,
 /// row hash, category, vector.
 fn columns(spec: &CollectionSpec, corpus: &CorpusSpec, batch: &[Document], first_ordinal: usize) -> Vec<FieldData> {
-    let hashes = batch.iter().map(|document| row_hash(&document.text, &[ScalarValue::Varchar(document.category.to_owned())])).collect();
-    let vectors = (first_ordinal..first_ordinal + batch.len()).map(|ordinal| vector_for(corpus.seed, ordinal, corpus.dimension)).collect();
+    let vectors: Vec<Vec<f32>> =
+        (first_ordinal..first_ordinal + batch.len()).map(|ordinal| vector_for(corpus.seed, ordinal, corpus.dimension)).collect();
+    let hashes = batch
+        .iter()
+        .zip(&vectors)
+        .map(|(document, vector)| row_hash(&document.text, &[ScalarValue::Varchar(document.category.to_owned())], Some(vector)))
+        .collect();
     vec![
         FieldData::varchar(spec.primary_key.clone(), batch.iter().map(|document| document.id.clone()).collect()),
         FieldData::varchar(spec.text_field.clone(), batch.iter().map(|document| document.text.clone()).collect()),

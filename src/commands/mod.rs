@@ -2,6 +2,7 @@
 
 mod bench;
 mod import;
+mod plugin;
 mod run;
 mod search;
 mod status;
@@ -12,11 +13,14 @@ use std::time::Duration;
 
 pub use bench::{bench, BenchArgs};
 pub use import::import;
+pub use plugin::plugin_check;
 pub use run::run;
 pub use search::search;
 pub use status::status;
 
 use crate::embed::{EmbedError, Embedder};
+use crate::format::plugin::{PluginError, PluginSource, BUILT_IN_FORMATS};
+use crate::format::PluginRegistry;
 use crate::ledger::Ledger;
 use crate::pipeline::{ImportContext, ImportError};
 use crate::settings::{Settings, SettingsError};
@@ -51,6 +55,9 @@ pub enum CommandError {
     /// An import stopped.
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// A format plugin cannot be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
     /// Anything else (IO on our own files, signals).
     #[error("{0}")]
     Other(String),
@@ -60,7 +67,7 @@ impl CommandError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CommandError::Settings(_) | CommandError::Usage(_) => EXIT_USAGE,
+            CommandError::Settings(_) | CommandError::Usage(_) | CommandError::Plugin(_) => EXIT_USAGE,
             _ => EXIT_FATAL,
         }
     }
@@ -69,6 +76,7 @@ impl CommandError {
 /// Loads the model and connects to Milvus (starting Milvus Lite for a local `milvus.uri`).
 pub async fn open_context(settings: Settings, interactive: bool) -> Result<ImportContext, CommandError> {
     let ledger = Ledger::open(&settings.resolve(&settings.state.dir)).map_err(|error| CommandError::Other(error.to_string()))?;
+    let plugins = load_plugins(&settings).await?;
     let embedder = load_embedder(&settings).await?;
     let sink = connect_milvus(&settings).await?;
     Ok(ImportContext {
@@ -79,7 +87,34 @@ pub async fn open_context(settings: Settings, interactive: bool) -> Result<Impor
         interactive,
         telemetry: Arc::new(Telemetry::default()),
         cancel: CancellationToken::new(),
+        plugins,
     })
+}
+
+/// Loads the `[[plugins]]` on a blocking thread (compiled components are cached under
+/// `<state.dir>/plugin-cache`) and checks that every pipeline's `format` is known.
+pub async fn load_plugins(settings: &Settings) -> Result<PluginRegistry, CommandError> {
+    let sources: Vec<PluginSource> = settings
+        .plugins
+        .iter()
+        .map(|plugin| PluginSource { path: settings.resolve(&plugin.path), config_json: plugin.config_json(), limits: plugin.limits() })
+        .collect();
+    let cache_dir = settings.resolve(&settings.state.dir).join("plugin-cache");
+    let registry = tokio::task::spawn_blocking(move || PluginRegistry::load(&sources, Some(&cache_dir)))
+        .await
+        .map_err(|error| CommandError::Other(format!("plugin loading panicked: {error}")))??;
+    for (index, pipeline) in settings.pipelines.iter().enumerate() {
+        let built_in = BUILT_IN_FORMATS.contains(&pipeline.format.as_str());
+        if !built_in && registry.by_name(&pipeline.format).is_none() {
+            return Err(CommandError::Usage(format!(
+                "config {}: pipelines[{index}].format: {:?} is neither built in nor declared by a plugin (plugin formats: {:?})",
+                settings.path.display(),
+                pipeline.format,
+                registry.format_names()
+            )));
+        }
+    }
+    Ok(registry)
 }
 
 /// Loads the configured model on a blocking thread.

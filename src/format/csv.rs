@@ -46,11 +46,11 @@ impl CsvReader {
         let (byte_offset, line, ordinal) = match resume {
             Checkpoint::Start => first_record,
             Checkpoint::Text { byte_offset, line, ordinal } => (*byte_offset, *line, *ordinal),
-            Checkpoint::Parquet { .. } => {
+            other @ (Checkpoint::Parquet { .. } | Checkpoint::Plugin { .. }) => {
                 return Err(ReadError::Corrupt {
                     path: display,
                     byte_offset: 0,
-                    message: "a Parquet checkpoint cannot resume a CSV file".to_owned(),
+                    message: format!("a {} checkpoint cannot resume a CSV file", other.kind()),
                 })
             }
         };

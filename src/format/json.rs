@@ -261,10 +261,10 @@ fn text_position(path: &str, resume: &Checkpoint) -> Result<Option<(u64, u64, u6
     match resume {
         Checkpoint::Start => Ok(None),
         Checkpoint::Text { byte_offset, line, ordinal } => Ok(Some((*byte_offset, *line, *ordinal))),
-        Checkpoint::Parquet { .. } => Err(ReadError::Corrupt {
+        other @ (Checkpoint::Parquet { .. } | Checkpoint::Plugin { .. }) => Err(ReadError::Corrupt {
             path: path.to_owned(),
             byte_offset: 0,
-            message: "a Parquet checkpoint cannot resume a JSON file".to_owned(),
+            message: format!("a {} checkpoint cannot resume a JSON file", other.kind()),
         }),
     }
 }

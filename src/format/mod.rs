@@ -10,6 +10,7 @@ mod json_scan;
 mod parquet;
 mod parquet_guard;
 mod parquet_values;
+pub mod plugin;
 mod source;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ pub use self::csv::CsvReader;
 pub use self::json::{validate_json_document, JsonReader, JsonlReader};
 pub use self::json_scan::parse_json_pointer;
 pub use self::parquet::ParquetReader;
+pub use self::plugin::{PluginFormat, PluginReader, PluginRegistry};
 pub use self::source::{open_text, Compression};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
@@ -28,7 +30,7 @@ pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 pub const RAW_EXCERPT_BYTES: usize = 4096;
 
 /// The closed set of formats vecdrop reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Format {
     /// RFC 4180 CSV with a header row.
     Csv,
@@ -40,12 +42,20 @@ pub enum Format {
     Json,
     /// Apache Parquet (`.parquet`), read row group by row group.
     Parquet,
+    /// A format of a WASM plugin (`[[plugins]]`).
+    Plugin(PluginFormat),
 }
 
 impl Format {
     /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`
     /// (a `.gz` / `.zst` suffix is looked through): `csv`, `tsv`, `jsonl` or `ndjson`, `json`, `parquet`.
     pub fn resolve(configured: &str, path: &Path) -> Result<Format, ReadError> {
+        Self::resolve_with(configured, path, &PluginRegistry::default())
+    }
+
+    /// As [`Format::resolve`], with the formats of `plugins` too (by name, or for `auto` by the
+    /// extensions they claim; built-in extensions win).
+    pub fn resolve_with(configured: &str, path: &Path, plugins: &PluginRegistry) -> Result<Format, ReadError> {
         let name = if configured == "auto" {
             let inner = Compression::of(path).strip(path);
             inner.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase()
@@ -58,7 +68,10 @@ impl Format {
             "jsonl" | "ndjson" => Ok(Format::Jsonl),
             "json" => Ok(Format::Json),
             "parquet" => Ok(Format::Parquet),
-            _ => Err(ReadError::UnknownFormat { path: path.display().to_string(), format: name }),
+            _ => {
+                let plugin_format = if configured == "auto" { plugins.by_extension(&name) } else { plugins.by_name(&name) };
+                plugin_format.map(Format::Plugin).ok_or_else(|| ReadError::UnknownFormat { path: path.display().to_string(), format: name })
+            }
         }
     }
 }
@@ -101,6 +114,35 @@ pub enum Checkpoint {
         /// Ordinal of the record.
         ordinal: u64,
     },
+    /// A plugin format: the next record is the `skip_rows`-th record after the plugin's checkpoint
+    /// at `byte_offset` (with the plugin's opaque `state`), and has ordinal `ordinal`. See
+    /// [`PluginReader`].
+    Plugin {
+        /// Byte offset of the plugin's last checkpoint (feeding resumes here).
+        byte_offset: u64,
+        /// Ordinal of the next record.
+        ordinal: u64,
+        /// The plugin's state at the checkpoint (base64 in the ledger).
+        #[serde(with = "base64_bytes")]
+        state: Vec<u8>,
+        /// Records between the checkpoint and the next record (dropped on resume).
+        skip_rows: u64,
+    },
+}
+
+/// `Vec<u8>` as a base64 string in serde formats.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Checkpoint {
@@ -108,7 +150,17 @@ impl Checkpoint {
     pub fn ordinal(&self) -> u64 {
         match self {
             Checkpoint::Start => 0,
-            Checkpoint::Text { ordinal, .. } | Checkpoint::Parquet { ordinal, .. } => *ordinal,
+            Checkpoint::Text { ordinal, .. } | Checkpoint::Parquet { ordinal, .. } | Checkpoint::Plugin { ordinal, .. } => *ordinal,
+        }
+    }
+
+    /// The kind of checkpoint, for messages: `start`, `text`, `Parquet`, `plugin`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Checkpoint::Start => "start",
+            Checkpoint::Text { .. } => "text",
+            Checkpoint::Parquet { .. } => "Parquet",
+            Checkpoint::Plugin { .. } => "plugin",
         }
     }
 
@@ -117,7 +169,7 @@ impl Checkpoint {
     pub fn units(&self) -> u64 {
         match self {
             Checkpoint::Start => 0,
-            Checkpoint::Text { byte_offset, .. } => *byte_offset,
+            Checkpoint::Text { byte_offset, .. } | Checkpoint::Plugin { byte_offset, .. } => *byte_offset,
             Checkpoint::Parquet { ordinal, .. } => *ordinal,
         }
     }
@@ -266,6 +318,16 @@ pub enum ReadError {
         /// What is wrong.
         message: String,
     },
+    /// A format plugin failed on the file (trap, limit, contract, or its own parse error).
+    #[error("{path}: plugin {plugin}: {source}")]
+    Plugin {
+        /// The file.
+        path: String,
+        /// The plugin's name.
+        plugin: String,
+        /// What went wrong (boxed: it is large and rare).
+        source: Box<plugin::PluginError>,
+    },
 }
 
 /// A streaming reader over one file, whatever its format.
@@ -278,6 +340,8 @@ pub enum RecordReader {
     Json(JsonReader),
     /// Parquet.
     Parquet(ParquetReader),
+    /// A WASM plugin's format.
+    Plugin(Box<PluginReader>),
 }
 
 impl RecordReader {
@@ -289,6 +353,9 @@ impl RecordReader {
             Format::Jsonl => Ok(RecordReader::Jsonl(JsonlReader::open_at(path, resume)?)),
             Format::Json => Ok(RecordReader::Json(JsonReader::open_at(path, options, resume)?)),
             Format::Parquet => Ok(RecordReader::Parquet(ParquetReader::open_at(path, resume)?)),
+            Format::Plugin(format) => {
+                Ok(RecordReader::Plugin(Box::new(PluginReader::open_at(&format.plugin, &format.name, path, resume)?)))
+            }
         }
     }
 
@@ -300,6 +367,7 @@ impl RecordReader {
             RecordReader::Jsonl(reader) => reader.total_bytes(),
             RecordReader::Json(reader) => reader.total_bytes(),
             RecordReader::Parquet(reader) => reader.total_rows(),
+            RecordReader::Plugin(reader) => reader.total_bytes(),
         }
     }
 
@@ -309,6 +377,7 @@ impl RecordReader {
             RecordReader::Csv(reader) => Some(reader.headers()),
             RecordReader::Jsonl(_) | RecordReader::Json(_) => None,
             RecordReader::Parquet(reader) => Some(reader.columns()),
+            RecordReader::Plugin(reader) => Some(reader.columns()),
         }
     }
 
@@ -320,6 +389,7 @@ impl RecordReader {
             RecordReader::Jsonl(reader) => reader.next_item(),
             RecordReader::Json(reader) => reader.next_item(),
             RecordReader::Parquet(reader) => reader.next_item(),
+            RecordReader::Plugin(reader) => reader.next_item(),
         }
     }
 }

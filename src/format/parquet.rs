@@ -263,7 +263,9 @@ fn resume_position(resume: &Checkpoint, group_rows: &[u64]) -> Result<(usize, u6
     let (row_group, row, ordinal) = match resume {
         Checkpoint::Start => return Ok((0, 0, 0)),
         Checkpoint::Parquet { row_group, row, ordinal } => (*row_group, *row, *ordinal),
-        Checkpoint::Text { .. } => return Err("a text checkpoint cannot resume a Parquet file".to_owned()),
+        other @ (Checkpoint::Text { .. } | Checkpoint::Plugin { .. }) => {
+            return Err(format!("a {} checkpoint cannot resume a Parquet file", other.kind()))
+        }
     };
     let beyond = || format!("the checkpoint (row group {row_group}, row {row}) lies beyond the file's {} row groups", group_rows.len());
     let group = usize::try_from(row_group).map_err(|_| beyond())?;

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
 use crate::dead_letter::DeadLetterWriter;
 use crate::embed::{EmbedError, Embedder};
-use crate::format::{Checkpoint, Format, ReadError, ReadOptions};
+use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
 use crate::ledger::{BatchCounts, Begin, FileEntry, Ledger, LedgerError};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
@@ -104,6 +104,8 @@ pub struct ImportContext {
     /// Cancelled on shutdown: imports stop reading, commit what they read, and return
     /// [`ImportError::Interrupted`].
     pub cancel: CancellationToken,
+    /// The loaded `[[plugins]]` and their formats.
+    pub plugins: PluginRegistry,
 }
 
 /// How a file's import ended.
@@ -148,7 +150,7 @@ pub async fn import_file(
 ) -> Result<FileOutcome, ImportError> {
     let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection);
     let _entered = span.enter();
-    let format = Format::resolve(&pipeline.format, path)?;
+    let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
     let identity = FileIdentity::of(path).await?;
     let ledger = context.ledger.clone();
     let (name, hash, size, display) = (pipeline.name.clone(), identity.hash.clone(), identity.size, path.display().to_string());

@@ -7,12 +7,13 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use vecdrop::mapping::derived_key;
 use vecdrop::settings::Settings;
-use vecdrop::sink::MilvusSink;
+use vecdrop::sink::{CollectionSpec, MilvusSink};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -165,5 +166,85 @@ collection = "{collection}"
 pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Starts `vecdrop import FILE` (output discarded), with the failure point `failpoint` armed.
+fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vecdrop"));
+    command.args(["import", "--config"]).arg(&config.path).arg(file).stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(failpoint) = failpoint {
+        command.env("VECDROP_FAILPOINT", failpoint);
+    }
+    command.spawn().unwrap()
+}
+
+/// Imports `file` through up to six SIGKILLs, each 3–12 s into a run (the schedule's seed is
+/// printed), then once more to the end, which must succeed. Returns how many runs were killed.
+pub fn import_through_sigkills(config: &TestConfig, file: &Path) -> usize {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = rand::rng().random();
+    eprintln!("kill schedule seed: {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut kills, started) = (0, Instant::now());
+    for round in 0..6 {
+        let mut child = spawn_import(config, file, None);
+        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_some() {
+            eprintln!("round {round}: finished before the kill");
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        eprintln!("round {round}: killed after {delay:?}");
+    }
+    let finish = spawn_import(config, file, None).wait_with_output().unwrap();
+    assert_eq!(finish.status.code(), Some(0), "the last run completes");
+    eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
+    kills
+}
+
+/// Imports `file` with `failpoint` armed (the process must abort there), then again to the end.
+pub fn import_through_failpoint(config: &TestConfig, file: &Path, failpoint: &str) {
+    let crashed = spawn_import(config, file, Some(failpoint)).wait_with_output().unwrap();
+    assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
+    let finish = spawn_import(config, file, None).wait_with_output().unwrap();
+    assert_eq!(finish.status.code(), Some(0), "{failpoint}: the restart completes");
+}
+
+/// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.
+pub async fn assert_exactly_once(config: &TestConfig, file: &Path, texts: &[String]) {
+    let settings = config.settings();
+    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(sink.count(&spec.name).await.unwrap(), texts.len() as u64, "count(*) must equal the file's rows");
+    let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
+    let keys: Vec<String> = (0..texts.len() as u64).map(|ordinal| derived_key(&hash, ordinal)).collect();
+    for (chunk_index, chunk) in keys.chunks(1000).enumerate() {
+        let stored = sink.texts_by_key(&spec, chunk).await.unwrap();
+        assert_eq!(stored.len(), chunk.len(), "every key present once");
+        for (offset, key) in chunk.iter().enumerate() {
+            assert_eq!(stored[key], texts[chunk_index * 1000 + offset], "stored text of {key}");
+        }
+    }
+    let status = config.run("status", &["--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let entry = entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry");
+    assert_eq!(entry["state"], "imported");
+    assert_eq!(entry["rows_imported"], texts.len() as u64, "each batch committed exactly once");
+    assert_eq!(entry["rows_rejected"], 0);
+}
+
+/// A plugin component built by `scripts/build-plugins.sh` (`plugins/target/NAME.wasm`); fails with
+/// the command that builds it.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = root().join("plugins/target").join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `bash scripts/build-plugins.sh` (make setup does; it needs `rustup target add wasm32-wasip2`)",
+        path.display()
+    );
     path
 }
