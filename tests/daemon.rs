@@ -22,7 +22,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(config: &TestConfig, status: &str) -> Self {
-        let log = config.dir.path().join(format!("daemon-{}.log", Instant::now().elapsed().as_nanos() ^ rand::random::<u64>()));
+        let log = config.dir.path().join(format!("daemon-{}.log", rand::random::<u64>()));
         let child = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
             .args(["run", "--config"])
             .arg(&config.path)
@@ -304,7 +304,11 @@ async fn sigkill_with_files_in_flight_then_restart_imports_every_file_exactly_on
     assert_eq!(stored_texts(&sink, &spec, &all_keys).await.len(), all_keys.len());
     let report = daemon.status();
     assert_eq!(report["pipelines"][0]["files"]["imported"], 3);
-    assert_eq!(report["pipelines"][0]["rows_imported"].as_u64(), Some(all_keys.len() as u64), "ledger counts are exact");
+    // Batches Milvus acknowledged but the ledger had not committed when the daemon was killed are
+    // replayed; their rows are found unchanged in Milvus and counted as such, not written again.
+    let (imported, unchanged) =
+        (report["pipelines"][0]["rows_imported"].as_u64().unwrap(), report["pipelines"][0]["rows_unchanged"].as_u64().unwrap());
+    assert_eq!(imported + unchanged, all_keys.len() as u64, "ledger counts are exact ({imported} imported, {unchanged} unchanged)");
     assert_eq!(daemon.terminate(Duration::from_secs(60)).code(), Some(0));
 }
 
