@@ -38,10 +38,7 @@ print(f"bench: {i} rows, {written / 1024 ** 3:.2f} GB")
 PY
 fi
 
-if [ -z "${MILVUS_URI:-}" ]; then
-  trap 'bash scripts/milvus-test-server.sh stop' EXIT
-  MILVUS_URI=$(bash scripts/milvus-test-server.sh start)
-fi
+source scripts/test-env.sh
 cargo build --release --quiet
 COLLECTION="bench_memory_$(date +%s)"
 cat > "$WORK/vecdrop.toml" <<TOML

@@ -10,13 +10,7 @@
 # the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${MILVUS_URI:-}" ]; then
-  trap 'bash scripts/milvus-test-server.sh stop' EXIT
-  MILVUS_URI=$(bash scripts/milvus-test-server.sh start)
-fi
-export MILVUS_URI
-ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
-export ORT_DYLIB_PATH
+source scripts/test-env.sh
 cargo build --release --quiet
 mkdir -p target/bench
 json="target/bench/bench-$(date -u +%Y%m%dT%H%M%SZ).json"

@@ -4,14 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -z "${MILVUS_URI:-}" ]; then
-  trap 'bash scripts/milvus-test-server.sh stop' EXIT
-  MILVUS_URI=$(bash scripts/milvus-test-server.sh start)
-  export MILVUS_URI
-  echo "test: milvus-server at $MILVUS_URI"
-fi
-ORT_DYLIB_PATH=$(bash scripts/ort-library.sh)
-export ORT_DYLIB_PATH
+source scripts/test-env.sh
 
 cargo test --all-targets --features failpoints --no-fail-fast -- --test-threads=2
 # The example plugins' own parsing tests, natively (the plugin workspace is separate).
