@@ -182,6 +182,11 @@ impl Telemetry {
         self.queue_depth.set(depth as i64);
     }
 
+    /// Ready files waiting for a worker, as last set.
+    pub fn queue_depth(&self) -> usize {
+        self.queue_depth.get().max(0) as usize
+    }
+
     /// Sets the ledger's file counts by state (before rendering `/metrics`).
     pub fn set_ledger_files(&self, counts: &BTreeMap<String, u64>) {
         for state in ["importing", "imported", "failed"] {

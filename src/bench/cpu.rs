@@ -23,7 +23,7 @@ pub struct CpuUse {
 impl CpuClock {
     /// Starts counting.
     pub fn start() -> Self {
-        let milvus = find_process("milvus").and_then(|pid| Some((pid, process_cpu_seconds(&format!("/proc/{pid}/stat"))?)));
+        let milvus = find_process("milvus").and_then(|pid| Some((pid, process_cpu_seconds(format!("/proc/{pid}/stat"))?)));
         Self { own_start: process_cpu_seconds(Path::new("/proc/self/stat")).unwrap_or(0.0), milvus }
     }
 
@@ -32,7 +32,7 @@ impl CpuClock {
         let own_now = process_cpu_seconds(Path::new("/proc/self/stat")).unwrap_or(self.own_start);
         let milvus_seconds = self
             .milvus
-            .and_then(|(pid, start)| Some(process_cpu_seconds(&format!("/proc/{pid}/stat"))? - start).filter(|used| *used >= 0.0));
+            .and_then(|(pid, start)| Some(process_cpu_seconds(format!("/proc/{pid}/stat"))? - start).filter(|used| *used >= 0.0));
         CpuUse { own_seconds: own_now - self.own_start, milvus_seconds }
     }
 }

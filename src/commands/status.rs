@@ -78,7 +78,7 @@ fn http_get(address: &str, path: &str) -> std::io::Result<String> {
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
-    if !head.split_whitespace().nth(1).is_some_and(|code| code == "200") {
+    if head.split_whitespace().nth(1) != Some("200") {
         return Err(std::io::Error::other(format!("answered {}", head.lines().next().unwrap_or(""))));
     }
     Ok(body.to_owned())

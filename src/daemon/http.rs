@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -22,20 +21,13 @@ use crate::telemetry::FileProgress;
 /// What the handlers read.
 pub struct DaemonState {
     context: ImportContext,
-    queue_depth: AtomicUsize,
     started_at: String,
 }
 
 impl DaemonState {
     /// State for a daemon importing with `context`.
     pub fn new(context: ImportContext) -> Self {
-        Self { context, queue_depth: AtomicUsize::new(0), started_at: crate::dead_letter::now_rfc3339() }
-    }
-
-    /// Records how many ready files wait for a worker.
-    pub fn set_queue_depth(&self, depth: usize) {
-        self.queue_depth.store(depth, Ordering::Relaxed);
-        self.context.telemetry.set_queue_depth(depth);
+        Self { context, started_at: crate::dead_letter::now_rfc3339() }
     }
 }
 
@@ -165,7 +157,7 @@ async fn report(state: &DaemonState) -> Result<StatusReport, String> {
     Ok(StatusReport {
         version: env!("CARGO_PKG_VERSION"),
         started_at: state.started_at.clone(),
-        queue_depth: state.queue_depth.load(Ordering::Relaxed),
+        queue_depth: state.context.telemetry.queue_depth(),
         pipelines,
         in_flight: state.context.telemetry.in_flight(),
         schedules,

@@ -81,7 +81,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        state.set_queue_depth(ready.len());
+        context.telemetry.set_queue_depth(ready.len());
         tokio::select! {
             _ = &mut shutdown => break,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(finished),

@@ -73,7 +73,7 @@ struct Scanner {
     handled: HashMap<PathBuf, Fingerprint>,
 }
 
-/// Creates the drop folders, watches them and offers ready files to `queue` until `cancel`.
+/// Creates the drop folders (canonicalised), watches them and offers ready files to `queue` until `cancel`.
 /// Files already present are found by the first scan.
 pub fn spawn(
     folders: Vec<DropFolder>,
@@ -81,8 +81,11 @@ pub fn spawn(
     queue: mpsc::Sender<ReadyFile>,
     cancel: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    for folder in &folders {
+    let mut folders = folders;
+    for folder in &mut folders {
         std::fs::create_dir_all(&folder.dir)?;
+        // Watched in canonical form, so that event paths compare equal to it.
+        folder.dir = std::fs::canonicalize(&folder.dir)?;
     }
     let (events_sender, events) = mpsc::channel::<notify::Result<Event>>(EVENT_BUFFER);
     let overflow_sender = events_sender.clone();
@@ -176,7 +179,7 @@ impl Scanner {
 
     fn folder_of(&self, path: &Path) -> Option<usize> {
         let parent = path.parent()?;
-        self.folders.iter().position(|folder| folder.dir == parent || same_dir(&folder.dir, parent))
+        self.folders.iter().position(|folder| folder.dir == parent)
     }
 
     fn consider(&mut self, folder: usize, path: PathBuf, renamed_in: bool) {
@@ -237,13 +240,6 @@ impl Scanner {
 /// How often candidates are re-examined: a fraction of `settle`, between 50 ms and 1 s.
 fn poll_interval(settle: Duration) -> Duration {
     (settle / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 #[cfg(test)]

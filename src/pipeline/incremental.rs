@@ -30,13 +30,12 @@ pub(super) fn spawn(
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
     tokio::spawn(async move {
         while let Some(mut batch) = input.recv().await {
+            let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
             if mirror {
-                let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
-                let (ledger, pipeline, file_hash) = (ledger.clone(), pipeline.clone(), file_hash.clone());
+                let (ledger, pipeline, file_hash, keys) = (ledger.clone(), pipeline.clone(), file_hash.clone(), keys.clone());
                 blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
             }
-            if skip_unchanged && !batch.rows.is_empty() {
-                let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
+            if skip_unchanged && !keys.is_empty() {
                 let stored = sink.stored_hashes(&spec, &keys).await?;
                 let before = batch.rows.len();
                 batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
