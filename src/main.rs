@@ -32,6 +32,13 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check the config, plugins, model, Milvus, each pipeline's collection and drop folders
+    /// without importing or creating anything (exit 0 when all pass, 1 otherwise).
+    Check {
+        /// Config file (default: $VECDROP_CONFIG, ./vecdrop.toml, /etc/vecdrop/vecdrop.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Import files once, with a progress bar and a summary.
     Import {
         /// Config file.
@@ -40,7 +47,8 @@ enum Command {
         /// Pipeline to use (required when the config has several).
         #[arg(long)]
         pipeline: Option<String>,
-        /// Import again even if the same content was imported before.
+        /// Import again even if the same content was imported before; every row is embedded and
+        /// written again (no unchanged-row skip).
         #[arg(long)]
         force: bool,
         /// Files to import.
@@ -151,6 +159,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> Result<u8, CommandError> {
     match command {
         Command::Run { config } => commands::run(Settings::load(config.as_deref())?, shutdown_signal()).await,
+        Command::Check { config } => commands::check(Settings::load(config.as_deref())?).await,
         Command::Import { config, pipeline, force, files } => {
             commands::import(Settings::load(config.as_deref())?, pipeline.as_deref(), force, &files).await
         }

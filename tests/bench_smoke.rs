@@ -49,6 +49,13 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
     assert_eq!(number(phase("import_vectors"), "items"), vector_rows);
     assert_eq!(number(phase("import_vectors"), "texts_embedded"), 0.0, "rows with vectors skip the model");
     assert_eq!(number(phase("reimport_changed"), "items"), text_rows);
+    let changed = number(&report, "reimport_changed_rows");
+    assert!(changed > 0.0 && changed < text_rows, "changed rows {changed} of {text_rows}");
+    assert_eq!(
+        number(phase("reimport_changed"), "texts_embedded"),
+        changed,
+        "a re-import embeds exactly the rows whose text changed; unchanged rows skip the model"
+    );
 
     let ratios = &report["ratios"];
     for ratio in ["embedded_import_vs_model", "vectors_import_vs_sdk", "int8_speedup", "reimport_speedup"] {

@@ -144,10 +144,26 @@ async fn search_puts_the_semantically_right_rows_first() {
 async fn an_existing_collection_that_does_not_fit_is_refused_by_field_name() {
     let collection = unique_collection("mismatch");
     let first = TestConfig::new(&collection, SEED_FIELDS);
+    let checked = |config: &TestConfig, code: i32| {
+        let output = config.run("check", &[]);
+        assert_eq!(output.status.code(), Some(code));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    for _ in 0..2 {
+        // `check` looks and never creates: the second look still finds no collection.
+        let report = checked(&first, 0);
+        assert!(report.contains(&format!("collection {collection} does not exist yet")), "{report}");
+        assert!(report.contains("ok    model: ") && report.contains("384-d, embeds"), "{report}");
+    }
     let small = write_file(first.dir.path(), "small.csv", "id,text,category,year\nx1,hello,cat,2000\n");
     assert_eq!(first.run("import", &[small.to_str().unwrap()]).status.code(), Some(0));
+    let report = checked(&first, 0);
+    assert!(report.contains(&format!("collection {collection} exists and fits")), "{report}");
 
     let second = TestConfig::new(&collection, "id_field = \"id\"\n[pipelines.fields]\nrating = { type = \"double\" }\n");
+    let report = checked(&second, 1);
+    assert!(report.contains("FAIL  pipeline test: ") && report.contains("field \"rating\": missing"), "{report}");
+    assert!(report.contains("1 of ") && report.contains(" checks failed"), "{report}");
     let other = write_file(second.dir.path(), "other.csv", "id,text,rating\nx2,hello,4.5\n");
     let output = second.run("import", &[other.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));

@@ -168,7 +168,10 @@ impl Bench {
     async fn open(settings: &Settings, options: &BenchOptions) -> Result<Self, BenchError> {
         let mut settings = settings.clone();
         settings.embedding.precision = Precision::Fp32;
-        settings.state.dir = options.work_dir.join("state");
+        let run_id = format!("{}_{}", std::process::id(), unix_seconds());
+        // A ledger of its own per run: no import is "already imported", none needs `force`
+        // (which would also turn off the unchanged-row skip the re-import phase measures).
+        settings.state.dir = options.work_dir.join(format!("state-{run_id}"));
         let embedding = settings.embedding.clone();
         let base_dir = settings.base_dir.clone();
         let embedder = blocking(move || Embedder::load(&embedding, &base_dir)).await??;
@@ -176,7 +179,6 @@ impl Bench {
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir, timeout).await?;
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
-        let run_id = format!("{}_{}", std::process::id(), unix_seconds());
         let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
         let context = ImportContext {
             settings: Arc::new(settings),
@@ -288,13 +290,15 @@ impl Bench {
         let embedded_before = self.context.embedder.texts_embedded();
         let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let started = Instant::now();
-        let outcome = import_file(&self.context, pipeline, path, true).await?;
+        let outcome = import_file(&self.context, pipeline, path, false).await?;
         let seconds = started.elapsed().as_secs_f64();
         let (peak_bytes, cpu_use) = (peak.peak_bytes(), cpu.elapsed());
         let FileOutcome::Imported(summary) = outcome else {
-            return Err(BenchError::Internal(format!("{}: imported before, although forced", path.display())));
+            return Err(BenchError::Internal(format!("{}: already in this run's fresh ledger", path.display())));
         };
-        let mut result = PhaseResult::new(name, "rows/s", summary.rows_imported + summary.rows_rejected, seconds, peak_bytes);
+        // Every row of the file counts, whether written, rejected or found unchanged.
+        let rows = summary.rows_imported + summary.rows_rejected + summary.rows_unchanged;
+        let mut result = PhaseResult::new(name, "rows/s", rows, seconds, peak_bytes);
         result.flush_seconds = Some(summary.flush_seconds);
         result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);

@@ -1,6 +1,7 @@
 //! The CLI verbs. Each takes validated settings and returns an [`ExitCode`]-worthy outcome.
 
 mod bench;
+mod check;
 mod import;
 mod plugin;
 mod run;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use bench::{bench, BenchArgs};
+pub use check::check;
 pub use import::import;
 pub use plugin::plugin_check;
 pub use run::run;

@@ -12,7 +12,9 @@
 pub mod schedule;
 pub mod watch;
 
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use tokio::sync::oneshot;
 
@@ -44,6 +46,25 @@ pub enum FileResult {
     Failed(String),
     /// Shutdown interrupted the import; it resumes on the next start.
     Interrupted,
+}
+
+/// Size, modification time and inode change time of a regular file: when they hold still, its
+/// writer is done; when they are what they were, its content is what it was. The change time
+/// cannot be set by tools that restore modification times (`cp -p`, `rsync -t`), so a rewrite of
+/// the same size with the old mtime still shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    size: u64,
+    modified: Option<SystemTime>,
+    changed: (i64, i64),
+}
+
+impl Fingerprint {
+    /// The file's fingerprint, or `None` when it is gone or not a regular file.
+    pub(crate) fn of(path: &Path) -> Option<Self> {
+        let metadata = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+        Some(Self { size: metadata.len(), modified: metadata.modified().ok(), changed: (metadata.ctime(), metadata.ctime_nsec()) })
+    }
 }
 
 /// A file ready to be imported by a pipeline.

@@ -5,16 +5,21 @@
 //! skipped with a log line. Each run's start, outcome and the next planned run are kept in the
 //! ledger ([`ScheduleEntry`]) for `/status` and `vecdrop status`. A run interrupted by a shutdown
 //! (outcome still `running`) is repeated once at the next start.
+//!
+//! A file whose [`Fingerprint`] (size, mtime, ctime) is what it was when the previous run imported
+//! it is not queued again: a recurring export that did not change costs a `stat`, not a full
+//! content hash. The memory lives in the process; after a restart the first run hashes once.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
-use super::{FileResult, Origin, ReadyFile};
+use super::{FileResult, Fingerprint, Origin, ReadyFile};
 use crate::dead_letter::now_rfc3339;
 use crate::ledger::{Ledger, ScheduleEntry};
 use crate::settings::{PipelineSettings, Settings};
@@ -41,6 +46,8 @@ struct Recurring {
     queue: mpsc::Sender<ReadyFile>,
     ledger: Ledger,
     busy: AtomicBool,
+    /// Files the last runs imported (or found imported), as they were then.
+    settled: Mutex<HashMap<PathBuf, Fingerprint>>,
 }
 
 /// Starts one cron job per pipeline with a `schedule`. Runs interrupted by the last shutdown are
@@ -91,6 +98,7 @@ impl Recurring {
             queue,
             ledger,
             busy: AtomicBool::new(false),
+            settled: Mutex::default(),
         }
     }
 
@@ -117,29 +125,55 @@ impl Recurring {
         let files = expand(&self.base_dir, &self.patterns);
         tracing::info!(pipeline = %self.pipeline, files = files.len(), "scheduled run started");
         let mut waiting = Vec::with_capacity(files.len());
+        let mut results = Vec::with_capacity(files.len());
         for path in files {
+            let fingerprint = Fingerprint::of(&path);
+            if fingerprint.is_some() && self.settled_fingerprint(&path) == fingerprint {
+                results.push((path, FileResult::AlreadyImported));
+                continue;
+            }
             let (done, result) = oneshot::channel();
             let file = ReadyFile { pipeline: self.pipeline.clone(), path: path.clone(), origin: Origin::Schedule, done: Some(done) };
             if self.queue.send(file).await.is_err() {
                 self.busy.store(false, Ordering::SeqCst);
                 return; // shutting down: the run stays `running` and is repeated at the next start
             }
-            waiting.push((path, result));
+            waiting.push((path, fingerprint, result));
         }
-        let mut results = Vec::with_capacity(waiting.len());
-        for (path, result) in waiting {
+        for (path, fingerprint, result) in waiting {
             match result.await {
                 Ok(FileResult::Interrupted) | Err(_) => {
                     self.busy.store(false, Ordering::SeqCst);
                     return; // shutting down, as above
                 }
-                Ok(result) => results.push((path, result)),
+                Ok(result) => {
+                    self.remember(&path, fingerprint, &result);
+                    results.push((path, result));
+                }
             }
         }
         let outcome = summarise(&results);
         tracing::info!(pipeline = %self.pipeline, %outcome, "scheduled run finished");
         self.record(|entry| entry.last_outcome = Some(outcome));
         self.busy.store(false, Ordering::SeqCst);
+    }
+
+    fn settled_fingerprint(&self, path: &Path) -> Option<Fingerprint> {
+        self.settled.lock().ok()?.get(path).copied()
+    }
+
+    /// Remembers `path` as it was before its import when the import succeeded; forgets it
+    /// otherwise, so a failed file is tried again in full.
+    fn remember(&self, path: &Path, fingerprint: Option<Fingerprint>, result: &FileResult) {
+        let Ok(mut settled) = self.settled.lock() else { return };
+        match (fingerprint, result) {
+            (Some(fingerprint), FileResult::Imported { .. } | FileResult::AlreadyImported) => {
+                settled.insert(path.to_owned(), fingerprint);
+            }
+            _ => {
+                settled.remove(path);
+            }
+        }
     }
 
     fn was_interrupted(&self) -> bool {
@@ -214,6 +248,49 @@ mod tests {
         let files = expand(dir.path(), &["exports/*.csv".into(), "exports/a.*".into()]);
         let names: Vec<_> = files.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.csv", "b.csv"]);
+    }
+
+    #[tokio::test]
+    async fn a_run_skips_files_unchanged_since_the_last_successful_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("state")).unwrap();
+        let (queue, mut queued) = mpsc::channel(8);
+        std::fs::write(dir.path().join("a.csv"), "text\nalpha\n").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "text\nbravo\n").unwrap();
+        let recurring = Arc::new(Recurring {
+            pipeline: "p".into(),
+            expression: "*/5 * * * * *".into(),
+            patterns: vec!["*.csv".into()],
+            base_dir: dir.path().to_owned(),
+            queue,
+            ledger: ledger.clone(),
+            busy: AtomicBool::new(false),
+            settled: Mutex::default(),
+        });
+        // A stand-in for the daemon: answers every queued file, failing b.csv the first time.
+        let worker = tokio::spawn(async move {
+            let mut names = Vec::new();
+            while let Some(file) = queued.recv().await {
+                let name = file.path.file_name().unwrap().to_string_lossy().into_owned();
+                let result = if name == "b.csv" && !names.contains(&name) {
+                    FileResult::Failed("broken".into())
+                } else {
+                    FileResult::Imported { rows_imported: 1, rows_unchanged: 0 }
+                };
+                names.push(name);
+                file.done.unwrap().send(result).unwrap();
+            }
+            names
+        });
+        recurring.run(None).await;
+        recurring.run(None).await; // a.csv settled; b.csv failed, so it is tried again
+        std::fs::write(dir.path().join("a.csv"), "text\nALPHA\n").unwrap(); // same size, new content
+        recurring.run(None).await;
+        recurring.run(None).await; // nothing changed since
+        let outcome = ledger.schedule("p").unwrap().unwrap().last_outcome.unwrap();
+        assert_eq!(outcome, "ok: 2 files (0 imported, 2 already imported; 0 rows written, 0 unchanged)");
+        drop(recurring);
+        assert_eq!(worker.await.unwrap(), ["a.csv", "b.csv", "b.csv", "a.csv"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use notify::event::{ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode, Watcher};
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
-use super::{is_ignored, Origin, ReadyFile};
+use super::{is_ignored, Fingerprint, Origin, ReadyFile};
 
 /// File events buffered between notify's thread and the scanner; beyond it, a rescan catches up.
 const EVENT_BUFFER: usize = 4096;
@@ -49,20 +49,6 @@ struct Candidate {
     fingerprint: Fingerprint,
     still_since: Instant,
     renamed_in: bool,
-}
-
-/// Size and modification time: when both hold still, the writer is done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    size: u64,
-    modified: Option<SystemTime>,
-}
-
-impl Fingerprint {
-    fn of(path: &Path) -> Option<Self> {
-        let metadata = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-        Some(Self { size: metadata.len(), modified: metadata.modified().ok() })
-    }
 }
 
 /// The scanner's state, separate from its I/O loop so that the readiness rules are testable.

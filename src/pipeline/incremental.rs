@@ -10,6 +10,7 @@
 //! keys the source's previously mirrored version had and this one lacks.
 
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::read::RowBatch;
 use super::{blocking, FileJob, ImportError};
@@ -28,25 +29,28 @@ pub(super) fn spawn(
     let (sink, ledger) = (job.context.sink.clone(), job.context.ledger.clone());
     let (pipeline, file_hash) = (job.pipeline.name.clone(), job.identity.hash.clone());
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
-    tokio::spawn(async move {
-        while let Some(mut batch) = input.recv().await {
-            let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
-            if mirror {
-                let (ledger, pipeline, file_hash, keys) = (ledger.clone(), pipeline.clone(), file_hash.clone(), keys.clone());
-                blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
+    tokio::spawn(
+        async move {
+            while let Some(mut batch) = input.recv().await {
+                let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
+                if mirror {
+                    let (ledger, pipeline, file_hash, keys) = (ledger.clone(), pipeline.clone(), file_hash.clone(), keys.clone());
+                    blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
+                }
+                if skip_unchanged && !keys.is_empty() {
+                    let stored = sink.stored_hashes(&spec, &keys).await?;
+                    let before = batch.rows.len();
+                    batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
+                    batch.unchanged += (before - batch.rows.len()) as u64;
+                }
+                if output.send(batch).await.is_err() {
+                    break; // a later stage stopped; its error is reported there
+                }
             }
-            if skip_unchanged && !keys.is_empty() {
-                let stored = sink.stored_hashes(&spec, &keys).await?;
-                let before = batch.rows.len();
-                batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
-                batch.unchanged += (before - batch.rows.len()) as u64;
-            }
-            if output.send(batch).await.is_err() {
-                break; // a later stage stopped; its error is reported there
-            }
+            Ok(())
         }
-        Ok(())
-    })
+        .in_current_span(),
+    )
 }
 
 /// After `job`'s file is imported: deletes from Milvus the rows whose keys the previously

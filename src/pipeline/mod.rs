@@ -21,6 +21,7 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
 use crate::dead_letter::DeadLetterWriter;
@@ -149,7 +150,15 @@ pub async fn import_file(
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
     let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection);
-    let _entered = span.enter();
+    import_file_in_span(context, pipeline, path, force).instrument(span).await
+}
+
+async fn import_file_in_span(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    path: &Path,
+    force: bool,
+) -> Result<FileOutcome, ImportError> {
     let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
     let identity = FileIdentity::of(path).await?;
     let ledger = context.ledger.clone();
@@ -213,13 +222,10 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
 
     let (embedded_sender, mut embedded_receiver) = mpsc::channel::<EmbeddedBatch>(CHANNEL_DEPTH);
     let (row_sender, row_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
-    let embed_stage = tokio::spawn(embed_stage(
-        context.embedder.clone(),
-        Arc::clone(&context.telemetry),
-        pipeline.name.clone(),
-        row_receiver,
-        embedded_sender,
-    ));
+    let embed_stage = tokio::spawn(
+        embed_stage(context.embedder.clone(), Arc::clone(&context.telemetry), pipeline.name.clone(), row_receiver, embedded_sender)
+            .in_current_span(),
+    );
     let read_stage = if pipeline.id_field.is_some() {
         let (read_sender, read_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
         let stage = incremental::spawn(job, spec.clone(), read_receiver, row_sender);

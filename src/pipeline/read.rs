@@ -77,7 +77,9 @@ pub async fn open_reader(
 /// hangs up, or shutdown is requested (checked between batches, so batches end at record
 /// boundaries either way).
 pub fn spawn(mut job: ReadJob, output: mpsc::Sender<RowBatch>) -> tokio::task::JoinHandle<Result<ReadEnd, ImportError>> {
+    let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let mut batch = job.empty_batch(job.resume.clone());
         loop {
             let item = match job.reader.next_item() {

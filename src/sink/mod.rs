@@ -157,6 +157,17 @@ impl MilvusSink {
         self.load(spec).await
     }
 
+    /// Looks at `spec`'s collection without creating or loading anything: `Ok(false)` when it
+    /// does not exist yet, `Ok(true)` when it exists and fits `spec` (fields and model), an error
+    /// naming each mismatch otherwise. For `vecdrop check`.
+    pub async fn inspect_collection(&self, spec: &CollectionSpec) -> Result<bool, SinkError> {
+        if !self.has_collection(&spec.name).await? {
+            return Ok(false);
+        }
+        self.validate_collection(spec).await?;
+        Ok(true)
+    }
+
     /// Validates and loads an existing collection (for reading); a missing one is an error.
     pub async fn open_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
         if !self.has_collection(&spec.name).await? {
