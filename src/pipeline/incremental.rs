@@ -5,6 +5,13 @@
 //! drops the rows whose content hash is unchanged: they are neither embedded nor written, only
 //! counted (`rows_unchanged`). `--force` keeps every row.
 //!
+//! The lookup pays for itself when it saves the model. A batch whose rows all carry their vectors
+//! would save only an upsert — idempotent, and about as costly to Milvus as the lookup — so such
+//! batches are looked up while lookups keep finding stored keys, and after one finds none only
+//! every [`REPROBE_EVERY`]th batch looks again ([`LookupPolicy`]). A first import of vectors thus
+//! costs a few lookups, not one per batch; an unchanged row that is not looked up is written
+//! again, harmlessly, and counted as imported.
+//!
 //! With `mirror = true` the stage also records every key of the file in the ledger (before the
 //! batch is committed), and [`mirror_deletions`] deletes, once the file is imported, the rows whose
 //! keys the source's previously mirrored version had and this one lacks.
@@ -15,6 +22,42 @@ use tracing::Instrument;
 use super::read::RowBatch;
 use super::{blocking, FileJob, ImportError};
 use crate::sink::CollectionSpec;
+
+/// After a lookup of vector-carrying rows found none stored, one batch in this many looks again.
+const REPROBE_EVERY: usize = 16;
+
+/// Decides, batch by batch, whether fetching stored hashes is worth a Milvus query (module doc).
+#[derive(Debug)]
+struct LookupPolicy {
+    last_found_some: bool,
+    skipped_since_lookup: usize,
+}
+
+impl Default for LookupPolicy {
+    fn default() -> Self {
+        Self { last_found_some: true, skipped_since_lookup: 0 }
+    }
+}
+
+impl LookupPolicy {
+    /// Whether to look up a batch of `rows` rows, `needing_model` of which have no vector.
+    fn should_look_up(&mut self, rows: usize, needing_model: usize) -> bool {
+        if rows == 0 {
+            return false;
+        }
+        if needing_model > 0 || self.last_found_some || self.skipped_since_lookup + 1 >= REPROBE_EVERY {
+            return true;
+        }
+        self.skipped_since_lookup += 1;
+        false
+    }
+
+    /// Records what a lookup found.
+    fn looked_up(&mut self, found: usize) {
+        self.last_found_some = found > 0;
+        self.skipped_since_lookup = 0;
+    }
+}
 
 /// Keys deleted per round of [`mirror_deletions`].
 const DELETE_PAGE: usize = 1024;
@@ -29,28 +72,29 @@ pub(super) fn spawn(
     let (sink, ledger) = (job.context.sink.clone(), job.context.ledger.clone());
     let (pipeline, file_hash) = (job.pipeline.name.clone(), job.identity.hash.clone());
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
-    tokio::spawn(
-        async move {
-            while let Some(mut batch) = input.recv().await {
-                let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
-                if mirror {
-                    let (ledger, pipeline, file_hash, keys) = (ledger.clone(), pipeline.clone(), file_hash.clone(), keys.clone());
-                    blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
-                }
-                if skip_unchanged && !keys.is_empty() {
-                    let stored = sink.stored_hashes(&spec, &keys).await?;
-                    let before = batch.rows.len();
-                    batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
-                    batch.unchanged += (before - batch.rows.len()) as u64;
-                }
-                if output.send(batch).await.is_err() {
-                    break; // a later stage stopped; its error is reported there
-                }
+    let stage = async move {
+        let mut policy = LookupPolicy::default();
+        while let Some(mut batch) = input.recv().await {
+            let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
+            if mirror {
+                let (ledger, pipeline, file_hash, keys) = (ledger.clone(), pipeline.clone(), file_hash.clone(), keys.clone());
+                blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
             }
-            Ok(())
+            let needing_model = batch.rows.iter().filter(|row| row.vector.is_none()).count();
+            if skip_unchanged && policy.should_look_up(keys.len(), needing_model) {
+                let stored = sink.stored_hashes(&spec, &keys).await?;
+                policy.looked_up(stored.len());
+                let before = batch.rows.len();
+                batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
+                batch.unchanged += (before - batch.rows.len()) as u64;
+            }
+            if output.send(batch).await.is_err() {
+                break; // a later stage stopped; its error is reported there
+            }
         }
-        .in_current_span(),
-    )
+        Ok(())
+    };
+    tokio::spawn(stage.in_current_span())
 }
 
 /// After `job`'s file is imported: deletes from Milvus the rows whose keys the previously
@@ -89,4 +133,41 @@ pub(super) async fn mirror_deletions(job: &FileJob<'_>) -> Result<u64, ImportErr
     }
     blocking(move || ledger.complete_mirror(&name, &source, &hash, previous.as_deref())).await?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_needing_the_model_are_always_looked_up() {
+        let mut policy = LookupPolicy::default();
+        for _ in 0..40 {
+            assert!(policy.should_look_up(10, 1));
+            policy.looked_up(0);
+        }
+        assert!(!policy.should_look_up(0, 0), "an empty batch has nothing to look up");
+    }
+
+    #[test]
+    fn vector_batches_are_looked_up_while_lookups_find_rows_then_reprobed() {
+        let mut policy = LookupPolicy::default();
+        assert!(policy.should_look_up(10, 0), "the first batch looks");
+        policy.looked_up(3);
+        assert!(policy.should_look_up(10, 0), "found rows last time: look again");
+        policy.looked_up(0);
+        let looks: Vec<bool> = (0..2 * REPROBE_EVERY)
+            .map(|_| {
+                let look = policy.should_look_up(10, 0);
+                if look {
+                    policy.looked_up(0);
+                }
+                look
+            })
+            .collect();
+        let expected: Vec<bool> = (1..=2 * REPROBE_EVERY).map(|index| index % REPROBE_EVERY == 0).collect();
+        assert_eq!(looks, expected, "one batch in {REPROBE_EVERY} probes again");
+        policy.looked_up(5);
+        assert!(policy.should_look_up(10, 0), "a probe that finds rows turns lookups back on");
+    }
 }
