@@ -37,6 +37,27 @@ impl CpuClock {
     }
 }
 
+/// Waits until the local Milvus server has settled: less than `quiet_share` of a core used over
+/// one second, for at most `limit`. Rows that landed keep Milvus busy after the last call returns
+/// (segment sync, compaction of the delete logs every upsert leaves); without this the next phase
+/// would pay for the previous one's writes. Returns the seconds waited; returns at once when no
+/// local `milvus` process is found.
+pub async fn wait_for_quiet_milvus(quiet_share: f64, limit: std::time::Duration) -> f64 {
+    let started = std::time::Instant::now();
+    let Some(pid) = find_process("milvus") else { return 0.0 };
+    let stat = format!("/proc/{pid}/stat");
+    while started.elapsed() < limit {
+        let Some(before) = process_cpu_seconds(&stat) else { break };
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(after) = process_cpu_seconds(&stat) else { break };
+        if after - before < quiet_share {
+            return started.elapsed().as_secs_f64();
+        }
+    }
+    tracing::warn!(seconds = started.elapsed().as_secs_f64(), "milvus still busy; going on");
+    started.elapsed().as_secs_f64()
+}
+
 /// `utime + stime` of a `/proc/<pid>/stat` file, in seconds.
 fn process_cpu_seconds(stat_path: impl AsRef<Path>) -> Option<f64> {
     let stat = std::fs::read_to_string(stat_path).ok()?;

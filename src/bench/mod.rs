@@ -17,8 +17,9 @@
 //!   cost). `sdk_upsert` ends with the same flush call and reports its length, so the vectors
 //!   ratio carries the flush on both sides. The raw model has no flush: on a small corpus the
 //!   flush alone keeps `import_embedded ÷ model_fp32` below target, hence the full-mode size.
-//! - Between Milvus phases the bench waits until the server has indexed the flushed rows, so a
-//!   phase is not slowed by the previous phase's index build.
+//! - Between Milvus phases the bench waits until the server has indexed the flushed rows and
+//!   its CPU use has settled (segment sync, compaction of upserts' delete logs), so a phase is not
+//!   slowed by the previous phase's writes.
 
 mod corpus;
 mod cpu;
@@ -43,6 +44,11 @@ use crate::ledger::Ledger;
 use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
 use crate::settings::{PipelineSettings, Precision, Settings};
 use crate::sink::{CollectionSpec, MilvusSink, SinkError};
+
+/// Milvus counts as settled between phases below this share of one core…
+const QUIET_MILVUS_SHARE: f64 = 0.25;
+/// …and the bench goes on after this long regardless.
+const QUIET_MILVUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Every hundredth text changes between the first import and the re-import.
 const CHANGED_EVERY: usize = 100;
@@ -308,6 +314,7 @@ impl Bench {
         result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
         self.bare.wait_for_index(&pipeline.collection).await?;
+        cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
         Ok(result)
     }
 
@@ -322,6 +329,7 @@ impl Bench {
         result.record_cpu(cpu.elapsed());
         result.flush_seconds = Some(times.flush_seconds);
         self.bare.wait_for_index(&spec.name).await?;
+        cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
         Ok(result)
     }
 
