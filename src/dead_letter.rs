@@ -1,13 +1,40 @@
 //! Dead letters: records that could not become rows, kept with everything needed to fix and
-//! replay them. One JSON object per line in `<state.dir>/dead-letters/<pipeline>.jsonl`.
+//! replay them. One JSON object per line in `<state.dir>/dead-letters/<pipeline>.jsonl`, each
+//! written once even when its batch is replayed after a crash ([`DeadLetterWriter`]).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::fault::{Classify, Fault};
 use crate::format::RecordPosition;
+use crate::ledger::{DeadLetterMark, Ledger, LedgerError};
+
+/// Why a record was rejected, in broad strokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCause {
+    /// The record itself cannot be parsed (a broken CSV row, invalid JSON).
+    Malformed,
+    /// The record parses, but a field's value does not fit the pipeline (wrong type, too long,
+    /// missing).
+    InvalidValue,
+}
+
+impl RejectCause {
+    /// The label in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCause::Malformed => "malformed",
+            RejectCause::InvalidValue => "invalid_value",
+        }
+    }
+}
 
 /// One rejected record.
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +52,8 @@ pub struct DeadLetter {
     pub position: RecordPosition,
     /// The field at fault, when one is.
     pub field: Option<String>,
+    /// What kind of problem it is (counted by cause in the log and the metrics).
+    pub cause: RejectCause,
     /// What was expected and what was found.
     pub reason: String,
     /// The raw record, at most 4 KiB.
@@ -36,52 +65,123 @@ pub fn path_for(state_dir: &Path, pipeline: &str) -> PathBuf {
     state_dir.join("dead-letters").join(format!("{pipeline}.jsonl"))
 }
 
-/// Appends dead letters of one pipeline; the file is created on the first letter.
+/// Why letters could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    /// The file cannot be written (a full disk, permissions): stop rather than lose records.
+    #[error("dead-letter file {path}: {source}")]
+    Io {
+        /// The dead-letter file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Its committed length cannot be read or recorded.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl Classify for DeadLetterError {
+    fn fault(&self) -> Fault {
+        match self {
+            DeadLetterError::Io { .. } => Fault::Transient,
+            DeadLetterError::Ledger(error) => error.fault(),
+        }
+    }
+}
+
+/// The dead-letter writers of a process, one per pipeline, shared by every file the pipeline
+/// imports at the same time (their letters and commits take turns).
+#[derive(Clone)]
+pub struct DeadLetters {
+    state_dir: PathBuf,
+    ledger: Ledger,
+    writers: Arc<Mutex<HashMap<String, Arc<Mutex<DeadLetterWriter>>>>>,
+}
+
+impl DeadLetters {
+    /// Writers under `state_dir`, whose committed lengths live in `ledger`.
+    pub fn new(state_dir: &Path, ledger: Ledger) -> Self {
+        Self { state_dir: state_dir.to_owned(), ledger, writers: Arc::default() }
+    }
+
+    /// The writer of `pipeline`. Hold its lock from the append to the ledger commit that records
+    /// the returned mark, so that no other batch's letters come in between.
+    pub fn writer(&self, pipeline: &str) -> Arc<Mutex<DeadLetterWriter>> {
+        let mut writers = self.writers.lock().expect("dead-letter writers lock");
+        let writer = writers.entry(pipeline.to_owned()).or_insert_with(|| {
+            Arc::new(Mutex::new(DeadLetterWriter {
+                path: path_for(&self.state_dir, pipeline),
+                pipeline: pipeline.to_owned(),
+                ledger: self.ledger.clone(),
+                file: None,
+            }))
+        });
+        Arc::clone(writer)
+    }
+}
+
+/// Appends dead letters of one pipeline, durably, exactly once per committed batch (module doc of
+/// [`crate::ledger`]): the file is created on the first letter; the first append of a process
+/// first cuts off letters a crashed process wrote for a batch it never committed.
 pub struct DeadLetterWriter {
     path: PathBuf,
-    writer: Option<BufWriter<File>>,
+    pipeline: String,
+    ledger: Ledger,
+    file: Option<File>,
 }
 
 impl DeadLetterWriter {
-    /// A writer for `pipeline` under `state_dir`; nothing is created until a letter is written.
-    pub fn new(state_dir: &Path, pipeline: &str) -> Self {
-        Self { path: path_for(state_dir, pipeline), writer: None }
-    }
-
     /// Where the letters go.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Appends one letter (buffered; see [`Self::flush`]).
-    pub fn write(&mut self, letter: &DeadLetter) -> std::io::Result<()> {
-        if self.writer.is_none() {
-            if let Some(parent) = self.path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
-            self.writer = Some(BufWriter::new(file));
+    /// Appends `letters`, syncs them to disk and returns the file's new committed length, to be
+    /// committed with their batch ([`Ledger::commit`]).
+    pub fn append(&mut self, letters: &[DeadLetter]) -> Result<DeadLetterMark, DeadLetterError> {
+        if self.file.is_none() {
+            self.file = Some(self.open_recovered()?);
         }
-        let writer = self.writer.as_mut().expect("opened above");
-        serde_json::to_writer(&mut *writer, letter)?;
-        writer.write_all(b"\n")?;
-        Ok(())
-    }
-
-    /// Appends `letters` and writes them through to the file.
-    pub fn append(&mut self, letters: &[DeadLetter]) -> std::io::Result<()> {
+        let io_error = |source| DeadLetterError::Io { path: self.path.clone(), source };
+        let file = self.file.as_ref().expect("opened above");
+        let mut writer = BufWriter::new(file);
         for letter in letters {
-            self.write(letter)?;
+            serde_json::to_writer(&mut writer, letter).map_err(|error| io_error(error.into()))?;
+            writer.write_all(b"\n").map_err(io_error)?;
         }
-        self.flush()
+        writer.flush().map_err(io_error)?;
+        drop(writer);
+        file.sync_data().map_err(io_error)?;
+        let metadata = file.metadata().map_err(io_error)?;
+        Ok(DeadLetterMark { inode: metadata.ino(), length: metadata.len() })
     }
 
-    /// Writes buffered letters through to the file.
-    pub fn flush(&mut self) -> std::io::Result<()> {
-        match self.writer.as_mut() {
-            Some(writer) => writer.flush(),
-            None => Ok(()),
+    /// Opens the file for appending; cuts it back to the ledger's committed length when a crashed
+    /// batch left letters past it, and records a mark when none fits this file.
+    fn open_recovered(&self) -> Result<File, DeadLetterError> {
+        let io_error = |source| DeadLetterError::Io { path: self.path.clone(), source };
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error)?;
         }
+        let file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(io_error)?;
+        let metadata = file.metadata().map_err(io_error)?;
+        let current = DeadLetterMark { inode: metadata.ino(), length: metadata.len() };
+        match self.ledger.dead_letter_mark(&self.pipeline)? {
+            Some(mark) if mark.inode == current.inode && mark.length < current.length => {
+                file.set_len(mark.length).map_err(io_error)?;
+                file.sync_data().map_err(io_error)?;
+                tracing::info!(
+                    file = %self.path.display(),
+                    bytes = current.length - mark.length,
+                    "dropped dead letters of a batch that never committed; it is replayed"
+                );
+            }
+            Some(mark) if mark == current => {}
+            // New, rotated away or truncated by an operator: what is there now is the baseline.
+            _ => self.ledger.set_dead_letter_mark(&self.pipeline, current)?,
+        }
+        Ok(file)
     }
 }
 
@@ -93,29 +193,61 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Checkpoint;
+    use crate::ledger::{BatchCounts, BeginOptions};
 
-    #[test]
-    fn letters_are_json_lines_with_position_fields() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut writer = DeadLetterWriter::new(dir.path(), "docs");
-        let letter = DeadLetter {
+    fn letter(ordinal: u64) -> DeadLetter {
+        DeadLetter {
             time: now_rfc3339(),
             pipeline: "docs".into(),
             file: "a.csv".into(),
             file_hash: "ab".into(),
-            position: RecordPosition { ordinal: 3, line: Some(5), byte_offset: 40 },
+            position: RecordPosition { ordinal, line: Some(ordinal + 2), byte_offset: 40 * ordinal },
             field: Some("count".into()),
+            cause: RejectCause::InvalidValue,
             reason: "expected an int64".into(),
             raw: "x,y".into(),
-        };
-        writer.write(&letter).unwrap();
-        writer.write(&letter).unwrap();
-        writer.flush().unwrap();
-        let text = std::fs::read_to_string(writer.path()).unwrap();
-        let lines: Vec<serde_json::Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    #[test]
+    fn letters_are_json_lines_with_position_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let writer = DeadLetters::new(dir.path(), ledger).writer("docs");
+        let mut writer = writer.lock().unwrap();
+        writer.append(&[letter(3), letter(4)]).unwrap();
+        let lines = lines(writer.path());
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["line"], 5);
-        assert_eq!(lines[0]["byte_offset"], 40);
+        assert_eq!(lines[0]["byte_offset"], 120);
         assert_eq!(lines[0]["field"], "count");
+    }
+
+    #[test]
+    fn letters_of_a_batch_that_never_committed_are_cut_off_before_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = BeginOptions { restart: false, max_crashes: 3 };
+        let at = |ordinal| Checkpoint::Text { byte_offset: ordinal * 10, line: ordinal + 2, ordinal };
+        {
+            let ledger = Ledger::open(dir.path()).unwrap();
+            ledger.begin("docs", "h", 1, "a.csv", options).unwrap();
+            let writer = DeadLetters::new(dir.path(), ledger.clone()).writer("docs");
+            let mut writer = writer.lock().unwrap();
+            let mark = writer.append(&[letter(1)]).unwrap();
+            ledger.commit("docs", "h", &Checkpoint::Start, &at(2), BatchCounts::new(1, 1), Some(mark)).unwrap();
+            // The next batch's letters are written, then the process dies before its commit.
+            writer.append(&[letter(3), letter(4)]).unwrap();
+        }
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let writer = DeadLetters::new(dir.path(), ledger).writer("docs");
+        let mut writer = writer.lock().unwrap();
+        writer.append(&[letter(3), letter(4)]).unwrap(); // the replay
+        let ordinals: Vec<u64> = lines(writer.path()).iter().map(|line| line["ordinal"].as_u64().unwrap()).collect();
+        assert_eq!(ordinals, [1, 3, 4], "each letter once");
     }
 }

@@ -60,6 +60,21 @@ pub enum EmbedError {
     Inference(String),
 }
 
+impl crate::fault::Classify for EmbedError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            EmbedError::RuntimeMissing { .. } | EmbedError::Runtime { .. } | EmbedError::Model { .. } | EmbedError::CudaUnavailable { .. } => {
+                Fault::Config
+            }
+            // Tokenising works on any UTF-8 text; a failure there is ours.
+            EmbedError::Tokenizer(_) => Fault::Bug,
+            // A failed run is most often memory (a GPU or host under pressure): it passes.
+            EmbedError::Inference(_) => Fault::Transient,
+        }
+    }
+}
+
 /// A loaded model. Cheap to clone; shared by all pipelines.
 #[derive(Clone)]
 pub struct Embedder {

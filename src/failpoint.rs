@@ -2,30 +2,50 @@
 //! process at an exact step instead of relying on timing.
 //!
 //! Compiled in only with the `failpoints` feature (`make test` enables it); without it [`hit`] is
-//! an empty inline function. With the feature, `VECDROP_FAILPOINT=NAME` aborts the process the
-//! first time `hit("NAME")` runs, `NAME@N` the N-th time. Names: `after_upsert` (Milvus
-//! acknowledged, ledger not yet written), `ledger_before_write`, `ledger_before_flush`,
-//! `before_finish` (last commit done, file not yet marked imported).
+//! an empty inline function. With the feature, `VECDROP_FAILPOINT` arms one point:
+//! - `NAME` aborts the process the first time `hit("NAME")` runs, `NAME@N` the N-th time;
+//! - `NAME:TEXT` aborts every time point `NAME` is hit for a file whose path contains `TEXT`
+//!   ([`hit_for`]): a file that kills the process at every start.
+//!
+//! Names: `after_upsert` (Milvus acknowledged, ledger not yet written), `ledger_before_write`,
+//! `ledger_before_flush`, `before_finish` (last commit done, file not yet marked imported).
 
 /// Aborts the process if the `VECDROP_FAILPOINT` environment variable names this point.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) {
+    hit_for(name, "");
+}
+
+/// Like [`hit`], for a point reached while importing the file at `path`: also matches
+/// `NAME:TEXT` when `path` contains `TEXT`.
+#[cfg(feature = "failpoints")]
+pub fn hit_for(name: &str, path: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    enum Spec {
+        Nth(String, u64),
+        ForFile(String, String),
+    }
+    static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
     let spec = SPEC.get_or_init(|| {
         let value = std::env::var("VECDROP_FAILPOINT").ok()?;
+        if let Some((point, text)) = value.split_once(':') {
+            return Some(Spec::ForFile(point.to_owned(), text.to_owned()));
+        }
         match value.split_once('@') {
-            Some((point, count)) => Some((point.to_owned(), count.parse().unwrap_or(1))),
-            None => Some((value, 1)),
+            Some((point, count)) => Some(Spec::Nth(point.to_owned(), count.parse().unwrap_or(1))),
+            None => Some(Spec::Nth(value, 1)),
         }
     });
-    if let Some((point, count)) = spec {
-        if point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *count {
-            eprintln!("failpoint {name}@{count} hit: aborting");
-            std::process::abort();
-        }
+    let fire = match spec {
+        Some(Spec::Nth(point, count)) => point == name && HITS.fetch_add(1, Ordering::SeqCst) + 1 == *count,
+        Some(Spec::ForFile(point, text)) => point == name && !path.is_empty() && path.contains(text.as_str()),
+        None => false,
+    };
+    if fire {
+        eprintln!("failpoint {name} hit ({path}): aborting");
+        std::process::abort();
     }
 }
 
@@ -33,6 +53,11 @@ pub fn hit(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// Without the `failpoints` feature: nothing.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit_for(_name: &str, _path: &str) {}
 
 /// Whether failure points are compiled in.
 pub fn enabled() -> bool {

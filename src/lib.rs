@@ -12,7 +12,8 @@
 //! 2. Replaying any batch is harmless: same primary keys, same values, upsert.
 //! 3. A file's identity is its content hash (BLAKE3), not its path.
 //! 4. A bad record never stops a file and never vanishes: it is dead-lettered with file, position,
-//!    field and reason.
+//!    field and reason. Only the file's own fault sends a file to `.failed/`: every error says
+//!    whose fault it is ([`fault::Fault`]), and the daemon acts on that, never on the text.
 //! 5. Nothing blocks the async runtime for long: parsing and inference run on blocking threads,
 //!    joined by bounded channels.
 //!
@@ -30,6 +31,8 @@
 //! - [`daemon`]: **finish** and the service — worker pool, after-import moves, status endpoint,
 //!   systemd notifications, graceful shutdown.
 //! - [`telemetry`]: Prometheus metrics and files in flight.
+//! - [`fault`]: whose fault an error is (record, file, transient, config, bug), which decides
+//!   what the daemon does about it.
 //! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
 //! - [`commands`]: the CLI verbs.
@@ -42,6 +45,7 @@ pub mod dead_letter;
 pub mod discover;
 pub mod embed;
 pub mod failpoint;
+pub mod fault;
 pub mod format;
 pub mod ledger;
 pub mod mapping;

@@ -22,10 +22,24 @@ pub struct ImportSummary {
     pub rows_unchanged: u64,
     /// Rows deleted because their keys left a mirrored source.
     pub rows_deleted: u64,
+    /// Rows not written because a later record of the same batch had the same key.
+    pub rows_superseded: u64,
+    /// Set when the file's mirror pass was held back (it would have deleted too much).
+    pub mirror_held_back: Option<MirrorHold>,
     /// Wall-clock seconds.
     pub seconds: f64,
     /// Of `seconds`, the closing Milvus flush (a fixed cost per file, measured by `vecdrop bench`).
     pub flush_seconds: f64,
+}
+
+/// A mirror pass that was held back: it would have deleted `keys_gone` of the `previous_rows`
+/// rows the source's previous version held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorHold {
+    /// Keys of the previous version this one lacks.
+    pub keys_gone: u64,
+    /// Keys of the previous version.
+    pub previous_rows: u64,
 }
 
 impl ImportSummary {
@@ -82,6 +96,7 @@ impl Progress {
         self.summary.rows_imported += counts.imported;
         self.summary.rows_rejected += counts.rejected;
         self.summary.rows_unchanged += counts.unchanged;
+        self.summary.rows_superseded += counts.superseded;
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-6);
         let rate = self.summary.rows_imported as f64 / elapsed;
         if let Some(bar) = &self.bar {

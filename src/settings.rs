@@ -46,6 +46,9 @@ pub struct Settings {
     /// How the daemon finds and schedules files.
     #[serde(default)]
     pub daemon: DaemonSettings,
+    /// The one-off `vecdrop import`.
+    #[serde(default)]
+    pub import: ImportSettings,
     /// One entry per kind of data: where it comes from and which collection it feeds.
     #[serde(default)]
     pub pipelines: Vec<PipelineSettings>,
@@ -78,9 +81,24 @@ pub struct MilvusSettings {
     /// Seconds to wait for Milvus to answer at start-up.
     #[serde(default = "default_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
-    /// Upsert attempts for a batch before the file is failed (transient errors only).
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
+    /// How long one Milvus operation retries transient errors (unreachable, not ready, rate
+    /// limited) before its file's import stops as transient: the daemon then keeps the file and
+    /// backs off, `vecdrop import` retries until `import.retry_deadline`. E.g. `"60s"`.
+    #[serde(default = "default_retry_deadline", with = "humantime_duration")]
+    pub retry_deadline: Duration,
+    /// Replaced by `retry_deadline` (one retry layer); still accepted, ignored with a warning.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// `[import]`: the one-off `vecdrop import`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportSettings {
+    /// How long `vecdrop import` keeps retrying a file after transient faults (Milvus away) before
+    /// it exits 1; the committed position is kept, so running it again resumes. E.g. `"10m"`.
+    #[serde(default = "default_import_retry_deadline", with = "humantime_duration")]
+    pub retry_deadline: Duration,
 }
 
 /// `[embedding]`.
@@ -192,6 +210,17 @@ pub struct DaemonSettings {
     /// On SIGTERM/SIGINT, how long imports in flight get to commit their batches before exit.
     #[serde(default = "default_shutdown_timeout", with = "humantime_duration")]
     pub shutdown_timeout: Duration,
+    /// First wait of a pipeline after a transient fault (Milvus away); doubles per retry, with
+    /// jitter, up to `retry_backoff_max`. Configuration faults wait `retry_backoff_max`.
+    #[serde(default = "default_retry_backoff", with = "humantime_duration")]
+    pub retry_backoff: Duration,
+    /// Longest wait between two retries of a waiting pipeline.
+    #[serde(default = "default_retry_backoff_max", with = "humantime_duration")]
+    pub retry_backoff_max: Duration,
+    /// A file whose import started this many times in a row and each time ended with the process
+    /// dying before any progress (a crash, an OOM kill) is quarantined instead of tried again.
+    #[serde(default = "default_max_crashes")]
+    pub max_crashes: u32,
 }
 
 /// One `[[pipelines]]` entry.
@@ -240,6 +269,11 @@ pub struct PipelineSettings {
     /// Delete rows whose keys disappeared from a new version of the same source (requires `id_field`).
     #[serde(default)]
     pub mirror: bool,
+    /// A mirror pass that would delete more than this share of the rows the source's previous
+    /// version held is held back and reported instead (a truncated upload must not wipe a
+    /// collection); 1.0 never holds back.
+    #[serde(default = "default_mirror_max_delete_share")]
+    pub mirror_max_delete_share: f64,
     /// Rows per upsert request (also capped by bytes).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
@@ -343,8 +377,23 @@ fn default_milvus_uri() -> String {
 const fn default_connect_timeout_secs() -> u64 {
     60
 }
-const fn default_max_attempts() -> u32 {
-    8
+const fn default_retry_deadline() -> Duration {
+    Duration::from_secs(60)
+}
+const fn default_import_retry_deadline() -> Duration {
+    Duration::from_secs(600)
+}
+const fn default_retry_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+const fn default_retry_backoff_max() -> Duration {
+    Duration::from_secs(300)
+}
+const fn default_max_crashes() -> u32 {
+    3
+}
+const fn default_mirror_max_delete_share() -> f64 {
+    0.5
 }
 fn default_model_dir() -> PathBuf {
     PathBuf::from("models/all-MiniLM-L6-v2")
@@ -417,8 +466,15 @@ impl Default for MilvusSettings {
             token: String::new(),
             lite_command: None,
             connect_timeout_secs: default_connect_timeout_secs(),
-            max_attempts: default_max_attempts(),
+            retry_deadline: default_retry_deadline(),
+            max_attempts: None,
         }
+    }
+}
+
+impl Default for ImportSettings {
+    fn default() -> Self {
+        Self { retry_deadline: default_import_retry_deadline() }
     }
 }
 
@@ -458,6 +514,9 @@ impl Default for DaemonSettings {
             rescan_interval: default_rescan_interval(),
             settle: default_settle(),
             shutdown_timeout: default_shutdown_timeout(),
+            retry_backoff: default_retry_backoff(),
+            retry_backoff_max: default_retry_backoff_max(),
+            max_crashes: default_max_crashes(),
         }
     }
 }
@@ -512,6 +571,9 @@ impl Settings {
         settings.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         settings.path = path.to_owned();
         settings.validate().map_err(invalid)?;
+        if settings.milvus.max_attempts.is_some() {
+            tracing::warn!(config = %path.display(), "milvus.max_attempts is no longer used: transient errors are retried for milvus.retry_deadline");
+        }
         Ok(settings)
     }
 
@@ -534,6 +596,12 @@ impl Settings {
         }
         if self.daemon.rescan_interval < Duration::from_millis(100) {
             return Err("daemon.rescan_interval: expected at least 100ms".to_owned());
+        }
+        if self.daemon.retry_backoff.is_zero() || self.daemon.retry_backoff > self.daemon.retry_backoff_max {
+            return Err("daemon.retry_backoff: expected more than 0 and at most daemon.retry_backoff_max".to_owned());
+        }
+        if self.daemon.max_crashes == 0 {
+            return Err("daemon.max_crashes: expected at least 1".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
         for (index, pipeline) in self.pipelines.iter().enumerate() {
@@ -653,6 +721,9 @@ impl PipelineSettings {
         }
         if self.mirror && self.id_field.is_none() {
             return Err("mirror: needs id_field (rows are matched across versions of a source by their natural key)".to_owned());
+        }
+        if !(0.0..=1.0).contains(&self.mirror_max_delete_share) {
+            return Err(format!("mirror_max_delete_share: expected 0.0..=1.0, got {}", self.mirror_max_delete_share));
         }
         Ok(())
     }

@@ -18,7 +18,52 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use serde::Serialize;
 
+use crate::dead_letter::RejectCause;
+use crate::fault::Fault;
 use crate::ledger::BatchCounts;
+
+/// How a pipeline is doing, as `/status` and `/healthz` show it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PipelineHealth {
+    /// `ok`; `waiting` (a transient fault: files stay, retried with backoff); `paused` (a
+    /// configuration fault: retried rarely, fix the named key); `stopped` (a bug: nothing more is
+    /// imported until restart).
+    pub state: HealthState,
+    /// The class of the fault behind a state other than `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+    /// The error, as the log has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Since when the pipeline has been in this state (RFC 3339).
+    pub since: String,
+    /// Retries since the fault began.
+    pub retries: u64,
+    /// When the next attempt is due (RFC 3339), while waiting or paused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<String>,
+}
+
+/// See [`PipelineHealth::state`].
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    /// Importing normally.
+    Ok,
+    /// Backing off after a transient fault.
+    Waiting,
+    /// Held back by a configuration fault.
+    Paused,
+    /// Stopped by a bug.
+    Stopped,
+}
+
+impl PipelineHealth {
+    /// A healthy pipeline.
+    pub fn ok() -> Self {
+        Self { state: HealthState::Ok, fault: None, reason: None, since: crate::dead_letter::now_rfc3339(), retries: 0, next_attempt: None }
+    }
+}
 
 /// Labels of per-pipeline metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +76,13 @@ struct PipelineLabel {
 struct OutcomeLabels {
     pipeline: String,
     outcome: String,
+}
+
+/// Labels of per-cause counters (retries by fault, rejections by cause).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    pipeline: String,
+    cause: String,
 }
 
 /// Labels of the ledger's file gauge.
@@ -72,6 +124,11 @@ pub struct Telemetry {
     rows_unchanged: Family<PipelineLabel, Counter>,
     rows_embedded: Family<PipelineLabel, Counter>,
     rows_deleted: Family<PipelineLabel, Counter>,
+    rows_superseded: Family<PipelineLabel, Counter>,
+    rejections: Family<CauseLabels, Counter>,
+    retries: Family<CauseLabels, Counter>,
+    mirror_held_back: Family<PipelineLabel, Counter>,
+    milvus_reachable: Gauge,
     files: Family<OutcomeLabels, Counter>,
     ledger_files: Family<StateLabel, Gauge>,
     embed_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
@@ -80,6 +137,7 @@ pub struct Telemetry {
     files_in_flight: Gauge,
     in_flight: Mutex<BTreeMap<u64, FileProgress>>,
     next_id: AtomicU64,
+    health: Mutex<BTreeMap<String, PipelineHealth>>,
 }
 
 impl Default for Telemetry {
@@ -99,6 +157,21 @@ impl Telemetry {
         registry.register("rows_unchanged", "Rows skipped because Milvus already held them unchanged", rows_unchanged.clone());
         registry.register("rows_embedded", "Texts embedded by the model", rows_embedded.clone());
         registry.register("rows_deleted", "Rows deleted from Milvus because their keys left a mirrored source", rows_deleted.clone());
+        let rows_superseded = Family::<PipelineLabel, Counter>::default();
+        registry.register("rows_superseded", "Rows not written because a later record of the batch had the same key", rows_superseded.clone());
+        let rejections = Family::<CauseLabels, Counter>::default();
+        registry.register("rejections", "Records dead-lettered, by cause (malformed, invalid_value)", rejections.clone());
+        let retries = Family::<CauseLabels, Counter>::default();
+        registry.register("retries", "Files tried again after a fault that was not theirs, by fault class", retries.clone());
+        let mirror_held_back = Family::<PipelineLabel, Counter>::default();
+        registry.register(
+            "mirror_held_back",
+            "Mirror passes held back because they would delete more than mirror_max_delete_share",
+            mirror_held_back.clone(),
+        );
+        let milvus_reachable = Gauge::default();
+        milvus_reachable.set(1);
+        registry.register("milvus_reachable", "1 when Milvus answered the last call, 0 when it could not be reached", milvus_reachable.clone());
         let files = Family::<OutcomeLabels, Counter>::default();
         registry.register("files", "Files processed, by outcome", files.clone());
         let ledger_files = Family::<StateLabel, Gauge>::default();
@@ -125,6 +198,11 @@ impl Telemetry {
             rows_unchanged,
             rows_embedded,
             rows_deleted,
+            rows_superseded,
+            rejections,
+            retries,
+            mirror_held_back,
+            milvus_reachable,
             files,
             ledger_files,
             embed_seconds,
@@ -133,6 +211,7 @@ impl Telemetry {
             files_in_flight,
             in_flight: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
+            health: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -170,6 +249,38 @@ impl Telemetry {
     /// Counts rows deleted from a mirrored source.
     pub fn deleted(&self, pipeline: &str, rows: u64) {
         self.rows_deleted.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc_by(rows);
+    }
+
+    /// Counts a retry of a file of `pipeline` after a `fault` that was not the file's.
+    pub fn retried(&self, pipeline: &str, fault: Fault) {
+        self.retries.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: fault.as_str().to_owned() }).inc();
+    }
+
+    /// Counts a mirror pass of `pipeline` that was held back.
+    pub fn mirror_held_back(&self, pipeline: &str) {
+        self.mirror_held_back.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc();
+    }
+
+    /// Counts dead-lettered records of `pipeline` by cause.
+    pub fn rejected(&self, pipeline: &str, causes: impl IntoIterator<Item = RejectCause>) {
+        for cause in causes {
+            self.rejections.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: cause.as_str().to_owned() }).inc();
+        }
+    }
+
+    /// Sets whether Milvus answered the last call.
+    pub fn set_milvus_reachable(&self, reachable: bool) {
+        self.milvus_reachable.set(i64::from(reachable));
+    }
+
+    /// Records how `pipeline` is doing.
+    pub fn set_health(&self, pipeline: &str, health: PipelineHealth) {
+        self.health.lock().expect("health lock").insert(pipeline.to_owned(), health);
+    }
+
+    /// How `pipeline` is doing (healthy unless told otherwise).
+    pub fn health(&self, pipeline: &str) -> PipelineHealth {
+        self.health.lock().expect("health lock").get(pipeline).cloned().unwrap_or_else(PipelineHealth::ok)
     }
 
     /// Counts a file that ended with `outcome` (`imported`, `already_imported`, `failed`, `interrupted`).
@@ -228,6 +339,7 @@ impl InFlight {
         telemetry.rows_imported.get_or_create(&label).inc_by(counts.imported);
         telemetry.rows_rejected.get_or_create(&label).inc_by(counts.rejected);
         telemetry.rows_unchanged.get_or_create(&label).inc_by(counts.unchanged);
+        telemetry.rows_superseded.get_or_create(&label).inc_by(counts.superseded);
     }
 }
 
@@ -246,7 +358,7 @@ mod tests {
     fn committed_batches_show_in_flight_and_in_the_metrics() {
         let telemetry = Arc::new(Telemetry::new());
         let tracked = telemetry.track("docs", "drop/a.csv", 1000, 0);
-        tracked.committed(BatchCounts { imported: 7, rejected: 1, unchanged: 2 }, 400);
+        tracked.committed(BatchCounts { imported: 7, rejected: 1, unchanged: 2, superseded: 0 }, 400);
         telemetry.embedded("docs", 7, Duration::from_millis(30));
         let in_flight = telemetry.in_flight();
         assert_eq!(in_flight.len(), 1);

@@ -29,7 +29,6 @@ pub mod report;
 mod sdk;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 pub use corpus::CorpusSpec;
@@ -186,16 +185,7 @@ impl Bench {
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
         let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
-        let context = ImportContext {
-            settings: Arc::new(settings),
-            embedder,
-            sink: Arc::new(sink),
-            ledger,
-            interactive: false,
-            telemetry: Arc::new(crate::telemetry::Telemetry::default()),
-            cancel: tokio_util::sync::CancellationToken::new(),
-            plugins: crate::format::PluginRegistry::default(),
-        };
+        let context = ImportContext::new(settings, embedder, sink, ledger, crate::format::PluginRegistry::default(), false);
         Ok(Self { options: options.clone(), context, bare, collections })
     }
 

@@ -1,11 +1,18 @@
 //! `vecdrop import FILE...`: one-shot import with a progress bar and a summary.
+//!
+//! A fault that is not the file's (Milvus away, a full disk) is retried with backoff until
+//! `import.retry_deadline`; after that the command exits 1 and the committed position stays in the
+//! ledger, so running it again resumes where it stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use super::{open_context, require_file, CommandError, EXIT_DEAD_LETTERS, EXIT_OK};
-use crate::pipeline::{import_file, FileOutcome};
+use crate::fault::{Classify, Fault};
+use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
 use crate::progress::ImportSummary;
-use crate::settings::Settings;
+use crate::settings::{PipelineSettings, Settings};
+use crate::sink::jittered;
 
 /// Imports `files` with the pipeline named `pipeline` (or the only one), resuming interrupted
 /// files and skipping content imported before unless `force`. Prints one line per file and a
@@ -18,16 +25,9 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
     let context = open_context(settings, true).await?;
     let mut total = ImportSummary::default();
     for file in files {
-        match import_file(&context, &pipeline, file, force).await? {
+        match import_retrying(&context, &pipeline, file, force).await? {
             FileOutcome::Imported(summary) => {
-                println!(
-                    "{}: {} rows imported, {} rejected, {:.1} s, {:.0} rows/s",
-                    file.display(),
-                    summary.rows_imported,
-                    summary.rows_rejected,
-                    summary.seconds,
-                    summary.rows_per_second()
-                );
+                print_summary(file, &summary);
                 total.rows_imported += summary.rows_imported;
                 total.rows_rejected += summary.rows_rejected;
                 total.seconds += summary.seconds;
@@ -55,4 +55,58 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         return Ok(EXIT_DEAD_LETTERS);
     }
     Ok(EXIT_OK)
+}
+
+/// Imports `file`, retrying transient faults with backoff until `import.retry_deadline`.
+async fn import_retrying(context: &ImportContext, pipeline: &PipelineSettings, file: &Path, force: bool) -> Result<FileOutcome, CommandError> {
+    let settings = &context.settings;
+    let deadline = Instant::now() + settings.import.retry_deadline;
+    let mut retries = 0;
+    loop {
+        let error = match import_file(context, pipeline, file, force).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => error,
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let retryable = error.fault() == Fault::Transient && !matches!(error, ImportError::Interrupted { .. });
+        if !retryable || remaining.is_zero() {
+            if retryable {
+                eprintln!(
+                    "{}: gave up after import.retry_deadline ({}); the rows committed so far are kept, run the same command again to resume",
+                    file.display(),
+                    humantime::format_duration(settings.import.retry_deadline)
+                );
+            }
+            return Err(error.into());
+        }
+        retries += 1;
+        let delay = jittered(settings.daemon.retry_backoff, settings.daemon.retry_backoff_max, retries).min(remaining);
+        tracing::warn!(file = %file.display(), %error, retry = retries, delay_ms = delay.as_millis() as u64, "not the file's fault; retrying");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn print_summary(file: &Path, summary: &ImportSummary) {
+    println!(
+        "{}: {} rows imported, {} rejected, {:.1} s, {:.0} rows/s",
+        file.display(),
+        summary.rows_imported,
+        summary.rows_rejected,
+        summary.seconds,
+        summary.rows_per_second()
+    );
+    if summary.rows_superseded > 0 {
+        println!("{}: {} rows superseded by a later record with the same key", file.display(), summary.rows_superseded);
+    }
+    if summary.rows_deleted > 0 {
+        println!("{}: mirror deleted {} rows whose keys left the source", file.display(), summary.rows_deleted);
+    }
+    if let Some(hold) = summary.mirror_held_back {
+        println!(
+            "{}: mirror held back: this version lacks {} of the {} rows its source held before (more than mirror_max_delete_share); nothing was deleted",
+            file.display(),
+            hold.keys_gone,
+            hold.previous_rows
+        );
+    }
 }

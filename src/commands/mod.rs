@@ -9,7 +9,6 @@ mod search;
 mod status;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use bench::{bench, BenchArgs};
@@ -23,12 +22,10 @@ pub use status::status;
 use crate::embed::{EmbedError, Embedder};
 use crate::format::plugin::{PluginError, PluginSource, BUILT_IN_FORMATS};
 use crate::format::PluginRegistry;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LOCK_WAIT};
 use crate::pipeline::{ImportContext, ImportError};
 use crate::settings::{Settings, SettingsError};
 use crate::sink::{MilvusSink, SinkError};
-use crate::telemetry::Telemetry;
-use tokio_util::sync::CancellationToken;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -75,22 +72,20 @@ impl CommandError {
     }
 }
 
-/// Loads the model and connects to Milvus (starting Milvus Lite for a local `milvus.uri`).
+/// Loads the model and opens Milvus (starting Milvus Lite for a local `milvus.uri`) for `import`
+/// and `run`. Milvus itself need not answer yet: imports retry until it does (transient faults).
+/// The ledger is waited for briefly when a process that just died still holds it.
 pub async fn open_context(settings: Settings, interactive: bool) -> Result<ImportContext, CommandError> {
-    let ledger = Ledger::open(&settings.resolve(&settings.state.dir)).map_err(|error| CommandError::Other(error.to_string()))?;
+    let state_dir = settings.resolve(&settings.state.dir);
+    let ledger = tokio::task::spawn_blocking(move || Ledger::open_waiting(&state_dir, LOCK_WAIT))
+        .await
+        .map_err(|error| CommandError::Other(format!("opening the ledger: {error}")))?
+        .map_err(|error| CommandError::Other(error.to_string()))?;
     let plugins = load_plugins(&settings).await?;
     let embedder = load_embedder(&settings).await?;
-    let sink = connect_milvus(&settings).await?;
-    Ok(ImportContext {
-        settings: Arc::new(settings),
-        embedder,
-        sink: Arc::new(sink),
-        ledger,
-        interactive,
-        telemetry: Arc::new(Telemetry::default()),
-        cancel: CancellationToken::new(),
-        plugins,
-    })
+    let timeout = Duration::from_secs(settings.milvus.connect_timeout_secs);
+    let sink = MilvusSink::open(&settings.milvus, &settings.base_dir, timeout).await?;
+    Ok(ImportContext::new(settings, embedder, sink, ledger, plugins, interactive))
 }
 
 /// Loads the `[[plugins]]` on a blocking thread (compiled components are cached under

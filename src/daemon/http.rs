@@ -1,5 +1,6 @@
 //! The status endpoint on `status.listen`: `/metrics` (Prometheus text), `/status` (JSON) and
-//! `/healthz`.
+//! `/healthz` (200 `ok` when every pipeline imports normally, 503 with one line per pipeline that
+//! waits, is paused or stopped, saying why and since when).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 use super::DaemonError;
 use crate::ledger::{FileEntry, FileState, ScheduleEntry};
 use crate::pipeline::ImportContext;
-use crate::telemetry::FileProgress;
+use crate::telemetry::{FileProgress, HealthState, PipelineHealth};
 
 /// What the handlers read.
 pub struct DaemonState {
@@ -38,6 +39,8 @@ pub struct StatusReport {
     pub version: &'static str,
     /// When the daemon started (RFC 3339).
     pub started_at: String,
+    /// Whether Milvus answers.
+    pub milvus: MilvusReport,
     /// Ready files waiting for a worker.
     pub queue_depth: usize,
     /// One entry per pipeline.
@@ -48,6 +51,15 @@ pub struct StatusReport {
     pub schedules: Vec<ScheduleEntry>,
     /// Files that failed, most recent last (at most 20).
     pub recent_failures: Vec<FileEntry>,
+}
+
+/// Milvus in `/status`.
+#[derive(Debug, Serialize)]
+pub struct MilvusReport {
+    /// Milvus answered the last call.
+    pub reachable: bool,
+    /// Since when that has been so (RFC 3339).
+    pub since: String,
 }
 
 /// One pipeline in `/status`.
@@ -69,6 +81,8 @@ pub struct PipelineReport {
     pub rows_rejected: u64,
     /// Rows skipped as unchanged, over every file in the ledger.
     pub rows_unchanged: u64,
+    /// Whether it imports normally, or waits (and why, since when).
+    pub health: PipelineHealth,
 }
 
 /// A running status server.
@@ -107,11 +121,40 @@ pub async fn serve(listen: &str, state: Arc<DaemonState>) -> Result<StatusServer
     Ok(StatusServer { address, task, stop })
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz(State(state): State<Arc<DaemonState>>) -> Response {
+    let telemetry = &state.context.telemetry;
+    let troubled: Vec<String> = state
+        .context
+        .settings
+        .pipelines
+        .iter()
+        .filter_map(|pipeline| {
+            let health = telemetry.health(&pipeline.name);
+            (health.state != HealthState::Ok).then(|| health_line(&pipeline.name, &health))
+        })
+        .collect();
+    if troubled.is_empty() {
+        return "ok\n".into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", troubled.join("\n"))).into_response()
+}
+
+/// `pipeline docs: waiting (transient) since …, 3 retries: cannot reach Milvus …`
+fn health_line(pipeline: &str, health: &PipelineHealth) -> String {
+    let state = serde_json::to_value(health.state).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default();
+    let fault = health.fault.map(|fault| format!(" ({fault})")).unwrap_or_default();
+    let reason = health.reason.as_deref().unwrap_or("");
+    format!("pipeline {pipeline}: {state}{fault} since {}, {} retries: {reason}", health.since, health.retries)
+}
+
+fn milvus_report(state: &DaemonState) -> MilvusReport {
+    let reachability = state.context.sink.reachability();
+    state.context.telemetry.set_milvus_reachable(reachability.reachable);
+    MilvusReport { reachable: reachability.reachable, since: humantime::format_rfc3339_seconds(reachability.since).to_string() }
 }
 
 async fn metrics(State(state): State<Arc<DaemonState>>) -> Response {
+    milvus_report(&state);
     match ledger_entries(&state).await {
         Ok(entries) => state.context.telemetry.set_ledger_files(&count_states(entries.iter())),
         Err(error) => tracing::warn!(%error, "metrics: cannot read the ledger"),
@@ -148,6 +191,7 @@ async fn report(state: &DaemonState) -> Result<StatusReport, String> {
                 rows_imported: mine.iter().map(|entry| entry.rows_imported).sum(),
                 rows_rejected: mine.iter().map(|entry| entry.rows_rejected).sum(),
                 rows_unchanged: mine.iter().map(|entry| entry.rows_unchanged).sum(),
+                health: state.context.telemetry.health(&pipeline.name),
             }
         })
         .collect();
@@ -157,6 +201,7 @@ async fn report(state: &DaemonState) -> Result<StatusReport, String> {
     Ok(StatusReport {
         version: env!("CARGO_PKG_VERSION"),
         started_at: state.started_at.clone(),
+        milvus: milvus_report(state),
         queue_depth: state.context.telemetry.queue_depth(),
         pipelines,
         in_flight: state.context.telemetry.in_flight(),

@@ -10,8 +10,15 @@
 //! in flight stop reading and commit what they read ([`crate::pipeline::ImportError::Interrupted`]),
 //! and the process exits 0 — after `daemon.shutdown_timeout` at the latest (the ledger is always
 //! consistent, so an import cut off there simply resumes on the next start).
+//!
+//! A file whose import stopped is handled by whose fault it was ([`Fault`]): only the file's own
+//! fault sends it to `.failed/`. A transient fault (Milvus away, a full disk) or a configuration
+//! fault keeps the file where it is and puts its pipeline in backoff ([`gate`]): the file is queued
+//! again when the wait is over and resumes from its committed position; the pipeline's other files
+//! wait too. A bug stops the pipeline until restart. Other pipelines go on either way.
 
 pub mod after_import;
+mod gate;
 pub mod http;
 mod systemd;
 
@@ -21,9 +28,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use self::gate::{Gates, Verdict};
 use crate::dead_letter;
 use crate::discover::watch::{DropFolder, ScanTiming};
 use crate::discover::{schedule, watch, FileResult, Origin, ReadyFile};
+use crate::fault::{Classify, Fault};
 use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
 use crate::settings::PipelineSettings;
 
@@ -64,7 +73,9 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval };
     let scanner = watch::spawn(folders, timing, queue.clone(), discovery.clone()).map_err(DaemonError::Watch)?;
     let mut scheduler = schedule::start(&settings, queue.clone(), context.ledger.clone()).await?;
-    drop(queue); // the scanner and the schedules hold the remaining senders
+    // Files whose pipeline backs off come back through the queue; so the queue never closes by
+    // itself, and the loop below ends on shutdown.
+    let workers_context = Workers { context: context.clone(), gates: Gates::new(daemon), requeue: queue, discovery: discovery.clone() };
 
     systemd::ready();
     let watchdog = systemd::spawn_watchdog();
@@ -91,9 +102,9 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
                     _ = &mut shutdown => break,
                     file = ready.recv() => {
                         let Some(file) = file else { break };
-                        let context = context.clone();
+                        let workers = workers_context.clone();
                         in_flight.spawn(async move {
-                            process(&context, file).await;
+                            workers.process(file).await;
                             drop(permit);
                         });
                     }
@@ -135,33 +146,120 @@ fn log_panic(finished: Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Imports one ready file, applies `after_import` or quarantines it, and reports the result.
-async fn process(context: &ImportContext, file: ReadyFile) {
-    let ReadyFile { pipeline, path, origin, done } = file;
-    let result = match context.settings.pipelines.iter().find(|candidate| candidate.name == pipeline) {
-        Some(settings) => import_and_finish(context, settings, &path, &origin).await,
-        None => FileResult::Failed(format!("no pipeline named {pipeline:?}")),
-    };
+/// What every worker shares: the import context, the pipelines' backoff, and the way back into
+/// the queue for files that wait.
+#[derive(Clone)]
+struct Workers {
+    context: ImportContext,
+    gates: Gates,
+    requeue: mpsc::Sender<ReadyFile>,
+    discovery: tokio_util::sync::CancellationToken,
+}
+
+impl Workers {
+    /// Imports one ready file — unless its pipeline waits or stopped — and acts on how it ended.
+    async fn process(&self, file: ReadyFile) {
+        let context = &self.context;
+        let Some(pipeline) = context.settings.pipelines.iter().find(|candidate| candidate.name == file.pipeline) else {
+            let reason = format!("no pipeline named {:?}", file.pipeline);
+            return report(context, file, FileResult::Failed(reason));
+        };
+        match self.gates.admit(&pipeline.name) {
+            Verdict::Go => {}
+            Verdict::WaitUntil(when) => return self.requeue_at(file, when),
+            Verdict::Stopped(reason) => {
+                tracing::error!(pipeline = %pipeline.name, file = %file.path.display(), "pipeline stopped by a bug; the file is left where it is");
+                return report(context, file, FileResult::Failed(reason));
+            }
+        }
+        match import_file(context, pipeline, &file.path, false).await {
+            Err(error) if error.fault() != Fault::File && !matches!(error, ImportError::Interrupted { .. }) => {
+                self.not_the_files_fault(pipeline, file, &error)
+            }
+            result => {
+                if result.is_ok() {
+                    self.gates.succeeded(&pipeline.name, &context.telemetry);
+                }
+                let outcome = finish(context, pipeline, &file.path, &file.origin, result);
+                report(context, file, outcome);
+            }
+        }
+    }
+
+    /// A transient or configuration fault: the pipeline backs off and the file comes back after
+    /// the wait; a bug: the pipeline stops. The file stays where it is either way.
+    fn not_the_files_fault(&self, pipeline: &PipelineSettings, file: ReadyFile, error: &ImportError) {
+        let (context, fault) = (&self.context, error.fault());
+        match self.gates.failed(&pipeline.name, fault, &error.to_string(), &context.telemetry) {
+            Some(when) => {
+                tracing::warn!(
+                    pipeline = %pipeline.name,
+                    file = %file.path.display(),
+                    fault = %fault,
+                    %error,
+                    retry_in_ms = when.saturating_duration_since(tokio::time::Instant::now()).as_millis() as u64,
+                    "not the file's fault: it stays where it is and is tried again"
+                );
+                context.telemetry.retried(&pipeline.name, fault);
+                self.requeue_at(file, when);
+            }
+            None => {
+                tracing::error!(pipeline = %pipeline.name, file = %file.path.display(), %error, "a bug stopped the pipeline; fix and restart vecdrop (its files stay where they are)");
+                report(context, file, FileResult::Failed(error.to_string()));
+            }
+        }
+    }
+
+    /// Puts `file` back into the queue at `when` (or drops it on shutdown: discovery and the
+    /// ledger bring it back at the next start).
+    fn requeue_at(&self, file: ReadyFile, when: tokio::time::Instant) {
+        let (requeue, discovery) = (self.requeue.clone(), self.discovery.clone());
+        tokio::spawn(async move {
+            // Cancel-safe: either branch drops the other; the file is only moved by `send`.
+            tokio::select! {
+                _ = discovery.cancelled() => {}
+                _ = tokio::time::sleep_until(when) => {
+                    tokio::select! {
+                        _ = discovery.cancelled() => {}
+                        _ = requeue.send(file) => {}
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Counts the file's outcome and tells whoever waits for it (schedules).
+fn report(context: &ImportContext, file: ReadyFile, result: FileResult) {
     let outcome = match &result {
         FileResult::Imported { .. } => "imported",
         FileResult::AlreadyImported => "already_imported",
         FileResult::Failed(_) => "failed",
         FileResult::Interrupted => "interrupted",
     };
-    context.telemetry.file_done(&pipeline, outcome);
-    if let Some(done) = done {
+    context.telemetry.file_done(&file.pipeline, outcome);
+    if let Some(done) = file.done {
         let _ = done.send(result);
     }
 }
 
-async fn import_and_finish(context: &ImportContext, pipeline: &PipelineSettings, path: &Path, origin: &Origin) -> FileResult {
-    let result = match import_file(context, pipeline, path, false).await {
+/// Logs how an import ended (imported, already imported, the file's fault, interrupted) and
+/// applies `after_import` or the quarantine to a drop-folder file.
+fn finish(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    path: &Path,
+    origin: &Origin,
+    result: Result<FileOutcome, ImportError>,
+) -> FileResult {
+    let result = match result {
         Ok(FileOutcome::Imported(summary)) => {
             tracing::info!(
                 pipeline = %pipeline.name,
                 file = %path.display(),
                 rows = summary.rows_imported,
                 unchanged = summary.rows_unchanged,
+                superseded = summary.rows_superseded,
                 rejected = summary.rows_rejected,
                 deleted = summary.rows_deleted,
                 seconds = format!("{:.1}", summary.seconds),
@@ -179,7 +277,7 @@ async fn import_and_finish(context: &ImportContext, pipeline: &PipelineSettings,
             return FileResult::Interrupted;
         }
         Err(error) => {
-            tracing::error!(pipeline = %pipeline.name, file = %path.display(), %error, "file failed");
+            tracing::error!(pipeline = %pipeline.name, file = %path.display(), %error, "the file is at fault; quarantining it");
             FileResult::Failed(error.to_string())
         }
     };

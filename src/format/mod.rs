@@ -330,6 +330,17 @@ pub enum ReadError {
     },
 }
 
+impl crate::fault::Classify for ReadError {
+    fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            ReadError::Io { source, .. } => crate::fault::io_fault_of_source(source),
+            ReadError::UnknownFormat { .. } | ReadError::Corrupt { .. } => Fault::File,
+            ReadError::Plugin { source, .. } => source.fault(),
+        }
+    }
+}
+
 /// A streaming reader over one file, whatever its format.
 pub enum RecordReader {
     /// CSV or TSV.

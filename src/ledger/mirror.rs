@@ -63,6 +63,28 @@ impl Ledger {
         Ok(gone)
     }
 
+    /// How many keys version `hash` holds.
+    pub fn count_keys(&self, pipeline: &str, hash: &str) -> Result<u64, LedgerError> {
+        let mut count = 0;
+        for item in self.mirror_keys.scan_prefix(composite(&[pipeline, hash, ""])) {
+            item.map_err(|error| self.storage(error))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// How many keys of version `previous` version `current` lacks.
+    pub fn count_keys_gone(&self, pipeline: &str, previous: &str, current: &str) -> Result<u64, LedgerError> {
+        let mut count = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.keys_gone(pipeline, previous, current, after.as_deref(), 4096)?;
+            let Some(last) = page.last() else { return Ok(count) };
+            count += page.len() as u64;
+            after = Some(last.clone());
+        }
+    }
+
     /// Makes `current` the mirrored version of `source` and drops the key set of `previous` (unless
     /// another source still uses it). Flushed before returning.
     pub fn complete_mirror(&self, pipeline: &str, source: &str, current: &str, previous: Option<&str>) -> Result<(), LedgerError> {
@@ -130,6 +152,10 @@ mod tests {
             assert_eq!(all_gone(&ledger, "v1", "v2", page), ["b", "d"], "page size {page}");
         }
         assert!(all_gone(&ledger, "v2", "v2", 10).is_empty());
+        assert_eq!(ledger.count_keys("docs", "v1").unwrap(), 5);
+        assert_eq!(ledger.count_keys("docs", "v2").unwrap(), 4);
+        assert_eq!(ledger.count_keys_gone("docs", "v1", "v2").unwrap(), 2);
+        assert_eq!(ledger.count_keys_gone("docs", "v2", "v1").unwrap(), 1);
     }
 
     #[test]

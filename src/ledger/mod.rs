@@ -7,18 +7,35 @@
 //! flushes to disk before returning.
 //!
 //! Only one process can open a ledger (sled locks it); a second `vecdrop` on the same `state.dir`
-//! gets [`LedgerError::Busy`].
+//! gets [`LedgerError::Busy`] — after [`Ledger::open_waiting`] gave a process that just died (a
+//! `kill -9` followed by an immediate restart) a few seconds to let go of the lock.
+//!
+//! Each import *attempt* is recorded when it begins and cleared when it ends in an orderly way
+//! (imported, failed, interrupted, transient fault). An attempt still open at the next
+//! [`Ledger::begin`] means the process died during it; when it died [`BeginOptions::max_crashes`]
+//! times in a row without committing anything, `begin` answers [`Begin::Crashed`] and the file is
+//! set aside instead of killing the process again.
+//!
+//! The dead-letter file of each pipeline has a committed length ([`DeadLetterMark`]), written in
+//! the same sled transaction as the batch whose letters it covers, so letters of a batch that is
+//! replayed after a crash are cut off before they are written again.
 
 mod mirror;
 mod schedules;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub use schedules::ScheduleEntry;
 use serde::{Deserialize, Serialize};
+use sled::Transactional;
 
 use crate::dead_letter::now_rfc3339;
+use crate::fault::{Classify, Fault};
 use crate::format::Checkpoint;
+
+/// How long [`Ledger::open_waiting`] waits for another process to let go of the ledger.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Why the ledger refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +46,16 @@ pub enum LedgerError {
         /// The ledger directory.
         path: PathBuf,
     },
-    /// sled failed (disk full, corruption).
+    /// sled failed (disk full, I/O error, corruption).
     #[error("ledger {path}: {message}")]
     Storage {
         /// The ledger directory.
         path: PathBuf,
         /// What sled said.
         message: String,
+        /// Whether the data itself is damaged (a bug or a broken disk) rather than the disk being
+        /// full or failing for now.
+        corrupt: bool,
     },
     /// A batch's delta does not start where the file's committed position is: a bug.
     #[error("ledger: batch delta starts at {from:?} but the committed position of {file} is {stored:?}; refusing to jump")]
@@ -50,6 +70,17 @@ pub enum LedgerError {
     /// No entry for the file (commit before begin): a bug.
     #[error("ledger: no entry for {0}")]
     Missing(String),
+}
+
+impl Classify for LedgerError {
+    fn fault(&self) -> Fault {
+        match self {
+            // Another process holds it: it may go away (a restart racing its predecessor).
+            LedgerError::Busy { .. } => Fault::Transient,
+            LedgerError::Storage { corrupt: false, .. } => Fault::Transient,
+            LedgerError::Storage { corrupt: true, .. } | LedgerError::IncompatibleDelta { .. } | LedgerError::Missing(_) => Fault::Bug,
+        }
+    }
 }
 
 /// Where a file is in its life.
@@ -90,6 +121,16 @@ pub struct FileEntry {
     /// Rows skipped because Milvus already held them with the same content (incremental re-import).
     #[serde(default)]
     pub rows_unchanged: u64,
+    /// Rows not written because a later record of the same batch had the same key (last one wins).
+    #[serde(default)]
+    pub rows_superseded: u64,
+    /// Where the attempt under way began; `Some` while an attempt is open. Still open at the next
+    /// `begin` means the process died during it.
+    #[serde(default)]
+    pub attempt_from: Option<Checkpoint>,
+    /// Attempts in a row that ended with the process dying before they committed anything.
+    #[serde(default)]
+    pub crashes: u32,
     /// When the first import started (RFC 3339).
     pub started_at: String,
     /// Last change.
@@ -105,13 +146,35 @@ pub struct BatchCounts {
     pub rejected: u64,
     /// Rows skipped because Milvus already held them unchanged.
     pub unchanged: u64,
+    /// Rows dropped because a later record of the batch had the same key.
+    pub superseded: u64,
 }
 
 impl BatchCounts {
     /// Counts with only `imported` and `rejected` set.
     pub fn new(imported: u64, rejected: u64) -> Self {
-        Self { imported, rejected, unchanged: 0 }
+        Self { imported, rejected, ..Self::default() }
     }
+}
+
+/// How [`Ledger::begin`] treats the file's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BeginOptions {
+    /// Start over even when the content was imported before (`--force`, or a mirrored source
+    /// going back to a version it held earlier).
+    pub restart: bool,
+    /// Crashed attempts in a row after which the file is set aside ([`Begin::Crashed`]).
+    pub max_crashes: u32,
+}
+
+/// The committed length of a pipeline's dead-letter file: letters past it belong to a batch
+/// whose commit did not land, and are cut off before that batch is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterMark {
+    /// The file's inode: a file rotated away by an operator is never cut.
+    pub inode: u64,
+    /// Bytes committed.
+    pub length: u64,
 }
 
 /// What [`Ledger::begin`] decided.
@@ -121,6 +184,14 @@ pub enum Begin {
     AlreadyImported(FileEntry),
     /// Import from this position (`Start` for a new file).
     From(Checkpoint),
+    /// The last `crashes` attempts each ended with the process dying before any progress: set
+    /// the file aside. The entry is marked failed with that reason.
+    Crashed {
+        /// Attempts in a row that died.
+        crashes: u32,
+        /// The entry, now failed.
+        entry: Box<FileEntry>,
+    },
 }
 
 /// The sled-backed ledger.
@@ -134,6 +205,8 @@ pub struct Ledger {
     sources: sled::Tree,
     /// pipeline → [`ScheduleEntry`] (JSON).
     schedules: sled::Tree,
+    /// pipeline → [`DeadLetterMark`] (JSON).
+    dead_letters: sled::Tree,
     db: sled::Db,
 }
 
@@ -145,26 +218,50 @@ impl Ledger {
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 LedgerError::Busy { path: path.clone() }
             }
-            other => LedgerError::Storage { path: path.clone(), message: other.to_string() },
+            other => storage_error(&path, other),
         })?;
-        let tree = |name: &str| db.open_tree(name).map_err(|error| LedgerError::Storage { path: path.clone(), message: error.to_string() });
-        let (files, mirror_keys, sources, schedules) = (tree("files")?, tree("mirror_keys")?, tree("sources")?, tree("schedules")?);
-        Ok(Self { path, files, mirror_keys, sources, schedules, db })
+        let tree = |name: &str| db.open_tree(name).map_err(|error| storage_error(&path, error));
+        let (files, mirror_keys, sources) = (tree("files")?, tree("mirror_keys")?, tree("sources")?);
+        let (schedules, dead_letters) = (tree("schedules")?, tree("dead_letters")?);
+        Ok(Self { path, files, mirror_keys, sources, schedules, dead_letters, db })
     }
 
-    /// Registers an import of `hash` (seen at `path`) by `pipeline` and says where to start.
-    /// A new file starts at `Start`; an interrupted or failed one resumes at its committed
-    /// position; an imported one is reported as such unless `force` (then it starts over).
-    pub fn begin(&self, pipeline: &str, hash: &str, size: u64, path: &str, force: bool) -> Result<Begin, LedgerError> {
+    /// Like [`Ledger::open`], but waits up to `wait` while another process holds the ledger: a
+    /// process killed a moment ago may not have let go of its lock yet.
+    pub fn open_waiting(state_dir: &Path, wait: Duration) -> Result<Self, LedgerError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match Self::open(state_dir) {
+                Err(LedgerError::Busy { .. }) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                other => return other,
+            }
+        }
+    }
+
+    /// Registers an attempt to import `hash` (seen at `path`) by `pipeline` and says where to
+    /// start. A new file starts at `Start`; an interrupted or failed one resumes at its committed
+    /// position; an imported one is reported as such unless `options.restart` (then it starts
+    /// over); one whose attempts keep killing the process is set aside (module doc).
+    pub fn begin(&self, pipeline: &str, hash: &str, size: u64, path: &str, options: BeginOptions) -> Result<Begin, LedgerError> {
         let now = now_rfc3339();
-        let entry = match self.get(pipeline, hash)? {
-            Some(entry) if entry.state == FileState::Imported && !force => return Ok(Begin::AlreadyImported(entry)),
+        let mut entry = match self.get(pipeline, hash)? {
+            Some(entry) if entry.state == FileState::Imported && !options.restart => return Ok(Begin::AlreadyImported(entry)),
             Some(mut entry) => {
-                if entry.state == FileState::Imported {
-                    entry.position = Checkpoint::Start;
-                    entry.rows_imported = 0;
-                    entry.rows_rejected = 0;
-                    entry.rows_unchanged = 0;
+                match &entry.state {
+                    FileState::Imported => {
+                        entry.position = Checkpoint::Start;
+                        entry.rows_imported = 0;
+                        entry.rows_rejected = 0;
+                        entry.rows_unchanged = 0;
+                        entry.rows_superseded = 0;
+                        entry.crashes = 0;
+                    }
+                    // Dropped again after it failed: it gets its tries afresh.
+                    FileState::Failed { .. } => entry.crashes = 0,
+                    FileState::Importing => {}
+                }
+                if let Some(from) = entry.attempt_from.take() {
+                    entry.crashes = if from == entry.position { entry.crashes + 1 } else { 0 };
                 }
                 entry.state = FileState::Importing;
                 entry.paths.retain(|seen| seen != path);
@@ -182,18 +279,62 @@ impl Ledger {
                 rows_imported: 0,
                 rows_rejected: 0,
                 rows_unchanged: 0,
+                rows_superseded: 0,
+                attempt_from: None,
+                crashes: 0,
                 started_at: now.clone(),
                 updated_at: now,
             },
         };
+        if entry.crashes >= options.max_crashes {
+            let crashes = entry.crashes;
+            entry.state = FileState::Failed { reason: crash_reason(crashes) };
+            self.put(&entry)?;
+            self.flush()?;
+            return Ok(Begin::Crashed { crashes, entry: Box::new(entry) });
+        }
+        entry.attempt_from = Some(entry.position.clone());
         let position = entry.position.clone();
         self.put(&entry)?;
+        self.flush()?;
         Ok(Begin::From(position))
     }
 
+    /// Closes the open attempt of a file without changing its state: the import stopped in an
+    /// orderly way (shutdown, a transient fault), so it does not count as a crash.
+    pub fn end_attempt(&self, pipeline: &str, hash: &str) -> Result<(), LedgerError> {
+        let mut entry = self.get(pipeline, hash)?.ok_or_else(|| LedgerError::Missing(key(pipeline, hash)))?;
+        entry.attempt_from = None;
+        self.put(&entry)?;
+        self.flush()
+    }
+
+    /// The committed length of `pipeline`'s dead-letter file, if one was recorded.
+    pub fn dead_letter_mark(&self, pipeline: &str) -> Result<Option<DeadLetterMark>, LedgerError> {
+        let value = self.dead_letters.get(pipeline).map_err(|error| self.storage(error))?;
+        value.map(|bytes| serde_json::from_slice(&bytes).map_err(|error| self.undecodable(error))).transpose()
+    }
+
+    /// Records `mark` as the committed length of `pipeline`'s dead-letter file (before a
+    /// process's first letters, so that they can be cut off if their batch does not commit).
+    pub fn set_dead_letter_mark(&self, pipeline: &str, mark: DeadLetterMark) -> Result<(), LedgerError> {
+        self.dead_letters.insert(pipeline, serde_json::to_vec(&mark).expect("marks serialise")).map_err(|error| self.storage(error))?;
+        self.flush()
+    }
+
     /// Applies a batch's delta `(from, to]` with its counts, after Milvus acknowledged it, and
-    /// flushes it to disk. Refuses a delta that does not start at the committed position.
-    pub fn commit(&self, pipeline: &str, hash: &str, from: &Checkpoint, to: &Checkpoint, counts: BatchCounts) -> Result<(), LedgerError> {
+    /// flushes it to disk. Refuses a delta that does not start at the committed position. With
+    /// `letters`, the pipeline's dead-letter file's new committed length is written in the same
+    /// transaction.
+    pub fn commit(
+        &self,
+        pipeline: &str,
+        hash: &str,
+        from: &Checkpoint,
+        to: &Checkpoint,
+        counts: BatchCounts,
+        letters: Option<DeadLetterMark>,
+    ) -> Result<(), LedgerError> {
         let mut entry = self.get(pipeline, hash)?.ok_or_else(|| LedgerError::Missing(key(pipeline, hash)))?;
         if &entry.position != from {
             return Err(LedgerError::IncompatibleDelta {
@@ -206,19 +347,36 @@ impl Ledger {
         entry.rows_imported += counts.imported;
         entry.rows_rejected += counts.rejected;
         entry.rows_unchanged += counts.unchanged;
+        entry.rows_superseded += counts.superseded;
         entry.updated_at = now_rfc3339();
         crate::failpoint::hit("ledger_before_write");
-        self.put(&entry)?;
+        let entry_bytes = serde_json::to_vec(&entry).expect("entries serialise");
+        let mark_bytes = letters.map(|mark| serde_json::to_vec(&mark).expect("marks serialise"));
+        let file_key = key(pipeline, hash);
+        (&self.files, &self.dead_letters)
+            .transaction(|(files, dead_letters)| {
+                files.insert(file_key.as_bytes(), entry_bytes.as_slice())?;
+                if let Some(mark) = &mark_bytes {
+                    dead_letters.insert(pipeline.as_bytes(), mark.as_slice())?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<()>>(())
+            })
+            .map_err(|error| match error {
+                sled::transaction::TransactionError::Storage(error) => self.storage(error),
+                sled::transaction::TransactionError::Abort(()) => self.storage_message("commit transaction aborted".to_owned()),
+            })?;
         crate::failpoint::hit("ledger_before_flush");
         self.flush()
     }
 
-    /// Marks the file imported (after the last commit and the collection flush).
+    /// Marks the file imported (after the last commit and the collection flush) and closes its
+    /// attempt.
     pub fn finish(&self, pipeline: &str, hash: &str) -> Result<FileEntry, LedgerError> {
         self.set_state(pipeline, hash, FileState::Imported)
     }
 
-    /// Marks the file failed with `reason`; its position stays, so a retry resumes.
+    /// Marks the file failed with `reason` and closes its attempt; its position stays, so a
+    /// retry resumes.
     pub fn fail(&self, pipeline: &str, hash: &str, reason: &str) -> Result<FileEntry, LedgerError> {
         self.set_state(pipeline, hash, FileState::Failed { reason: reason.to_owned() })
     }
@@ -243,6 +401,10 @@ impl Ledger {
     fn set_state(&self, pipeline: &str, hash: &str, state: FileState) -> Result<FileEntry, LedgerError> {
         let mut entry = self.get(pipeline, hash)?.ok_or_else(|| LedgerError::Missing(key(pipeline, hash)))?;
         entry.state = state;
+        entry.attempt_from = None;
+        if entry.state == FileState::Imported {
+            entry.crashes = 0;
+        }
         entry.updated_at = now_rfc3339();
         self.put(&entry)?;
         self.flush()?;
@@ -261,17 +423,34 @@ impl Ledger {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<FileEntry, LedgerError> {
-        serde_json::from_slice(bytes)
-            .map_err(|error| LedgerError::Storage { path: self.path.clone(), message: format!("undecodable entry: {error}") })
+        serde_json::from_slice(bytes).map_err(|error| self.undecodable(error))
+    }
+
+    fn undecodable(&self, error: serde_json::Error) -> LedgerError {
+        LedgerError::Storage { path: self.path.clone(), message: format!("undecodable entry: {error}"), corrupt: true }
     }
 
     fn storage(&self, error: sled::Error) -> LedgerError {
-        self.storage_message(error.to_string())
+        storage_error(&self.path, error)
     }
 
     fn storage_message(&self, message: String) -> LedgerError {
-        LedgerError::Storage { path: self.path.clone(), message }
+        LedgerError::Storage { path: self.path.clone(), message, corrupt: false }
     }
+}
+
+/// sled's error as a [`LedgerError::Storage`]: I/O (a full disk, a failing device) passes or is
+/// the environment's; corruption and misuse are not.
+fn storage_error(path: &Path, error: sled::Error) -> LedgerError {
+    let corrupt = !matches!(error, sled::Error::Io(_));
+    LedgerError::Storage { path: path.to_owned(), message: error.to_string(), corrupt }
+}
+
+/// The reason recorded for a file set aside after `crashes` crashed attempts.
+pub fn crash_reason(crashes: u32) -> String {
+    format!(
+        "the import stopped the process {crashes} times in a row before committing anything (a crash or an out-of-memory kill while reading this file); it was set aside so that other files go on"
+    )
 }
 
 fn key(pipeline: &str, hash: &str) -> String {
@@ -282,6 +461,9 @@ fn key(pipeline: &str, hash: &str) -> String {
 mod tests {
     use super::*;
 
+    const OPTIONS: BeginOptions = BeginOptions { restart: false, max_crashes: 3 };
+    const RESTART: BeginOptions = BeginOptions { restart: true, max_crashes: 3 };
+
     fn text(byte_offset: u64, ordinal: u64) -> Checkpoint {
         Checkpoint::Text { byte_offset, line: ordinal + 2, ordinal }
     }
@@ -291,12 +473,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let ledger = Ledger::open(dir.path()).unwrap();
-            assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", false).unwrap(), Begin::From(Checkpoint::Start));
-            ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(4, 1)).unwrap();
-            ledger.commit("docs", "h1", &text(50, 5), &text(100, 9), BatchCounts::new(4, 0)).unwrap();
+            assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(Checkpoint::Start));
+            ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(4, 1), None).unwrap();
+            ledger.commit("docs", "h1", &text(50, 5), &text(100, 9), BatchCounts::new(4, 0), None).unwrap();
         }
         let ledger = Ledger::open(dir.path()).unwrap();
-        assert_eq!(ledger.begin("docs", "h1", 100, "b.csv", false).unwrap(), Begin::From(text(100, 9)));
+        assert_eq!(ledger.begin("docs", "h1", 100, "b.csv", OPTIONS).unwrap(), Begin::From(text(100, 9)));
         let entry = ledger.get("docs", "h1").unwrap().unwrap();
         assert_eq!((entry.rows_imported, entry.rows_rejected), (8, 1));
         assert_eq!(entry.paths, vec!["a.csv", "b.csv"]);
@@ -306,12 +488,12 @@ mod tests {
     fn a_delta_that_does_not_start_at_the_committed_position_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(5, 0)).unwrap();
-        let error = ledger.commit("docs", "h1", &text(40, 4), &text(100, 9), BatchCounts::new(5, 0)).unwrap_err();
+        ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(50, 5), BatchCounts::new(5, 0), None).unwrap();
+        let error = ledger.commit("docs", "h1", &text(40, 4), &text(100, 9), BatchCounts::new(5, 0), None).unwrap_err();
         assert!(matches!(error, LedgerError::IncompatibleDelta { .. }), "{error}");
         assert!(matches!(
-            ledger.commit("docs", "h2", &Checkpoint::Start, &text(1, 1), BatchCounts::new(1, 0)),
+            ledger.commit("docs", "h2", &Checkpoint::Start, &text(1, 1), BatchCounts::new(1, 0), None),
             Err(LedgerError::Missing(_))
         ));
     }
@@ -320,13 +502,13 @@ mod tests {
     fn imported_files_are_recognised_and_force_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(100, 9), BatchCounts::new(9, 0)).unwrap();
+        ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(100, 9), BatchCounts::new(9, 0), None).unwrap();
         ledger.finish("docs", "h1").unwrap();
-        assert!(matches!(ledger.begin("docs", "h1", 100, "copy.csv", false).unwrap(), Begin::AlreadyImported(_)));
+        assert!(matches!(ledger.begin("docs", "h1", 100, "copy.csv", OPTIONS).unwrap(), Begin::AlreadyImported(_)));
         // Another pipeline imports the same content independently.
-        assert_eq!(ledger.begin("other", "h1", 100, "a.csv", false).unwrap(), Begin::From(Checkpoint::Start));
-        assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", true).unwrap(), Begin::From(Checkpoint::Start));
+        assert_eq!(ledger.begin("other", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(Checkpoint::Start));
+        assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", RESTART).unwrap(), Begin::From(Checkpoint::Start));
         assert_eq!(ledger.get("docs", "h1").unwrap().unwrap().rows_imported, 0);
     }
 
@@ -334,10 +516,77 @@ mod tests {
     fn failed_files_resume_from_their_position() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
-        ledger.begin("docs", "h1", 100, "a.csv", false).unwrap();
-        ledger.commit("docs", "h1", &Checkpoint::Start, &text(30, 3), BatchCounts::new(3, 0)).unwrap();
+        ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap();
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(30, 3), BatchCounts::new(3, 0), None).unwrap();
         let failed = ledger.fail("docs", "h1", "milvus unavailable").unwrap();
         assert_eq!(failed.state, FileState::Failed { reason: "milvus unavailable".into() });
-        assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", false).unwrap(), Begin::From(text(30, 3)));
+        assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(text(30, 3)));
+    }
+
+    #[test]
+    fn attempts_that_die_without_progress_are_counted_and_set_the_file_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        // Three starts, each "killed" (no end_attempt) before committing anything.
+        for _ in 0..3 {
+            assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(Checkpoint::Start));
+        }
+        match ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap() {
+            Begin::Crashed { crashes, entry } => {
+                assert_eq!(crashes, 3);
+                assert!(matches!(&entry.state, FileState::Failed { reason } if reason.contains("stopped the process 3 times")));
+            }
+            other => panic!("expected Crashed, got {other:?}"),
+        }
+        // Dropped again after being set aside, it gets its tries afresh.
+        assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(Checkpoint::Start));
+    }
+
+    #[test]
+    fn progress_or_an_orderly_end_between_attempts_is_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let mut position = Checkpoint::Start;
+        for round in 1..=5u64 {
+            // Each attempt commits a batch and then dies: progress, so never set aside.
+            assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(position.clone()));
+            ledger.commit("docs", "h1", &position, &text(round * 10, round), BatchCounts::new(1, 0), None).unwrap();
+            position = text(round * 10, round);
+        }
+        for _ in 0..5 {
+            // Orderly ends (Milvus away, shutdown) do not count either.
+            assert_eq!(ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap(), Begin::From(position.clone()));
+            ledger.end_attempt("docs", "h1").unwrap();
+        }
+        assert_eq!(ledger.get("docs", "h1").unwrap().unwrap().crashes, 0);
+    }
+
+    #[test]
+    fn dead_letter_marks_commit_with_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.dead_letter_mark("docs").unwrap(), None);
+        ledger.set_dead_letter_mark("docs", DeadLetterMark { inode: 7, length: 0 }).unwrap();
+        ledger.begin("docs", "h1", 100, "a.csv", OPTIONS).unwrap();
+        let mark = DeadLetterMark { inode: 7, length: 420 };
+        ledger.commit("docs", "h1", &Checkpoint::Start, &text(30, 3), BatchCounts::new(2, 1), Some(mark)).unwrap();
+        drop(ledger);
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert_eq!(ledger.dead_letter_mark("docs").unwrap(), Some(mark));
+        assert_eq!(ledger.dead_letter_mark("other").unwrap(), None);
+    }
+
+    #[test]
+    fn a_held_ledger_is_waited_for_then_reported_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Ledger::open(dir.path()).unwrap();
+        let error = Ledger::open_waiting(dir.path(), Duration::from_millis(300)).err().expect("busy");
+        assert!(matches!(error, LedgerError::Busy { .. }), "{error}");
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(held);
+        });
+        Ledger::open_waiting(dir.path(), Duration::from_secs(30)).expect("opened once released");
+        releaser.join().unwrap();
     }
 }

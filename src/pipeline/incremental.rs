@@ -14,13 +14,17 @@
 //!
 //! With `mirror = true` the stage also records every key of the file in the ledger (before the
 //! batch is committed), and [`mirror_deletions`] deletes, once the file is imported, the rows whose
-//! keys the source's previously mirrored version had and this one lacks.
+//! keys the source's previously mirrored version had and this one lacks — unless they are more
+//! than `mirror_max_delete_share` of that version's rows: such a pass (a truncated upload, most
+//! likely) is held back and reported, and the previous version stays the baseline. A source going
+//! back to content it held before (A → B → A) is imported again ([`mirrored_elsewhere`]).
 
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::read::RowBatch;
 use super::{blocking, FileJob, ImportError};
+use crate::progress::MirrorHold;
 use crate::sink::CollectionSpec;
 
 /// After a lookup of vector-carrying rows found none stored, one batch in this many looks again.
@@ -97,41 +101,95 @@ pub(super) fn spawn(
     tokio::spawn(stage.in_current_span())
 }
 
+/// What a mirror pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct MirrorPass {
+    /// Rows deleted because their keys left the source.
+    pub deleted: u64,
+    /// Set when the pass was held back instead.
+    pub held_back: Option<MirrorHold>,
+}
+
+/// The source a mirrored file stands for: its canonical path.
+fn source_of(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()).display().to_string()
+}
+
+/// Whether `job`'s source currently mirrors other content than this file's: then this content is
+/// imported again even if it was imported before (the collection holds another version now).
+pub(super) async fn mirrored_elsewhere(job: &FileJob<'_>) -> Result<bool, ImportError> {
+    let (ledger, name, source) = (job.context.ledger.clone(), job.pipeline.name.clone(), source_of(job.path));
+    let mirrored = blocking(move || ledger.mirrored_version(&name, &source)).await?;
+    Ok(mirrored.is_some_and(|version| version != job.identity.hash))
+}
+
 /// After `job`'s file is imported: deletes from Milvus the rows whose keys the previously
 /// mirrored version of the same source (the file's path) had and this version lacks, then makes
-/// this version the source's baseline. Repeating it after a crash is harmless.
-pub(super) async fn mirror_deletions(job: &FileJob<'_>) -> Result<u64, ImportError> {
+/// this version the source's baseline — or, when that would delete more than the pipeline's
+/// `mirror_max_delete_share`, holds the pass back (nothing deleted, baseline unchanged). Repeating
+/// it after a crash is harmless.
+pub(super) async fn mirror_deletions(job: &FileJob<'_>) -> Result<MirrorPass, ImportError> {
     let FileJob { context, pipeline, path, identity, .. } = *job;
-    let source = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()).display().to_string();
+    let source = source_of(path);
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());
     let ledger = context.ledger.clone();
     let previous = {
         let (ledger, name, source) = (ledger.clone(), name.clone(), source.clone());
         blocking(move || ledger.mirrored_version(&name, &source)).await?
     };
-    let mut deleted = 0u64;
+    let mut pass = MirrorPass::default();
     if let Some(previous) = previous.as_ref().filter(|previous| **previous != hash) {
-        let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
-        let mut after: Option<String> = None;
-        loop {
-            let page = {
-                let (ledger, name, previous, hash, after) = (ledger.clone(), name.clone(), previous.clone(), hash.clone(), after.clone());
-                blocking(move || ledger.keys_gone(&name, &previous, &hash, after.as_deref(), DELETE_PAGE)).await?
-            };
-            if page.is_empty() {
-                break;
-            }
-            context.sink.delete_keys(&spec, &page).await?;
-            deleted += page.len() as u64;
-            after = page.last().cloned();
+        let hold = {
+            let (ledger, name, previous, hash) = (ledger.clone(), name.clone(), previous.clone(), hash.clone());
+            blocking(move || {
+                let previous_rows = ledger.count_keys(&name, &previous)?;
+                let keys_gone = ledger.count_keys_gone(&name, &previous, &hash)?;
+                Ok(MirrorHold { keys_gone, previous_rows })
+            })
+            .await?
+        };
+        if hold.keys_gone > 0 && hold.keys_gone as f64 > pipeline.mirror_max_delete_share * hold.previous_rows as f64 {
+            tracing::warn!(
+                %source,
+                keys_gone = hold.keys_gone,
+                previous_rows = hold.previous_rows,
+                max_share = pipeline.mirror_max_delete_share,
+                "mirror held back: this version lacks more of the source's rows than mirror_max_delete_share allows (a truncated upload?); nothing was deleted. Drop a complete version, or raise mirror_max_delete_share if the deletion is meant"
+            );
+            context.telemetry.mirror_held_back(&pipeline.name);
+            pass.held_back = Some(hold);
+            return Ok(pass);
         }
-        if deleted > 0 {
-            context.sink.flush(&spec.name).await?;
-            context.telemetry.deleted(&pipeline.name, deleted);
-            tracing::info!(rows = deleted, %source, "mirror: deleted rows whose keys left the source");
-        }
+        pass.deleted = delete_gone_keys(job, previous).await?;
     }
     blocking(move || ledger.complete_mirror(&name, &source, &hash, previous.as_deref())).await?;
+    Ok(pass)
+}
+
+/// Deletes, page by page, the keys of version `previous` that `job`'s version lacks.
+async fn delete_gone_keys(job: &FileJob<'_>, previous: &str) -> Result<u64, ImportError> {
+    let FileJob { context, pipeline, identity, .. } = *job;
+    let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
+    let mut deleted = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let page = {
+            let (ledger, name, previous, hash) = (context.ledger.clone(), pipeline.name.clone(), previous.to_owned(), identity.hash.clone());
+            let after = after.clone();
+            blocking(move || ledger.keys_gone(&name, &previous, &hash, after.as_deref(), DELETE_PAGE)).await?
+        };
+        if page.is_empty() {
+            break;
+        }
+        context.sink.delete_keys(&spec, &page).await?;
+        deleted += page.len() as u64;
+        after = page.last().cloned();
+    }
+    if deleted > 0 {
+        context.sink.flush(&spec.name).await?;
+        context.telemetry.deleted(&pipeline.name, deleted);
+        tracing::info!(rows = deleted, "mirror: deleted rows whose keys left the source");
+    }
     Ok(deleted)
 }
 

@@ -11,12 +11,18 @@
 //! `(from, to]`; the commit stage applies it to the ledger only after Milvus acknowledged the
 //! batch's rows (invariant 1). A crash anywhere replays at most the uncommitted batches, with the
 //! same keys (invariant 2).
+//!
+//! An import that stops says whose fault it was ([`ImportError`] is [`Classify`]): only a
+//! [`Fault::File`] marks the file failed in the ledger; any other fault leaves it `importing` at
+//! its committed position, for the caller to retry (the daemon backs off, `vecdrop import` retries
+//! until its deadline). Two imports of the same content never run at once in one process.
 
 mod incremental;
 mod read;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -24,10 +30,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
-use crate::dead_letter::DeadLetterWriter;
+use crate::dead_letter::{DeadLetterError, DeadLetters};
 use crate::embed::{EmbedError, Embedder};
+use crate::fault::{Classify, Fault};
 use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
-use crate::ledger::{BatchCounts, Begin, FileEntry, Ledger, LedgerError};
+use crate::ledger::{crash_reason, BatchCounts, Begin, BeginOptions, FileEntry, Ledger, LedgerError};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
 use crate::settings::{PipelineSettings, Settings};
@@ -68,12 +75,15 @@ pub enum ImportError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     /// The dead-letter file cannot be written: stop rather than lose records.
-    #[error("dead-letter file {path}: {source}")]
-    DeadLetter {
-        /// The dead-letter file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    /// Earlier imports of this file kept killing the process; it is set aside.
+    #[error("{path}: {}", crash_reason(*crashes))]
+    Crashed {
+        /// The file.
+        path: String,
+        /// Attempts in a row that died.
+        crashes: u32,
     },
     /// Shutdown was requested: the batches read so far were committed, the rest waits for the next
     /// start (the ledger keeps the file `importing` at its committed position).
@@ -85,6 +95,22 @@ pub enum ImportError {
     /// A stage ended without saying why (a bug).
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl Classify for ImportError {
+    fn fault(&self) -> Fault {
+        match self {
+            ImportError::Read(error) => error.fault(),
+            ImportError::Schema { .. } | ImportError::Changed { .. } | ImportError::Crashed { .. } => Fault::File,
+            ImportError::Embed(error) => error.fault(),
+            ImportError::Sink(error) => error.fault(),
+            ImportError::Ledger(error) => error.fault(),
+            ImportError::DeadLetter(error) => error.fault(),
+            // Not a fault: the caller resumes the file at the next start.
+            ImportError::Interrupted { .. } => Fault::Transient,
+            ImportError::Internal(_) => Fault::Bug,
+        }
+    }
 }
 
 /// What an import needs that outlives one file: the model, Milvus, the ledger, the config.
@@ -107,10 +133,52 @@ pub struct ImportContext {
     pub cancel: CancellationToken,
     /// The loaded `[[plugins]]` and their formats.
     pub plugins: PluginRegistry,
+    /// One dead-letter writer per pipeline, shared by its files in flight.
+    pub dead_letters: DeadLetters,
+    /// Content being imported now, so that two copies of one file wait for each other.
+    pub active: ActiveImports,
+}
+
+impl ImportContext {
+    /// A context for `settings` with fresh telemetry, dead-letter writers and cancel token.
+    pub fn new(settings: Settings, embedder: Embedder, sink: MilvusSink, ledger: Ledger, plugins: PluginRegistry, interactive: bool) -> Self {
+        let dead_letters = DeadLetters::new(&settings.resolve(&settings.state.dir), ledger.clone());
+        Self {
+            settings: Arc::new(settings),
+            embedder,
+            sink: Arc::new(sink),
+            ledger,
+            interactive,
+            telemetry: Arc::new(Telemetry::default()),
+            cancel: CancellationToken::new(),
+            plugins,
+            dead_letters,
+            active: ActiveImports::default(),
+        }
+    }
+}
+
+/// Ledger keys (`pipeline/hash`) being imported in this process, each behind its own lock.
+#[derive(Clone, Default)]
+pub struct ActiveImports {
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl ActiveImports {
+    /// Waits until no other import of `pipeline`'s content `hash` runs, and holds it until the
+    /// guard is dropped.
+    async fn hold(&self, pipeline: &str, hash: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = Arc::clone(self.locks.lock().expect("active imports lock").entry(format!("{pipeline}/{hash}")).or_default());
+        let guard = lock.lock_owned().await;
+        // Entries of finished imports are dropped when nobody else waits for them.
+        self.locks.lock().expect("active imports lock").retain(|_, lock| Arc::strong_count(lock) > 1);
+        guard
+    }
 }
 
 /// How a file's import ended.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)]
 pub enum FileOutcome {
     /// Rows were imported (possibly resuming an earlier, interrupted import).
     Imported(ImportSummary),
@@ -161,43 +229,71 @@ async fn import_file_in_span(
 ) -> Result<FileOutcome, ImportError> {
     let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
     let identity = FileIdentity::of(path).await?;
+    let _only_import_of_this_content = context.active.hold(&pipeline.name, &identity.hash).await;
+    let job = FileJob { context, pipeline, path, identity: &identity, force };
+    // A mirrored source going back to content it held before (A → B → A) is imported again.
+    let source_moved_on = pipeline.mirror && incremental::mirrored_elsewhere(&job).await?;
+    let options = BeginOptions { restart: force || source_moved_on, max_crashes: context.settings.daemon.max_crashes };
     let ledger = context.ledger.clone();
     let (name, hash, size, display) = (pipeline.name.clone(), identity.hash.clone(), identity.size, path.display().to_string());
-    let resume = match blocking(move || ledger.begin(&name, &hash, size, &display, force)).await? {
+    let resume = match blocking(move || ledger.begin(&name, &hash, size, &display, options)).await? {
         Begin::AlreadyImported(entry) => {
             if pipeline.mirror {
                 // A crash may have come between `finish` and the end of the mirror deletions.
-                incremental::mirror_deletions(&FileJob { context, pipeline, path, identity: &identity, force }).await?;
+                incremental::mirror_deletions(&job).await?;
             }
             return Ok(FileOutcome::AlreadyImported(entry));
         }
+        Begin::Crashed { crashes, .. } => return Err(ImportError::Crashed { path: path.display().to_string(), crashes }),
         Begin::From(checkpoint) => checkpoint,
     };
     if resume != Checkpoint::Start {
         tracing::info!(ordinal = resume.ordinal(), "resuming after the last committed record");
     }
-    let job = FileJob { context, pipeline, path, identity: &identity, force };
-    let result = run_stages(&job, format, resume).await;
+    let result = match run_stages(&job, format, resume).await {
+        Ok(summary) => finish(&job, summary).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = &result {
+        record_failure(&job, error).await;
+    }
+    result
+}
+
+/// Marks the file imported (its rows are committed and flushed) and applies mirror deletions.
+async fn finish(job: &FileJob<'_>, mut summary: ImportSummary) -> Result<FileOutcome, ImportError> {
+    let FileJob { context, pipeline, path, identity, .. } = *job;
+    crate::failpoint::hit_for("before_finish", &path.display().to_string());
     let ledger = context.ledger.clone();
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());
-    match result {
-        Ok(summary) => {
-            crate::failpoint::hit("before_finish");
-            blocking(move || ledger.finish(&name, &hash)).await?;
-            let mut summary = summary;
-            if pipeline.mirror {
-                summary.rows_deleted = incremental::mirror_deletions(&job).await?;
-            }
-            Ok(FileOutcome::Imported(summary))
-        }
-        Err(error @ ImportError::Interrupted { .. }) => Err(error),
-        Err(error) => {
-            let reason = error.to_string();
-            if let Err(ledger_error) = blocking(move || ledger.fail(&name, &hash, &reason)).await {
-                tracing::error!(%ledger_error, "cannot record the failure in the ledger");
-            }
-            Err(error)
-        }
+    blocking(move || ledger.finish(&name, &hash)).await?;
+    if pipeline.mirror {
+        let pass = incremental::mirror_deletions(job).await?;
+        summary.rows_deleted = pass.deleted;
+        summary.mirror_held_back = pass.held_back;
+    }
+    Ok(FileOutcome::Imported(summary))
+}
+
+/// Records in the ledger how an import stopped: a file fault fails the file; anything else only
+/// closes the attempt (the file stays `importing` at its committed position).
+async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
+    let FileJob { context, pipeline, identity, .. } = *job;
+    if matches!(error, ImportError::Sink(_)) {
+        context.sink.forget_collection(&pipeline.collection);
+    }
+    if matches!(error, ImportError::Crashed { .. }) {
+        return; // `begin` recorded it
+    }
+    let ledger = context.ledger.clone();
+    let (name, hash, reason, fault) = (pipeline.name.clone(), identity.hash.clone(), error.to_string(), error.fault());
+    let recorded = blocking(move || match fault {
+        Fault::File => ledger.fail(&name, &hash, &reason).map(drop),
+        _ => ledger.end_attempt(&name, &hash),
+    })
+    .await;
+    if let Err(ledger_error) = recorded {
+        tracing::error!(%ledger_error, "cannot record how the import ended in the ledger");
     }
 }
 
@@ -218,6 +314,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
         path: path.to_owned(),
         file_hash: identity.hash.clone(),
         cancel: context.cancel.clone(),
+        rejections: Default::default(),
     };
 
     let (embedded_sender, mut embedded_receiver) = mpsc::channel::<EmbeddedBatch>(CHANNEL_DEPTH);
@@ -237,10 +334,9 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     let mut progress = Progress::start(&path.display().to_string(), total_units, context.interactive);
     progress.skip_to(resume.units());
     let tracked = context.telemetry.track(&pipeline.name, &path.display().to_string(), total_units, resume.units());
-    let mut dead_letters = DeadLetterWriter::new(&context.settings.resolve(&context.settings.state.dir), &pipeline.name);
     let mut commit_result = Ok(());
     while let Some(embedded) = embedded_receiver.recv().await {
-        commit_result = commit_batch(job, &spec, &mut dead_letters, embedded, &mut progress, &tracked).await;
+        commit_result = commit_batch(job, &spec, embedded, &mut progress, &tracked).await;
         if commit_result.is_err() {
             break;
         }
@@ -267,11 +363,11 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     Ok(progress.finish())
 }
 
-/// Upserts one batch, then (Milvus acknowledged) writes its dead letters and commits its delta.
+/// Upserts one batch, then (Milvus acknowledged) writes its dead letters and commits its delta
+/// with the letters' committed length, holding the pipeline's dead-letter writer in between.
 async fn commit_batch(
     job: &FileJob<'_>,
     spec: &CollectionSpec,
-    dead_letters: &mut DeadLetterWriter,
     embedded: EmbeddedBatch,
     progress: &mut Progress,
     tracked: &InFlight,
@@ -283,16 +379,28 @@ async fn commit_batch(
     if !batch.rows.is_empty() {
         context.telemetry.upserted(&pipeline.name, started.elapsed());
     }
-    crate::failpoint::hit("after_upsert");
+    crate::failpoint::hit_for("after_upsert", &path.display().to_string());
     identity.check_unchanged(path)?;
-    if let Err(source) = dead_letters.append(&batch.dead_letters) {
-        return Err(ImportError::DeadLetter { path: dead_letters.path().to_owned(), source });
-    }
-    let counts = BatchCounts { imported, rejected: batch.dead_letters.len() as u64, unchanged: batch.unchanged };
-    let ledger = context.ledger.clone();
+    let counts = BatchCounts {
+        imported,
+        rejected: batch.dead_letters.len() as u64,
+        unchanged: batch.unchanged,
+        superseded: batch.superseded,
+    };
+    context.telemetry.rejected(&pipeline.name, batch.dead_letters.iter().map(|letter| letter.cause));
+    let (ledger, writer) = (context.ledger.clone(), context.dead_letters.writer(&pipeline.name));
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());
-    let (from, to) = (batch.from, batch.to.clone());
-    blocking(move || ledger.commit(&name, &hash, &from, &to, counts)).await?;
+    let (from, to, letters) = (batch.from, batch.to.clone(), batch.dead_letters);
+    tokio::task::spawn_blocking(move || -> Result<(), ImportError> {
+        if letters.is_empty() {
+            return Ok(ledger.commit(&name, &hash, &from, &to, counts, None)?);
+        }
+        let mut writer = writer.lock().expect("dead-letter writer lock");
+        let mark = writer.append(&letters)?;
+        Ok(ledger.commit(&name, &hash, &from, &to, counts, Some(mark))?)
+    })
+    .await
+    .map_err(|error| ImportError::Internal(format!("commit task: {error}")))??;
     progress.advance(counts, batch.to.units());
     tracked.committed(counts, batch.to.units());
     Ok(())

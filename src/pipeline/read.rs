@@ -1,25 +1,43 @@
 //! The **read + map** stage: records → rows in batches, rejected records → dead letters carried
 //! with the batch (written when the batch is committed, so a replay after a crash does not write
 //! them twice).
+//!
+//! A batch is cut at `batch_rows` rows, at [`MAX_LETTER_BYTES`] of rejected records, or when it
+//! has been open for [`MAX_BATCH_AGE`]: a file of nothing but bad records streams through in the
+//! same memory as a good one, and its position keeps being committed. Within a batch, a key that
+//! comes again replaces the earlier row (the last version wins, as the order of commits gives
+//! across batches; Milvus 2.3 kept the first of a batch, 2.6 refuses such a batch). The first
+//! [`LOGGED_REJECTIONS`] rejections of a file are logged, then one summary line by cause.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ImportError;
-use crate::dead_letter::{now_rfc3339, DeadLetter};
+use crate::dead_letter::{now_rfc3339, DeadLetter, RejectCause};
 use crate::format::{raw_excerpt, Checkpoint, Format, ReadItem, ReadOptions, Record, RecordPosition, RecordReader};
 use crate::mapping::{Row, RowSchema};
 
+/// Bytes of rejected records (raw excerpts and reasons) after which a batch is cut.
+pub const MAX_LETTER_BYTES: usize = 1024 * 1024;
+/// Age after which a batch that holds anything is cut, so that commits keep coming on slow input.
+pub const MAX_BATCH_AGE: Duration = Duration::from_secs(1);
+/// Rejections logged one by one per file; the rest are summed up in one line.
+pub const LOGGED_REJECTIONS: u64 = 5;
+
 /// Rows of consecutive records and the checkpoint delta `(from, to]` they cover.
 pub struct RowBatch {
-    /// Rows to embed and upsert.
+    /// Rows to embed and upsert, one per primary key.
     pub rows: Vec<Row>,
     /// Records of the delta that could not become rows.
     pub dead_letters: Vec<DeadLetter>,
     /// Rows of the delta dropped because Milvus already holds them unchanged.
     pub unchanged: u64,
+    /// Rows of the delta replaced by a later record with the same key.
+    pub superseded: u64,
     /// Committed position before the batch.
     pub from: Checkpoint,
     /// Position after the batch's last record.
@@ -44,6 +62,8 @@ pub struct ReadJob {
     pub file_hash: String,
     /// Shutdown: stop after the current batch.
     pub cancel: CancellationToken,
+    /// Rejections so far in this run, by cause (for the log's summary line).
+    pub rejections: BTreeMap<RejectCause, u64>,
 }
 
 /// Why the read stage stopped without an error.
@@ -80,51 +100,76 @@ pub fn spawn(mut job: ReadJob, output: mpsc::Sender<RowBatch>) -> tokio::task::J
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let mut batch = job.empty_batch(job.resume.clone());
-        loop {
-            let item = match job.reader.next_item() {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(error) => {
-                    // Records read before the damage still count: hand them on, then fail.
-                    let _ = output.blocking_send(batch);
-                    return Err(error.into());
-                }
-            };
-            batch.to = item.next().clone();
-            match item {
-                ReadItem::Record(record) => match job.schema.map(&record, &job.file_hash) {
-                    Ok(row) => batch.rows.push(row),
-                    Err(error) => batch.dead_letters.push(job.letter(record.position, Some(error.field), error.reason, raw_of(&record))),
-                },
-                ReadItem::Rejected(rejected) => {
-                    batch.dead_letters.push(job.letter(rejected.position, rejected.field, rejected.reason, rejected.raw))
-                }
-            }
-            if batch.rows.len() >= job.batch_rows {
-                let next = job.empty_batch(batch.to.clone());
-                if output.blocking_send(std::mem::replace(&mut batch, next)).is_err() {
-                    return Ok(ReadEnd::Complete); // a later stage stopped; its error is reported there
-                }
-                if job.cancel.is_cancelled() {
-                    return Ok(ReadEnd::Interrupted);
-                }
-            }
-        }
-        if !batch.rows.is_empty() || !batch.dead_letters.is_empty() || batch.from != batch.to {
-            let _ = output.blocking_send(batch);
-        }
-        Ok(ReadEnd::Complete)
+        let result = job.run(&output);
+        job.log_rejection_summary();
+        result
     })
 }
 
 impl ReadJob {
-    fn empty_batch(&self, at: Checkpoint) -> RowBatch {
-        RowBatch { rows: Vec::with_capacity(self.batch_rows), dead_letters: Vec::new(), unchanged: 0, from: at.clone(), to: at }
+    fn run(&mut self, output: &mpsc::Sender<RowBatch>) -> Result<ReadEnd, ImportError> {
+        let mut batch = OpenBatch::new(self.empty_batch(self.resume.clone()));
+        loop {
+            let item = match self.reader.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(error) => {
+                    // Records read before the damage still count: hand them on, then fail.
+                    let _ = output.blocking_send(batch.batch);
+                    return Err(error.into());
+                }
+            };
+            batch.batch.to = item.next().clone();
+            match item {
+                ReadItem::Record(record) => match self.schema.map(&record, &self.file_hash) {
+                    Ok(row) => batch.push_row(row),
+                    Err(error) => {
+                        let letter = self.letter(record.position, Some(error.field), error.reason, raw_of(&record), RejectCause::InvalidValue);
+                        batch.push_letter(letter);
+                    }
+                },
+                ReadItem::Rejected(rejected) => {
+                    let letter = self.letter(rejected.position, rejected.field, rejected.reason, rejected.raw, RejectCause::Malformed);
+                    batch.push_letter(letter);
+                }
+            }
+            if batch.is_full(self.batch_rows) {
+                let next = OpenBatch::new(self.empty_batch(batch.batch.to.clone()));
+                if output.blocking_send(std::mem::replace(&mut batch, next).batch).is_err() {
+                    return Ok(ReadEnd::Complete); // a later stage stopped; its error is reported there
+                }
+                if self.cancel.is_cancelled() {
+                    return Ok(ReadEnd::Interrupted);
+                }
+            }
+        }
+        let batch = batch.batch;
+        if !batch.rows.is_empty() || !batch.dead_letters.is_empty() || batch.from != batch.to {
+            let _ = output.blocking_send(batch);
+        }
+        Ok(ReadEnd::Complete)
     }
 
-    fn letter(&self, position: RecordPosition, field: Option<String>, reason: String, raw: String) -> DeadLetter {
-        tracing::warn!(line = ?position.line, ordinal = position.ordinal, field = ?field, reason = %reason, "record rejected");
+    fn empty_batch(&self, at: Checkpoint) -> RowBatch {
+        RowBatch {
+            rows: Vec::with_capacity(self.batch_rows),
+            dead_letters: Vec::new(),
+            unchanged: 0,
+            superseded: 0,
+            from: at.clone(),
+            to: at,
+        }
+    }
+
+    fn letter(&mut self, position: RecordPosition, field: Option<String>, reason: String, raw: String, cause: RejectCause) -> DeadLetter {
+        *self.rejections.entry(cause).or_default() += 1;
+        let rejected_so_far: u64 = self.rejections.values().sum();
+        if rejected_so_far <= LOGGED_REJECTIONS {
+            tracing::warn!(line = ?position.line, ordinal = position.ordinal, field = ?field, reason = %reason, "record rejected");
+            if rejected_so_far == LOGGED_REJECTIONS {
+                tracing::warn!("further rejections of this file are only counted; a summary follows at its end");
+            }
+        }
         DeadLetter {
             time: now_rfc3339(),
             pipeline: self.pipeline.clone(),
@@ -132,9 +177,58 @@ impl ReadJob {
             file_hash: self.file_hash.clone(),
             position,
             field,
+            cause,
             reason,
             raw,
         }
+    }
+
+    fn log_rejection_summary(&self) {
+        let total: u64 = self.rejections.values().sum();
+        if total > LOGGED_REJECTIONS {
+            let by_cause: Vec<String> = self.rejections.iter().map(|(cause, count)| format!("{}: {count}", cause.as_str())).collect();
+            tracing::warn!(rejected = total, by_cause = %by_cause.join(", "), "records rejected (all are in the dead-letter file)");
+        }
+    }
+}
+
+/// A batch being filled: rows by key (so that a later record with the same key replaces the
+/// earlier one), and what decides when it is cut.
+struct OpenBatch {
+    batch: RowBatch,
+    index_by_key: HashMap<String, usize>,
+    letter_bytes: usize,
+    opened: Instant,
+}
+
+impl OpenBatch {
+    fn new(batch: RowBatch) -> Self {
+        Self { batch, index_by_key: HashMap::new(), letter_bytes: 0, opened: Instant::now() }
+    }
+
+    fn push_row(&mut self, row: Row) {
+        match self.index_by_key.get(&row.primary_key) {
+            Some(&index) => {
+                self.batch.rows[index] = row;
+                self.batch.superseded += 1;
+            }
+            None => {
+                self.index_by_key.insert(row.primary_key.clone(), self.batch.rows.len());
+                self.batch.rows.push(row);
+            }
+        }
+    }
+
+    fn push_letter(&mut self, letter: DeadLetter) {
+        self.letter_bytes += letter.raw.len() + letter.reason.len() + letter.file.len() + 128;
+        self.batch.dead_letters.push(letter);
+    }
+
+    fn is_full(&self, batch_rows: usize) -> bool {
+        let holds_anything = !self.batch.rows.is_empty() || !self.batch.dead_letters.is_empty();
+        self.batch.rows.len() >= batch_rows
+            || self.letter_bytes >= MAX_LETTER_BYTES
+            || (holds_anything && self.opened.elapsed() >= MAX_BATCH_AGE)
     }
 }
 

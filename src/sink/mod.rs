@@ -3,8 +3,10 @@
 //! Contract of [`MilvusSink::upsert`]: `Ok(n)` means Milvus acknowledged all `n` rows (only then may
 //! the caller commit their position); `Err` means some may or may not have landed — replaying
 //! the batch is harmless because keys are deterministic and writes are upserts. Requests are
-//! column-based and cut so that each stays far below the 64 MB gRPC limit; transient failures are
-//! retried with exponential backoff and jitter; rate-limit answers also halve the request.
+//! column-based and cut so that each stays far below the 64 MB gRPC limit. Every call goes through
+//! the one retry layer ([`retry::RetryPolicy`]): transient failures are retried with backoff and
+//! jitter until `milvus.retry_deadline`; rate-limit answers also halve the request. Errors say
+//! whose fault they are ([`Classify`]).
 //!
 //! Milvus 2.3.5 lacks expression templates, so key filters are written out (`pk in ["a","b"]`),
 //! and its search results lack the primary-key field name, so hits are read column-wise.
@@ -13,9 +15,10 @@ mod lite;
 mod retry;
 mod schema;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
@@ -25,9 +28,12 @@ use milvus::v2::prelude::{
 };
 
 pub use lite::{is_local_path, EmbeddedMilvus};
-pub use retry::{backoff_delay, is_rate_limited, is_transient};
+pub use retry::{backoff_delay, classify, is_rate_limited, is_transient, jittered, ErrorClass, RetryPolicy};
+use retry::Attempt;
+use tokio::sync::OnceCell;
 pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
 
+use crate::fault::{Classify, Fault};
 use crate::mapping::{Row, ScalarValue};
 use crate::settings::{MilvusSettings, ROW_HASH_FIELD};
 
@@ -89,6 +95,27 @@ pub enum SinkError {
     },
 }
 
+impl Classify for SinkError {
+    fn fault(&self) -> Fault {
+        match self {
+            SinkError::Connect { .. } | SinkError::Lite(_) => Fault::Transient,
+            SinkError::SchemaMismatch { .. } | SinkError::ModelMismatch { .. } => Fault::Config,
+            SinkError::Operation { operation, source, .. } => match classify(source) {
+                ErrorClass::Transient { .. } | ErrorClass::RateLimited => Fault::Transient,
+                ErrorClass::Unauthorized => Fault::Config,
+                // A refusal of rows (or of keys taken from them) is about the file's data; a
+                // refusal of anything else (create, describe, load, flush) about the config.
+                ErrorClass::Permanent if DATA_OPERATIONS.contains(operation) => Fault::File,
+                ErrorClass::Permanent => Fault::Config,
+            },
+            SinkError::Response { .. } => Fault::Bug,
+        }
+    }
+}
+
+/// Operations whose requests are built from a file's rows.
+const DATA_OPERATIONS: [&str; 3] = ["upsert", "query", "delete"];
+
 /// One search hit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Hit {
@@ -102,17 +129,36 @@ pub struct Hit {
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
-/// A connection to Milvus (and the embedded server behind it, if any).
+/// Whether Milvus answered the last call, and since when that has been so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reachability {
+    /// Milvus answered the last call (a refusal counts as an answer).
+    pub reachable: bool,
+    /// When `reachable` last changed (or the sink was opened).
+    pub since: SystemTime,
+}
+
+/// A connection to Milvus (and the embedded server behind it, if any). The connection is made on
+/// first use and re-made by the transport after an outage, so a sink can be opened while Milvus
+/// is away ([`MilvusSink::open`]).
 pub struct MilvusSink {
-    client: ClientV2,
-    max_attempts: u32,
+    uri: String,
+    config: ConnectConfig,
+    client: OnceCell<ClientV2>,
+    policy: RetryPolicy,
+    reachability: Mutex<Reachability>,
+    /// Per collection: fingerprints of the specs already checked (or created) by this process, so
+    /// that files after the first skip the checks and concurrent files create a collection once.
+    collections: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
     /// Kept so that Milvus Lite lives as long as the sink; dropped (stopped) with it.
     _embedded: Option<EmbeddedMilvus>,
 }
 
 impl MilvusSink {
-    /// Connects to `settings.uri`, starting embedded Milvus Lite first when it is a local path.
-    pub async fn connect(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+    /// Opens a sink on `settings.uri` without waiting for Milvus (the first operation connects;
+    /// until Milvus answers, operations fail as transient). A local path starts embedded Milvus
+    /// Lite first, which must come up within `timeout`.
+    pub async fn open(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
         let mut embedded = None;
         let uri = if is_local_path(&settings.uri) {
             let data_dir = if Path::new(&settings.uri).is_absolute() { settings.uri.clone().into() } else { base_dir.join(&settings.uri) };
@@ -131,30 +177,103 @@ impl MilvusSink {
             .uri(uri.clone())
             .connect_timeout(timeout)
             .rpc_timeout(Duration::from_secs(120))
-            .retry(
-                RetryConfig::new()
-                    .max_attempts(5)
-                    .max_retry_timeout(Duration::from_secs(30))
-                    .initial_backoff(Duration::from_millis(100))
-                    .max_backoff(Duration::from_secs(2)),
-            )
+            // One attempt per SDK call: vecdrop's RetryPolicy is the only retry layer.
+            .retry(RetryConfig::new().max_attempts(1))
             .telemetry(TelemetryConfig::new().enabled(false));
         if !settings.token.is_empty() {
             config = config.token(settings.token.clone());
         }
-        let client = ClientV2::new(&config).await.map_err(|error| SinkError::Connect { uri: uri.clone(), message: error.to_string() })?;
-        Ok(Self { client, max_attempts: settings.max_attempts.max(1), _embedded: embedded })
+        Ok(Self {
+            uri,
+            config,
+            client: OnceCell::new(),
+            policy: RetryPolicy { deadline: settings.retry_deadline },
+            reachability: Mutex::new(Reachability { reachable: true, since: SystemTime::now() }),
+            collections: Mutex::new(HashMap::new()),
+            _embedded: embedded,
+        })
+    }
+
+    /// Opens a sink and connects at once: `Err` when Milvus does not answer within `timeout`.
+    pub async fn connect(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+        let sink = Self::open(settings, base_dir, timeout).await?;
+        sink.client().await.map_err(|error| SinkError::Connect { uri: sink.uri().to_owned(), message: error.to_string() })?;
+        Ok(sink)
+    }
+
+    /// The server's address (Milvus Lite's loopback address for a local path).
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// Whether Milvus answered the last call, and since when.
+    pub fn reachability(&self) -> Reachability {
+        *self.reachability.lock().expect("reachability lock")
+    }
+
+    fn observe(&self, attempt: Attempt) {
+        let reachable = attempt == Attempt::Answered;
+        let mut state = self.reachability.lock().expect("reachability lock");
+        if state.reachable != reachable {
+            *state = Reachability { reachable, since: SystemTime::now() };
+            if reachable {
+                tracing::info!(uri = %self.uri, "milvus answers again");
+            } else {
+                tracing::warn!(uri = %self.uri, "milvus cannot be reached");
+            }
+        }
+    }
+
+    async fn client(&self) -> Result<&ClientV2, MilvusError> {
+        self.client.get_or_try_init(|| ClientV2::new(&self.config)).await
+    }
+
+    /// Runs one Milvus operation under the retry policy; the error names the operation.
+    async fn retrying<T, Call, Fut>(&self, operation: &'static str, collection: &str, call: Call) -> Result<T, SinkError>
+    where
+        Call: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, MilvusError>>,
+    {
+        self.policy
+            .run(operation, collection, |attempt| self.observe(attempt), call)
+            .await
+            .map_err(|source| SinkError::Operation { operation, collection: collection.to_owned(), source: Box::new(source) })
     }
 
     /// Creates the collection (schema, vector index, load) when missing; otherwise checks that it
-    /// fits `spec` field by field and holds vectors of the same model, and loads it.
+    /// fits `spec` field by field and holds vectors of the same model, and loads it. Once per
+    /// process and spec: later calls return at once, concurrent ones wait for the first; another
+    /// process (or pipeline) creating it at the same moment is success when the schema fits.
     pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
+        let gate = self.collection_gate(&spec.name);
+        let mut checked = gate.lock().await;
+        let fingerprint = format!("{spec:?}");
+        if checked.contains(&fingerprint) {
+            return Ok(());
+        }
         if self.has_collection(&spec.name).await? {
             self.validate_collection(spec).await?;
-        } else {
-            self.create_collection(spec).await?;
+        } else if let Err(error) = self.create_collection(spec).await {
+            // Someone else (another vecdrop, Lite's "File exists") created it meanwhile: fine if it fits.
+            if error.fault() == Fault::Transient || !self.has_collection(&spec.name).await? {
+                return Err(error);
+            }
+            tracing::info!(collection = %spec.name, "collection was created concurrently; checking it fits");
+            self.validate_collection(spec).await?;
         }
-        self.load(spec).await
+        self.load(spec).await?;
+        checked.insert(fingerprint);
+        Ok(())
+    }
+
+    /// Forgets that `collection` was checked, so that the next file checks (or creates) it again:
+    /// called after an import failed, since the collection may have been dropped or changed.
+    pub fn forget_collection(&self, collection: &str) {
+        self.collections.lock().expect("collections lock").remove(collection);
+    }
+
+    fn collection_gate(&self, collection: &str) -> Arc<tokio::sync::Mutex<HashSet<String>>> {
+        Arc::clone(self.collections.lock().expect("collections lock").entry(collection.to_owned()).or_default())
     }
 
     /// Looks at `spec`'s collection without creating or loading anything: `Ok(false)` when it
@@ -181,65 +300,70 @@ impl MilvusSink {
     }
 
     async fn has_collection(&self, collection: &str) -> Result<bool, SinkError> {
-        let failed =
-            |source| SinkError::Operation { operation: "has_collection", collection: collection.to_owned(), source: Box::new(source) };
-        let request = HasCollectionRequest::builder().collection_name(collection.to_owned()).build().map_err(failed)?;
-        Ok(self.client.has_collection(request).await.map_err(failed)?.exists())
+        self.retrying("has_collection", collection, || async {
+            let request = HasCollectionRequest::builder().collection_name(collection.to_owned()).build()?;
+            Ok(self.client().await?.has_collection(request).await?.exists())
+        })
+        .await
     }
 
     async fn load(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let failed = |operation, source| SinkError::Operation { operation, collection: spec.name.clone(), source: Box::new(source) };
-        let request = LoadCollectionRequest::builder()
-            .collection_name(spec.name.clone())
-            .sync(true)
-            .timeout_ms(300_000)
-            .build()
-            .map_err(|error| failed("load_collection", error))?;
-        self.client.load_collection(request).await.map_err(|error| failed("load_collection", error))?;
-        Ok(())
+        self.retrying("load_collection", &spec.name, || async {
+            let request = LoadCollectionRequest::builder().collection_name(spec.name.clone()).sync(true).timeout_ms(300_000).build()?;
+            self.client().await?.load_collection(request).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn create_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let failed = |operation, source| SinkError::Operation { operation, collection: spec.name.clone(), source: Box::new(source) };
-        let request = CreateCollectionRequest::builder()
-            .collection_name(spec.name.clone())
-            .description(spec.description())
-            .schema(spec.schema())
-            .num_shards(1)
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()
-            .map_err(|error| failed("create_collection", error))?;
-        self.client.create_collection(request).await.map_err(|error| failed("create_collection", error))?;
+        self.retrying("create_collection", &spec.name, || async {
+            let request = CreateCollectionRequest::builder()
+                .collection_name(spec.name.clone())
+                .description(spec.description())
+                .schema(spec.schema())
+                .num_shards(1)
+                .consistency_level(ConsistencyLevel::Strong)
+                .build()?;
+            self.client().await?.create_collection(request).await?;
+            Ok(())
+        })
+        .await?;
         let params: HashMap<String, String> = spec
             .index
             .params
             .iter()
             .map(|(key, value)| (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
             .collect();
-        let index = IndexParam::new()
-            .field_name(spec.vector_field.clone())
-            .index_name(format!("{}_index", spec.vector_field))
-            .index_type(parse_index_type(&spec.index.index_type))
-            .metric_type(parse_metric(&spec.index.metric))
-            .extra_params(params);
-        let request = CreateIndexRequest::builder()
-            .collection_name(spec.name.clone())
-            .index_params(vec![index])
-            // Waiting uses AllocTimestamp, which Milvus Lite lacks; the collection is empty, so
-            // the index is ready at once and loading (below) waits for what remains.
-            .sync(false)
-            .build()
-            .map_err(|error| failed("create_index", error))?;
-        self.client.create_index(request).await.map_err(|error| failed("create_index", error))?;
+        self.retrying("create_index", &spec.name, || async {
+            let index = IndexParam::new()
+                .field_name(spec.vector_field.clone())
+                .index_name(format!("{}_index", spec.vector_field))
+                .index_type(parse_index_type(&spec.index.index_type))
+                .metric_type(parse_metric(&spec.index.metric))
+                .extra_params(params.clone());
+            let request = CreateIndexRequest::builder()
+                .collection_name(spec.name.clone())
+                .index_params(vec![index])
+                // Waiting uses AllocTimestamp, which Milvus Lite lacks; the collection is empty, so
+                // the index is ready at once and loading (below) waits for what remains.
+                .sync(false)
+                .build()?;
+            self.client().await?.create_index(request).await?;
+            Ok(())
+        })
+        .await?;
         tracing::info!(collection = %spec.name, index = %spec.index.index_type, metric = %spec.index.metric, "collection created");
         Ok(())
     }
 
     async fn validate_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let failed =
-            |source| SinkError::Operation { operation: "describe_collection", collection: spec.name.clone(), source: Box::new(source) };
-        let request = DescribeCollectionRequest::builder().collection_name(spec.name.clone()).build().map_err(failed)?;
-        let response = self.client.describe_collection(request).await.map_err(failed)?;
+        let response = self
+            .retrying("describe_collection", &spec.name, || async {
+                let request = DescribeCollectionRequest::builder().collection_name(spec.name.clone()).build()?;
+                self.client().await?.describe_collection(request).await
+            })
+            .await?;
         let description = response.description();
         let actual: Vec<ActualField> = description
             .get_schema()
@@ -273,21 +397,37 @@ impl MilvusSink {
     }
 
     /// Upserts `rows` with their `vectors` (same length, same order). See the module doc for the
-    /// contract. Returns the number of rows Milvus acknowledged.
+    /// contract. Returns the number of rows Milvus acknowledged. Each request gets the retry
+    /// policy's deadline; a rate-limited request is halved and sent again after a pause.
     pub async fn upsert(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, SinkError> {
         assert_eq!(rows.len(), vectors.len(), "one vector per row");
         let mut pending: Vec<(usize, usize)> = request_ranges(rows, spec.dimension, MAX_REQUEST_BYTES).into_iter().rev().collect();
         let mut acknowledged = 0u64;
+        let mut halvings = 0;
         while let Some((start, end)) = pending.pop() {
-            match self.upsert_with_retries(spec, &rows[start..end], &vectors[start..end]).await {
+            let splittable = end - start > 1;
+            let result = self
+                .policy
+                .run_until(
+                    "upsert",
+                    &spec.name,
+                    |attempt| self.observe(attempt),
+                    |class| class == ErrorClass::RateLimited && splittable,
+                    || self.upsert_once(spec, &rows[start..end], &vectors[start..end]),
+                )
+                .await;
+            match result {
                 Ok(count) => acknowledged += count,
-                Err(UpsertFailure::RateLimited(_)) if end - start > 1 => {
+                Err(error) if splittable && is_rate_limited(&error) => {
+                    halvings += 1;
                     let middle = start + (end - start) / 2;
-                    tracing::warn!(collection = %spec.name, rows = end - start, "milvus rate-limited the upsert; halving the request");
+                    let pause = backoff_delay(halvings);
+                    tracing::warn!(collection = %spec.name, rows = end - start, pause_ms = pause.as_millis() as u64, "milvus rate-limited the upsert; halving the request");
+                    tokio::time::sleep(pause).await;
                     pending.push((middle, end));
                     pending.push((start, middle));
                 }
-                Err(UpsertFailure::RateLimited(source) | UpsertFailure::Failed(source)) => {
+                Err(source) => {
                     return Err(SinkError::Operation { operation: "upsert", collection: spec.name.clone(), source: Box::new(source) })
                 }
             }
@@ -295,49 +435,36 @@ impl MilvusSink {
         Ok(acknowledged)
     }
 
-    async fn upsert_with_retries(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, UpsertFailure> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let columns = columns(spec, rows, vectors);
-            let insert =
-                InsertRequest::builder().collection_name(spec.name.clone()).columns(columns).build().map_err(UpsertFailure::Failed)?;
-            let request = UpsertRequest::builder().insert(insert).build().map_err(UpsertFailure::Failed)?;
-            let error = match self.client.upsert(request).await {
-                Ok(response) => return Ok(response.upsert_count() as u64),
-                Err(error) => error,
-            };
-            if is_rate_limited(&error) && rows.len() > 1 {
-                return Err(UpsertFailure::RateLimited(error));
-            }
-            if !is_transient(&error) || attempt >= self.max_attempts {
-                return Err(UpsertFailure::Failed(error));
-            }
-            let delay = backoff_delay(attempt);
-            tracing::warn!(collection = %spec.name, attempt, delay_ms = delay.as_millis() as u64, %error, "upsert failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
+    async fn upsert_once(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, MilvusError> {
+        let insert = InsertRequest::builder().collection_name(spec.name.clone()).columns(columns(spec, rows, vectors)).build()?;
+        let request = UpsertRequest::builder().insert(insert).build()?;
+        Ok(self.client().await?.upsert(request).await?.upsert_count() as u64)
     }
 
     /// Seals the collection's growing segments (end of a file).
     pub async fn flush(&self, collection: &str) -> Result<(), SinkError> {
-        let failed = |source| SinkError::Operation { operation: "flush", collection: collection.to_owned(), source: Box::new(source) };
-        let request = FlushRequest::builder().collection_names([collection.to_owned()]).wait_flushed_ms(120_000).build().map_err(failed)?;
-        self.client.flush(request).await.map_err(failed)?;
-        Ok(())
+        self.retrying("flush", collection, || async {
+            let request = FlushRequest::builder().collection_names([collection.to_owned()]).wait_flushed_ms(120_000).build()?;
+            self.client().await?.flush(request).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// `count(*)` with strong consistency.
     pub async fn count(&self, collection: &str) -> Result<u64, SinkError> {
+        let response = self
+            .retrying("count", collection, || async {
+                let request = QueryRequest::builder()
+                    .collection_name(collection.to_owned())
+                    .filter("")
+                    .output_fields(["count(*)"])
+                    .consistency_level(ConsistencyLevel::Strong)
+                    .build()?;
+                self.client().await?.query(request).await
+            })
+            .await?;
         let failed = |source| SinkError::Operation { operation: "count", collection: collection.to_owned(), source: Box::new(source) };
-        let request = QueryRequest::builder()
-            .collection_name(collection.to_owned())
-            .filter("")
-            .output_fields(["count(*)"])
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()
-            .map_err(failed)?;
-        let response = self.client.query(request).await.map_err(failed)?;
         let mut rows = response.results().rows().map_err(failed)?;
         let row = rows.next().ok_or_else(|| SinkError::Response { operation: "count", message: "no row".to_owned() })?;
         Ok(row.get_i64("count(*)").map_err(failed)? as u64)
@@ -345,15 +472,19 @@ impl MilvusSink {
 
     /// Primary key → text of the rows whose keys are in `keys` (missing keys are absent).
     pub async fn texts_by_key(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, String>, SinkError> {
+        let filter = key_filter(&spec.primary_key, keys);
+        let response = self
+            .retrying("query", &spec.name, || async {
+                let request = QueryRequest::builder()
+                    .collection_name(spec.name.clone())
+                    .filter(filter.clone())
+                    .output_fields([spec.primary_key.clone(), spec.text_field.clone()])
+                    .consistency_level(ConsistencyLevel::Strong)
+                    .build()?;
+                self.client().await?.query(request).await
+            })
+            .await?;
         let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
-        let request = QueryRequest::builder()
-            .collection_name(spec.name.clone())
-            .filter(key_filter(&spec.primary_key, keys))
-            .output_fields([spec.primary_key.clone(), spec.text_field.clone()])
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()
-            .map_err(failed)?;
-        let response = self.client.query(request).await.map_err(failed)?;
         let mut texts = HashMap::new();
         for row in response.results().rows().map_err(failed)? {
             texts.insert(
@@ -371,14 +502,14 @@ impl MilvusSink {
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
             let filter = key_filter(&spec.primary_key, chunk);
             let response = self
-                .retrying("query", &spec.name, || {
+                .retrying("query", &spec.name, || async {
                     let request = QueryRequest::builder()
                         .collection_name(spec.name.clone())
                         .filter(filter.clone())
                         .output_fields([spec.primary_key.clone(), ROW_HASH_FIELD.to_owned()])
                         .consistency_level(ConsistencyLevel::Strong)
-                        .build();
-                    async move { self.client.query(request?).await }
+                        .build()?;
+                    self.client().await?.query(request).await
                 })
                 .await?;
             let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
@@ -394,52 +525,32 @@ impl MilvusSink {
     pub async fn delete_keys(&self, spec: &CollectionSpec, keys: &[String]) -> Result<(), SinkError> {
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
             let filter = key_filter(&spec.primary_key, chunk);
-            self.retrying("delete", &spec.name, || {
-                let request = DeleteRequest::builder().collection_name(spec.name.clone()).filter(filter.clone()).build();
-                async move { self.client.delete(request?).await }
+            self.retrying("delete", &spec.name, || async {
+                let request = DeleteRequest::builder().collection_name(spec.name.clone()).filter(filter.clone()).build()?;
+                self.client().await?.delete(request).await
             })
             .await?;
         }
         Ok(())
     }
 
-    /// Runs `call` until it succeeds, fails permanently, or fails transiently `max_attempts` times.
-    async fn retrying<T, Call, Attempt>(&self, operation: &'static str, collection: &str, mut call: Call) -> Result<T, SinkError>
-    where
-        Call: FnMut() -> Attempt,
-        Attempt: std::future::Future<Output = Result<T, MilvusError>>,
-    {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let error = match call().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            if !is_transient(&error) || attempt >= self.max_attempts {
-                return Err(SinkError::Operation { operation, collection: collection.to_owned(), source: Box::new(error) });
-            }
-            let delay = backoff_delay(attempt);
-            tracing::warn!(collection, operation, attempt, delay_ms = delay.as_millis() as u64, %error, "milvus call failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
     /// The `k` rows nearest to `vector`.
     pub async fn search(&self, spec: &CollectionSpec, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, SinkError> {
-        let failed = |source| SinkError::Operation { operation: "search", collection: spec.name.clone(), source: Box::new(source) };
         let mut output_fields = vec![spec.text_field.clone()];
         output_fields.extend(spec.scalar_fields.iter().map(|(name, _)| name.clone()));
-        let request = SearchRequest::builder()
-            .collection_name(spec.name.clone())
-            .vector_field(spec.vector_field.clone())
-            .vectors(SearchVectors::Float(vec![vector]))
-            .limit(k as i64)
-            .output_fields(output_fields)
-            .consistency_level(ConsistencyLevel::Strong)
-            .build()
-            .map_err(failed)?;
-        let response = self.client.search(request).await.map_err(failed)?;
+        let response = self
+            .retrying("search", &spec.name, || async {
+                let request = SearchRequest::builder()
+                    .collection_name(spec.name.clone())
+                    .vector_field(spec.vector_field.clone())
+                    .vectors(SearchVectors::Float(vec![vector.clone()]))
+                    .limit(k as i64)
+                    .output_fields(output_fields.clone())
+                    .consistency_level(ConsistencyLevel::Strong)
+                    .build()?;
+                self.client().await?.search(request).await
+            })
+            .await?;
         let Some(result) = response.results().iter().next() else { return Ok(Vec::new()) };
         let Ids::VarChar(ids) = result.get_ids() else {
             return Err(SinkError::Response { operation: "search", message: "expected VarChar primary keys".to_owned() });
@@ -460,11 +571,6 @@ impl MilvusSink {
             .collect();
         Ok(hits)
     }
-}
-
-enum UpsertFailure {
-    RateLimited(MilvusError),
-    Failed(MilvusError),
 }
 
 /// `field in ["a","b"]` with JSON string escaping (accepted by Milvus 2.3's expression parser).

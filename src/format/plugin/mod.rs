@@ -146,6 +146,17 @@ pub enum PluginError {
     },
 }
 
+impl crate::fault::Classify for PluginError {
+    /// What a plugin does with a file (traps, limits, contract breaches, its own parse errors) is
+    /// that file's fault: other files go on. Only an engine that cannot start is the host's.
+    fn fault(&self) -> crate::fault::Fault {
+        match self {
+            PluginError::Engine(_) => crate::fault::Fault::Config,
+            _ => crate::fault::Fault::File,
+        }
+    }
+}
+
 fn stderr_suffix(stderr: &str) -> String {
     if stderr.is_empty() {
         String::new()
