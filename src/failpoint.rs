@@ -7,6 +7,10 @@
 //! - `NAME:TEXT` aborts every time point `NAME` is hit for a file whose path contains `TEXT`
 //!   ([`hit_for`]): a file that kills the process at every start.
 //!
+//! With `VECDROP_FAILPOINT_PAUSE=DIR` as well, the point pauses instead of aborting: it creates
+//! `DIR/reached` and waits until `DIR/resume` exists, so that a test can change the world (say,
+//! append to the file being imported) at an exact step, whatever the machine's speed.
+//!
 //! Names: `after_upsert` (Milvus acknowledged, ledger not yet written), `ledger_before_write`,
 //! `ledger_before_flush`, `before_finish` (last commit done, file not yet marked imported).
 
@@ -43,10 +47,19 @@ pub fn hit_for(name: &str, path: &str) {
         Some(Spec::ForFile(point, text)) => point == name && !path.is_empty() && path.contains(text.as_str()),
         None => false,
     };
-    if fire {
-        eprintln!("failpoint {name} hit ({path}): aborting");
-        std::process::abort();
+    if !fire {
+        return;
     }
+    if let Some(dir) = std::env::var_os("VECDROP_FAILPOINT_PAUSE").map(std::path::PathBuf::from) {
+        eprintln!("failpoint {name} hit ({path}): pausing until {} exists", dir.join("resume").display());
+        std::fs::write(dir.join("reached"), name).expect("failpoint pause directory is writable");
+        while !dir.join("resume").exists() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        return;
+    }
+    eprintln!("failpoint {name} hit ({path}): aborting");
+    std::process::abort();
 }
 
 /// Without the `failpoints` feature: nothing.

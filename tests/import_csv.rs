@@ -217,25 +217,37 @@ async fn a_damaged_file_keeps_the_rows_before_the_damage_and_is_marked_failed() 
 
 #[test]
 fn a_file_that_changes_during_its_import_is_failed_not_mixed() {
+    assert!(vecdrop::failpoint::enabled(), "this test pauses the import at a failure point: run `cargo test --features failpoints` (make test does)");
     let config = TestConfig::new(&unique_collection("changing"), "batch_rows = 64\n");
     let mut content = String::from("text\n");
-    for index in 0..3000 {
-        content.push_str(&format!("a line of text that will take the model a while, number {index}\n"));
+    for index in 0..300 {
+        content.push_str(&format!("a line of text number {index}\n"));
     }
     let path = write_file(config.dir.path(), "growing.csv", &content);
+    // The import pauses right after Milvus acknowledged its first batch; the file changes then.
+    let pause = config.dir.path().join("pause");
+    std::fs::create_dir(&pause).unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_vecdrop"))
         .args(["import", "--config"])
         .arg(&config.path)
         .arg(&path)
+        .env("VECDROP_FAILPOINT", "after_upsert@1")
+        .env("VECDROP_FAILPOINT_PAUSE", &pause)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !pause.join("reached").exists() {
+        assert!(std::time::Instant::now() < deadline, "the import never reached its first upsert");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"appended while importing\n").unwrap();
+    std::fs::write(pause.join("resume"), "").unwrap();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("changed while it was being imported"), "{stderr}");
     let status: serde_json::Value = serde_json::from_slice(&config.run("status", &["--json"]).stdout).unwrap();
     assert_eq!(status[0]["state"], "failed");
+    assert_eq!(status[0]["rows_imported"], 0, "the changed file's batch was not committed");
 }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
-use crate::dead_letter::{DeadLetterError, DeadLetters};
+use crate::dead_letter::{DeadLetterError, DeadLetters, RejectCause};
 use crate::embed::{EmbedError, Embedder};
 use crate::fault::{Classify, Fault};
 use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
@@ -387,7 +387,7 @@ async fn commit_batch(
         unchanged: batch.unchanged,
         superseded: batch.superseded,
     };
-    context.telemetry.rejected(&pipeline.name, batch.dead_letters.iter().map(|letter| letter.cause));
+    let causes: Vec<RejectCause> = batch.dead_letters.iter().map(|letter| letter.cause).collect();
     let (ledger, writer) = (context.ledger.clone(), context.dead_letters.writer(&pipeline.name));
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());
     let (from, to, letters) = (batch.from, batch.to.clone(), batch.dead_letters);
@@ -401,6 +401,7 @@ async fn commit_batch(
     })
     .await
     .map_err(|error| ImportError::Internal(format!("commit task: {error}")))??;
+    context.telemetry.rejected(&pipeline.name, causes);
     progress.advance(counts, batch.to.units());
     tracked.committed(counts, batch.to.units());
     Ok(())

@@ -138,6 +138,8 @@ impl ReadJob {
                 if output.blocking_send(std::mem::replace(&mut batch, next).batch).is_err() {
                     return Ok(ReadEnd::Complete); // a later stage stopped; its error is reported there
                 }
+                // Its age counts from now: waiting for a slow stage must not cut the next batch short.
+                batch.opened = Instant::now();
                 if self.cancel.is_cancelled() {
                     return Ok(ReadEnd::Interrupted);
                 }
@@ -248,4 +250,73 @@ fn check_columns(reader: &RecordReader, schema: &RowSchema, path: &Path) -> Resu
 
 fn raw_of(record: &Record) -> String {
     raw_excerpt(record.to_json().to_string().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> OpenBatch {
+        let empty = RowBatch { rows: Vec::new(), dead_letters: Vec::new(), unchanged: 0, superseded: 0, from: Checkpoint::Start, to: Checkpoint::Start };
+        OpenBatch::new(empty)
+    }
+
+    fn row(key: &str, text: &str) -> Row {
+        Row {
+            primary_key: key.into(),
+            text: text.into(),
+            scalars: vec![],
+            row_hash: 0,
+            position: RecordPosition { ordinal: 0, line: None, byte_offset: 0 },
+            vector: None,
+        }
+    }
+
+    fn letter(raw_bytes: usize) -> DeadLetter {
+        DeadLetter {
+            time: String::new(),
+            pipeline: "docs".into(),
+            file: "a.jsonl".into(),
+            file_hash: "h".into(),
+            position: RecordPosition { ordinal: 0, line: Some(1), byte_offset: 0 },
+            field: Some("count".into()),
+            cause: RejectCause::InvalidValue,
+            reason: "expected an int64".into(),
+            raw: "x".repeat(raw_bytes),
+        }
+    }
+
+    #[test]
+    fn a_key_that_comes_again_replaces_the_earlier_row_in_place() {
+        let mut open = batch();
+        for (key, text) in [("a", "a1"), ("b", "b1"), ("a", "a2"), ("c", "c1"), ("a", "a3"), ("b", "b2")] {
+            open.push_row(row(key, text));
+        }
+        let texts: Vec<(&str, &str)> = open.batch.rows.iter().map(|row| (row.primary_key.as_str(), row.text.as_str())).collect();
+        assert_eq!(texts, [("a", "a3"), ("b", "b2"), ("c", "c1")], "one row per key, the last version");
+        assert_eq!(open.batch.superseded, 3);
+        assert!(!open.is_full(3 + 1), "superseded rows do not fill the batch");
+    }
+
+    #[test]
+    fn rejected_records_cut_the_batch_by_bytes_without_any_good_row() {
+        let mut open = batch();
+        let mut letters = 0;
+        while !open.is_full(512) {
+            open.push_letter(letter(4096));
+            letters += 1;
+            assert!(letters < 10_000, "the batch is never cut");
+        }
+        assert!(open.batch.rows.is_empty());
+        assert!(letters * 4096 >= MAX_LETTER_BYTES / 2 && letters * 4096 <= MAX_LETTER_BYTES + 4096, "{letters} letters");
+    }
+
+    #[test]
+    fn an_empty_batch_is_never_cut_by_age() {
+        let mut open = batch();
+        open.opened = Instant::now() - 2 * MAX_BATCH_AGE;
+        assert!(!open.is_full(512), "nothing to commit yet");
+        open.push_row(row("a", "a"));
+        assert!(open.is_full(512), "an old batch with a row goes out");
+    }
 }

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use milvus::v2::error::Error as MilvusError;
+use milvus::v2::response::dql::QueryResponse;
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,
     DescribeCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest,
@@ -453,17 +454,7 @@ impl MilvusSink {
 
     /// `count(*)` with strong consistency.
     pub async fn count(&self, collection: &str) -> Result<u64, SinkError> {
-        let response = self
-            .retrying("count", collection, || async {
-                let request = QueryRequest::builder()
-                    .collection_name(collection.to_owned())
-                    .filter("")
-                    .output_fields(["count(*)"])
-                    .consistency_level(ConsistencyLevel::Strong)
-                    .build()?;
-                self.client().await?.query(request).await
-            })
-            .await?;
+        let response = self.query("count", collection, "", &["count(*)".to_owned()]).await?;
         let failed = |source| SinkError::Operation { operation: "count", collection: collection.to_owned(), source: Box::new(source) };
         let mut rows = response.results().rows().map_err(failed)?;
         let row = rows.next().ok_or_else(|| SinkError::Response { operation: "count", message: "no row".to_owned() })?;
@@ -473,17 +464,7 @@ impl MilvusSink {
     /// Primary key → text of the rows whose keys are in `keys` (missing keys are absent).
     pub async fn texts_by_key(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, String>, SinkError> {
         let filter = key_filter(&spec.primary_key, keys);
-        let response = self
-            .retrying("query", &spec.name, || async {
-                let request = QueryRequest::builder()
-                    .collection_name(spec.name.clone())
-                    .filter(filter.clone())
-                    .output_fields([spec.primary_key.clone(), spec.text_field.clone()])
-                    .consistency_level(ConsistencyLevel::Strong)
-                    .build()?;
-                self.client().await?.query(request).await
-            })
-            .await?;
+        let response = self.query("query", &spec.name, &filter, &[spec.primary_key.clone(), spec.text_field.clone()]).await?;
         let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
         let mut texts = HashMap::new();
         for row in response.results().rows().map_err(failed)? {
@@ -501,23 +482,27 @@ impl MilvusSink {
         let mut hashes = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
             let filter = key_filter(&spec.primary_key, chunk);
-            let response = self
-                .retrying("query", &spec.name, || async {
-                    let request = QueryRequest::builder()
-                        .collection_name(spec.name.clone())
-                        .filter(filter.clone())
-                        .output_fields([spec.primary_key.clone(), ROW_HASH_FIELD.to_owned()])
-                        .consistency_level(ConsistencyLevel::Strong)
-                        .build()?;
-                    self.client().await?.query(request).await
-                })
-                .await?;
+            let response = self.query("query", &spec.name, &filter, &[spec.primary_key.clone(), ROW_HASH_FIELD.to_owned()]).await?;
             let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
             for row in response.results().rows().map_err(failed)? {
                 hashes.insert(row.get_str(&spec.primary_key).map_err(failed)?.to_owned(), row.get_i64(ROW_HASH_FIELD).map_err(failed)?);
             }
         }
         Ok(hashes)
+    }
+
+    /// A strongly consistent query of `collection` under the retry policy.
+    async fn query(&self, operation: &'static str, collection: &str, filter: &str, output_fields: &[String]) -> Result<QueryResponse, SinkError> {
+        self.retrying(operation, collection, || async {
+            let request = QueryRequest::builder()
+                .collection_name(collection.to_owned())
+                .filter(filter.to_owned())
+                .output_fields(output_fields.to_vec())
+                .consistency_level(ConsistencyLevel::Strong)
+                .build()?;
+            self.client().await?.query(request).await
+        })
+        .await
     }
 
     /// Deletes the rows whose primary keys are in `keys` (absent keys are ignored, so repeating a
@@ -732,6 +717,22 @@ mod tests {
         assert_eq!(next, rows.len());
         // The 20,000-byte row exceeds the cap on its own and still gets a request.
         assert!(ranges.contains(&(6, 7)));
+    }
+
+    #[test]
+    fn sink_errors_say_whose_fault_they_are() {
+        let operation = |operation, source| SinkError::Operation { operation, collection: "c".into(), source: Box::new(source) };
+        assert_eq!(SinkError::Connect { uri: "u".into(), message: "refused".into() }.fault(), Fault::Transient);
+        assert_eq!(SinkError::SchemaMismatch { collection: "c".into(), problems: vec![] }.fault(), Fault::Config);
+        assert_eq!(
+            SinkError::ModelMismatch { collection: "c".into(), found: "a".into(), expected: "b".into() }.fault(),
+            Fault::Config
+        );
+        assert_eq!(operation("upsert", MilvusError::Timeout("down".into())).fault(), Fault::Transient);
+        assert_eq!(operation("flush", MilvusError::Timeout("down".into())).fault(), Fault::Transient);
+        assert_eq!(operation("upsert", MilvusError::Unexpected("row refused".into())).fault(), Fault::File);
+        assert_eq!(operation("create_collection", MilvusError::Unexpected("refused".into())).fault(), Fault::Config);
+        assert_eq!(SinkError::Response { operation: "count", message: "no row".into() }.fault(), Fault::Bug);
     }
 
     #[test]
