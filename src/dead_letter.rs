@@ -76,9 +76,15 @@ pub enum DeadLetterError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// Its committed length cannot be read or recorded.
+    /// Its committed length cannot be read or recorded (boxed: a ledger error is large).
     #[error(transparent)]
-    Ledger(#[from] LedgerError),
+    Ledger(Box<LedgerError>),
+}
+
+impl From<LedgerError> for DeadLetterError {
+    fn from(error: LedgerError) -> Self {
+        DeadLetterError::Ledger(Box::new(error))
+    }
 }
 
 impl Classify for DeadLetterError {

@@ -64,9 +64,10 @@ impl crate::fault::Classify for EmbedError {
     fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
-            EmbedError::RuntimeMissing { .. } | EmbedError::Runtime { .. } | EmbedError::Model { .. } | EmbedError::CudaUnavailable { .. } => {
-                Fault::Config
-            }
+            EmbedError::RuntimeMissing { .. }
+            | EmbedError::Runtime { .. }
+            | EmbedError::Model { .. }
+            | EmbedError::CudaUnavailable { .. } => Fault::Config,
             // Tokenising works on any UTF-8 text; a failure there is ours.
             EmbedError::Tokenizer(_) => Fault::Bug,
             // A failed run is most often memory (a GPU or host under pressure): it passes.

@@ -217,7 +217,10 @@ async fn a_damaged_file_keeps_the_rows_before_the_damage_and_is_marked_failed() 
 
 #[test]
 fn a_file_that_changes_during_its_import_is_failed_not_mixed() {
-    assert!(vecdrop::failpoint::enabled(), "this test pauses the import at a failure point: run `cargo test --features failpoints` (make test does)");
+    assert!(
+        vecdrop::failpoint::enabled(),
+        "this test pauses the import at a failure point: run `cargo test --features failpoints` (make test does)"
+    );
     let config = TestConfig::new(&unique_collection("changing"), "batch_rows = 64\n");
     let mut content = String::from("text\n");
     for index in 0..300 {

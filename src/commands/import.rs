@@ -58,7 +58,12 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
 }
 
 /// Imports `file`, retrying transient faults with backoff until `import.retry_deadline`.
-async fn import_retrying(context: &ImportContext, pipeline: &PipelineSettings, file: &Path, force: bool) -> Result<FileOutcome, CommandError> {
+async fn import_retrying(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    file: &Path,
+    force: bool,
+) -> Result<FileOutcome, CommandError> {
     let settings = &context.settings;
     let deadline = Instant::now() + settings.import.retry_deadline;
     let mut retries = 0;

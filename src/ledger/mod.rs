@@ -179,6 +179,8 @@ pub struct DeadLetterMark {
 
 /// What [`Ledger::begin`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Returned once per file import and matched at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Begin {
     /// Same content already imported by this pipeline: nothing to do (unless forced).
     AlreadyImported(FileEntry),

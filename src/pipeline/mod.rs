@@ -141,7 +141,14 @@ pub struct ImportContext {
 
 impl ImportContext {
     /// A context for `settings` with fresh telemetry, dead-letter writers and cancel token.
-    pub fn new(settings: Settings, embedder: Embedder, sink: MilvusSink, ledger: Ledger, plugins: PluginRegistry, interactive: bool) -> Self {
+    pub fn new(
+        settings: Settings,
+        embedder: Embedder,
+        sink: MilvusSink,
+        ledger: Ledger,
+        plugins: PluginRegistry,
+        interactive: bool,
+    ) -> Self {
         let dead_letters = DeadLetters::new(&settings.resolve(&settings.state.dir), ledger.clone());
         Self {
             settings: Arc::new(settings),
@@ -178,6 +185,7 @@ impl ActiveImports {
 
 /// How a file's import ended.
 #[derive(Debug, Clone, PartialEq)]
+// One per file, matched at once: its size does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum FileOutcome {
     /// Rows were imported (possibly resuming an earlier, interrupted import).
@@ -381,12 +389,8 @@ async fn commit_batch(
     }
     crate::failpoint::hit_for("after_upsert", &path.display().to_string());
     identity.check_unchanged(path)?;
-    let counts = BatchCounts {
-        imported,
-        rejected: batch.dead_letters.len() as u64,
-        unchanged: batch.unchanged,
-        superseded: batch.superseded,
-    };
+    let counts =
+        BatchCounts { imported, rejected: batch.dead_letters.len() as u64, unchanged: batch.unchanged, superseded: batch.superseded };
     let causes: Vec<RejectCause> = batch.dead_letters.iter().map(|letter| letter.cause).collect();
     let (ledger, writer) = (context.ledger.clone(), context.dead_letters.writer(&pipeline.name));
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());

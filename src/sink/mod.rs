@@ -21,18 +21,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use milvus::v2::error::Error as MilvusError;
-use milvus::v2::response::dql::QueryResponse;
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,
     DescribeCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest,
     LoadCollectionRequest, MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
 };
+use milvus::v2::response::dql::QueryResponse;
 
 pub use lite::{is_local_path, EmbeddedMilvus};
-pub use retry::{backoff_delay, classify, is_rate_limited, is_transient, jittered, ErrorClass, RetryPolicy};
 use retry::Attempt;
-use tokio::sync::OnceCell;
+pub use retry::{backoff_delay, classify, is_rate_limited, is_transient, jittered, ErrorClass, RetryPolicy};
 pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
+use tokio::sync::OnceCell;
 
 use crate::fault::{Classify, Fault};
 use crate::mapping::{Row, ScalarValue};
@@ -235,10 +235,11 @@ impl MilvusSink {
         Call: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, MilvusError>>,
     {
-        self.policy
-            .run(operation, collection, |attempt| self.observe(attempt), call)
-            .await
-            .map_err(|source| SinkError::Operation { operation, collection: collection.to_owned(), source: Box::new(source) })
+        self.policy.run(operation, collection, |attempt| self.observe(attempt), call).await.map_err(|source| SinkError::Operation {
+            operation,
+            collection: collection.to_owned(),
+            source: Box::new(source),
+        })
     }
 
     /// Creates the collection (schema, vector index, load) when missing; otherwise checks that it
@@ -492,7 +493,13 @@ impl MilvusSink {
     }
 
     /// A strongly consistent query of `collection` under the retry policy.
-    async fn query(&self, operation: &'static str, collection: &str, filter: &str, output_fields: &[String]) -> Result<QueryResponse, SinkError> {
+    async fn query(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        filter: &str,
+        output_fields: &[String],
+    ) -> Result<QueryResponse, SinkError> {
         self.retrying(operation, collection, || async {
             let request = QueryRequest::builder()
                 .collection_name(collection.to_owned())
@@ -724,10 +731,7 @@ mod tests {
         let operation = |operation, source| SinkError::Operation { operation, collection: "c".into(), source: Box::new(source) };
         assert_eq!(SinkError::Connect { uri: "u".into(), message: "refused".into() }.fault(), Fault::Transient);
         assert_eq!(SinkError::SchemaMismatch { collection: "c".into(), problems: vec![] }.fault(), Fault::Config);
-        assert_eq!(
-            SinkError::ModelMismatch { collection: "c".into(), found: "a".into(), expected: "b".into() }.fault(),
-            Fault::Config
-        );
+        assert_eq!(SinkError::ModelMismatch { collection: "c".into(), found: "a".into(), expected: "b".into() }.fault(), Fault::Config);
         assert_eq!(operation("upsert", MilvusError::Timeout("down".into())).fault(), Fault::Transient);
         assert_eq!(operation("flush", MilvusError::Timeout("down".into())).fault(), Fault::Transient);
         assert_eq!(operation("upsert", MilvusError::Unexpected("row refused".into())).fault(), Fault::File);

@@ -6,6 +6,10 @@
 //! a missing dependency fails the test with the command that provides it.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod forwarder;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -107,13 +111,18 @@ impl TestConfig {
 
     /// Like [`TestConfig::new`], with `sections` (e.g. `[daemon]` tables) before the pipeline.
     pub fn with_sections(collection: &str, pipeline_extra: &str, sections: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
+        Self::with_milvus(&format!("[milvus]\nuri = \"{}\"\n", milvus_uri()), sections, collection, pipeline_extra)
+    }
+
+    /// The whole config: `sections` (e.g. `[daemon]`, `[import]`), then `milvus` (a `[milvus]`
+    /// table: the test server, a forwarder in front of it, or Milvus Lite), then one pipeline
+    /// named `test` feeding `collection` with `pipeline_extra` inside it.
+    pub fn with_milvus(milvus: &str, sections: &str, collection: &str, pipeline_extra: &str) -> Self {
+        Self::from_toml(&format!(
             r#"
 {sections}
 
-[milvus]
-uri = "{uri}"
+{milvus}
 
 [embedding]
 model_dir = "{model}"
@@ -126,11 +135,15 @@ name = "test"
 collection = "{collection}"
 {pipeline_extra}
 "#,
-            uri = milvus_uri(),
             model = model_dir().display(),
-        );
+        ))
+    }
+
+    /// A config whose whole text is `toml`.
+    pub fn from_toml(toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vecdrop.toml");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, toml).unwrap();
         Self { dir, path }
     }
 
@@ -173,6 +186,9 @@ pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
 fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vecdrop"));
     command.args(["import", "--config"]).arg(&config.path).arg(file).stdout(Stdio::null()).stderr(Stdio::null());
+    // Kills at random moments may land before a run commits anything, several times in a row:
+    // that is this test's doing, not a file that crashes the process (`daemon.max_crashes`).
+    command.env("VECDROP__DAEMON__MAX_CRASHES", "1000");
     if let Some(failpoint) = failpoint {
         command.env("VECDROP_FAILPOINT", failpoint);
     }
@@ -208,10 +224,16 @@ pub fn import_through_sigkills(config: &TestConfig, file: &Path) -> usize {
 
 /// Imports `file` with `failpoint` armed (the process must abort there), then again to the end.
 pub fn import_through_failpoint(config: &TestConfig, file: &Path, failpoint: &str) {
+    import_through_failpoint_exiting(config, file, failpoint, 0);
+}
+
+/// Like [`import_through_failpoint`], for files whose complete import exits `code` (3 when
+/// records are dead-lettered).
+pub fn import_through_failpoint_exiting(config: &TestConfig, file: &Path, failpoint: &str, code: i32) {
     let crashed = spawn_import(config, file, Some(failpoint)).wait_with_output().unwrap();
     assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
     let finish = spawn_import(config, file, None).wait_with_output().unwrap();
-    assert_eq!(finish.status.code(), Some(0), "{failpoint}: the restart completes");
+    assert_eq!(finish.status.code(), Some(code), "{failpoint}: the restart completes");
 }
 
 /// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.
@@ -247,4 +269,69 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The collection spec of `config`'s pipeline named `test`, as the binary builds it with the
+/// default fp32 model; for reading rows back with [`MilvusSink::texts_by_key`].
+pub fn collection_spec(config: &TestConfig) -> CollectionSpec {
+    let settings = config.settings();
+    let pipeline = settings.pipelines.iter().find(|pipeline| pipeline.name == "test").expect("a pipeline named test").clone();
+    CollectionSpec::of(&pipeline, 384, "all-MiniLM-L6-v2:fp32:256")
+}
+
+/// The stored text of each of `keys` that is in the collection, read back in pages by key.
+pub async fn stored_texts(sink: &MilvusSink, spec: &CollectionSpec, keys: &[String]) -> HashMap<String, String> {
+    let mut texts = HashMap::new();
+    for chunk in keys.chunks(500) {
+        texts.extend(sink.texts_by_key(spec, chunk).await.unwrap());
+    }
+    texts
+}
+
+/// A CSV with `rows` rows, keys `{prefix}-{n}`, each with a precomputed unit vector (so that the
+/// model is skipped and the test is about the daemon, not inference speed).
+pub fn csv_with_vectors(prefix: &str, rows: usize) -> (String, Vec<String>) {
+    let rows: Vec<(String, String)> = (0..rows).map(|row| (format!("{prefix}-{row}"), format!("row {row} of {prefix}"))).collect();
+    let keys = rows.iter().map(|(key, _)| key.clone()).collect();
+    (csv_rows_with_vectors(&rows), keys)
+}
+
+/// A CSV (`id,text,embedding`) of the given `(key, text)` rows, each with a precomputed unit vector
+/// chosen by its position (texts must not need CSV quoting).
+pub fn csv_rows_with_vectors(rows: &[(String, String)]) -> String {
+    let mut content = String::from("id,text,embedding\n");
+    for (index, (key, text)) in rows.iter().enumerate() {
+        let mut vector = vec![0.0f32; 384];
+        vector[index % 384] = 1.0;
+        let cells: Vec<String> = vector.iter().map(|value| format!("{value}")).collect();
+        content.push_str(&format!("{key},{text},\"[{}]\"\n", cells.join(",")));
+    }
+    content
+}
+
+/// The `milvus-lite` executable `make setup` installs; fails with that command when missing.
+pub fn lite_command() -> PathBuf {
+    let command = root().join(".venv/bin/milvus-lite");
+    assert!(command.is_file(), "milvus-lite missing: run `make setup`");
+    command
+}
+
+/// Stops, on drop, every process whose command line names `data_dir`: a Milvus Lite outlives a
+/// vecdrop that aborted at a failure point (it runs in its own process group, and a later vecdrop
+/// shares it through the endpoint file), and must not outlive the test.
+pub struct LiteReaper {
+    pub data_dir: PathBuf,
+}
+
+impl Drop for LiteReaper {
+    fn drop(&mut self) {
+        let Ok(found) = Command::new("pgrep").arg("-f").arg(self.data_dir.as_os_str()).output() else { return };
+        for pid in String::from_utf8_lossy(&found.stdout).split_whitespace().filter_map(|pid| pid.parse::<i32>().ok()) {
+            // SAFETY: signalling a process this test's vecdrop started for its own temporary data
+            // directory (found by that unique path).
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
 }
