@@ -137,6 +137,9 @@ async fn outage_during_drop_keeps_the_file_waits_and_resumes_when_milvus_is_back
     std::fs::create_dir_all(&drop).unwrap();
     let mut daemon = Daemon::start(&config, &status);
     daemon.wait_for("a healthy daemon", Duration::from_secs(120), healthz_ok);
+    // A first file lands while Milvus is there, so the outage cuts an established connection.
+    place(&drop, "before.csv", &csv_with_vectors("b", 20).0);
+    daemon.wait_for("the first file to land", Duration::from_secs(180), |_| done_files(&drop).contains("before.csv"));
 
     forwarder.stop();
     let outage_began = Instant::now();
@@ -163,13 +166,15 @@ async fn outage_during_drop_keeps_the_file_waits_and_resumes_when_milvus_is_back
     eprintln!("milvus was away for {:.1} s; the file waited in the drop folder", outage_began.elapsed().as_secs_f64());
     forwarder.restart();
     daemon.wait_for("the file to land once Milvus is back", Duration::from_secs(300), |_| done_files(&drop).contains("outage.csv"));
-    assert_holds_exactly(&config, &collection, &vector_rows("o", 50)).await;
+    let mut expected = vector_rows("b", 20);
+    expected.extend(vector_rows("o", 50));
+    assert_holds_exactly(&config, &collection, &expected).await;
     daemon.wait_for("/healthz to be ok again", Duration::from_secs(120), healthz_ok);
     daemon.wait_for("Milvus reported reachable", Duration::from_secs(60), |daemon| {
         daemon.metric_opt("vecdrop_milvus_reachable") == Some(1.0)
     });
     assert_eq!(daemon.status()["milvus"]["reachable"], true);
-    assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 50.0);
+    assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 70.0);
     assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"failed\"}"), 0.0);
     assert!(failed_files(&drop).is_empty());
     assert!(daemon.is_running(), "a transient fault never stops the daemon");
@@ -222,6 +227,10 @@ fn one_off_import_gives_up_after_its_deadline_and_a_later_run_completes() {
     let (content, _) = csv_with_vectors("d", 20);
     let file = place(config.dir.path(), "rows.csv", &content);
     let file_arg = file.to_str().unwrap();
+
+    let check = config.run("check", &[]);
+    assert_eq!(check.status.code(), Some(1), "`vecdrop check` fails while Milvus is unreachable");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("FAIL  milvus"), "check names Milvus");
 
     let started = Instant::now();
     let away = config.run("import", &[file_arg]);
