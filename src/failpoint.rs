@@ -12,7 +12,8 @@
 //! append to the file being imported) at an exact step, whatever the machine's speed.
 //!
 //! Names: `after_upsert` (Milvus acknowledged, ledger not yet written), `ledger_before_write`,
-//! `ledger_before_flush`, `before_finish` (last commit done, file not yet marked imported).
+//! `ledger_before_flush`, `after_commit` (a batch committed), `before_finish` (last commit done,
+//! file not yet marked imported).
 
 /// Aborts the process if the `VECDROP_FAILPOINT` environment variable names this point.
 #[cfg(feature = "failpoints")]

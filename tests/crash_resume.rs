@@ -1,5 +1,6 @@
 //! Exactly-once after crashes, with real processes and real Milvus: the importer is killed with
-//! SIGKILL at random moments, and aborted at exact steps by failure points; every restart resumes
+//! SIGKILL at random steps of random batches (paused there by a failure point, so the step does not
+//! depend on the machine's speed), and aborted at exact steps by failure points; every restart resumes
 //! from the ledger, and in the end every row is in Milvus once, with its text, and the ledger says
 //! imported with exact counts.
 //!

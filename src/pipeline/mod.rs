@@ -405,6 +405,7 @@ async fn commit_batch(
     })
     .await
     .map_err(|error| ImportError::Internal(format!("commit task: {error}")))??;
+    crate::failpoint::hit_for("after_commit", &path.display().to_string());
     context.telemetry.rejected(&pipeline.name, causes);
     progress.advance(counts, batch.to.units());
     tracked.committed(counts, batch.to.units());

@@ -184,42 +184,73 @@ pub fn write_file(dir: &Path, name: &str, content: &str) -> PathBuf {
 
 /// Starts `vecdrop import FILE` (output discarded), with the failure point `failpoint` armed.
 fn spawn_import(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Child {
+    import_command(config, file, failpoint).spawn().unwrap()
+}
+
+fn import_command(config: &TestConfig, file: &Path, failpoint: Option<&str>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vecdrop"));
     command.args(["import", "--config"]).arg(&config.path).arg(file).stdout(Stdio::null()).stderr(Stdio::null());
-    // Kills at random moments may land before a run commits anything, several times in a row:
-    // that is this test's doing, not a file that crashes the process (`daemon.max_crashes`).
+    // A kill in several runs before their first commit is this test's doing, not a file that
+    // crashes the process (`daemon.max_crashes`).
     command.env("VECDROP__DAEMON__MAX_CRASHES", "1000");
     if let Some(failpoint) = failpoint {
         command.env("VECDROP_FAILPOINT", failpoint);
     }
-    command.spawn().unwrap()
+    command
 }
 
-/// Imports `file` through up to six SIGKILLs, each 3–12 s into a run (the schedule's seed is
-/// printed), then once more to the end, which must succeed. Returns how many runs were killed.
+/// Where a SIGKILL can land relative to a batch: after Milvus acknowledged it, inside the ledger
+/// commit before its write or its flush, or after the commit.
+const KILL_POINTS: [&str; 4] = ["after_upsert", "ledger_before_write", "ledger_before_flush", "after_commit"];
+
+/// Imports `file` through six SIGKILLs, then once more to the end, which must succeed. Each kill
+/// lands at a random step of a random one of the run's first three batches (the schedule's seed is
+/// printed): the run pauses there at a failure point and is killed while paused, so where the
+/// kill lands never depends on the machine's speed. Returns how many runs were killed.
 pub fn import_through_sigkills(config: &TestConfig, file: &Path) -> usize {
     use rand::{Rng, SeedableRng};
+    assert!(
+        vecdrop::failpoint::enabled(),
+        "the kill schedule uses failure points: run `cargo test --features failpoints` (make test does)"
+    );
     let seed: u64 = rand::rng().random();
     eprintln!("kill schedule seed: {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let (mut kills, started) = (0, Instant::now());
     for round in 0..6 {
-        let mut child = spawn_import(config, file, None);
-        let delay = Duration::from_millis(rng.random_range(3_000..12_000));
-        std::thread::sleep(delay);
-        if child.try_wait().unwrap().is_some() {
-            eprintln!("round {round}: finished before the kill");
-            break;
+        let point = format!("{}@{}", KILL_POINTS[rng.random_range(0..KILL_POINTS.len())], rng.random_range(1..=3));
+        let pause = config.dir.path().join(format!("pause-{round}"));
+        std::fs::create_dir_all(&pause).unwrap();
+        let mut child = spawn_import_paused(config, file, &point, &pause);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !pause.join("reached").exists() {
+            if child.try_wait().unwrap().is_some() {
+                eprintln!("round {round}: finished before {point}");
+                return finish_import(config, file, kills, started);
+            }
+            assert!(Instant::now() < deadline, "round {round}: {point} never reached");
+            std::thread::sleep(Duration::from_millis(20));
         }
-        child.kill().unwrap(); // SIGKILL
+        child.kill().unwrap(); // SIGKILL, while paused at the point
         child.wait().unwrap();
         kills += 1;
-        eprintln!("round {round}: killed after {delay:?}");
+        eprintln!("round {round}: killed at {point}");
     }
+    finish_import(config, file, kills, started)
+}
+
+fn finish_import(config: &TestConfig, file: &Path, kills: usize, started: Instant) -> usize {
     let finish = spawn_import(config, file, None).wait_with_output().unwrap();
     assert_eq!(finish.status.code(), Some(0), "the last run completes");
     eprintln!("{kills} SIGKILL rounds, {:.0} s in all", started.elapsed().as_secs_f64());
     kills
+}
+
+/// Starts `vecdrop import FILE` that pauses at `failpoint` (see `vecdrop::failpoint`).
+fn spawn_import_paused(config: &TestConfig, file: &Path, failpoint: &str, pause: &Path) -> Child {
+    let mut command = import_command(config, file, Some(failpoint));
+    command.env("VECDROP_FAILPOINT_PAUSE", pause);
+    command.spawn().unwrap()
 }
 
 /// Imports `file` with `failpoint` armed (the process must abort there), then again to the end.
