@@ -87,7 +87,8 @@ mod tests {
 
     #[test]
     fn labels_are_stable() {
-        let labels: Vec<&str> = [Fault::Record, Fault::File, Fault::Transient, Fault::Config, Fault::Bug].iter().map(|f| f.as_str()).collect();
+        let labels: Vec<&str> =
+            [Fault::Record, Fault::File, Fault::Transient, Fault::Config, Fault::Bug].iter().map(|f| f.as_str()).collect();
         assert_eq!(labels, ["record", "file", "transient", "config", "bug"]);
     }
 }

@@ -158,7 +158,11 @@ impl Telemetry {
         registry.register("rows_embedded", "Texts embedded by the model", rows_embedded.clone());
         registry.register("rows_deleted", "Rows deleted from Milvus because their keys left a mirrored source", rows_deleted.clone());
         let rows_superseded = Family::<PipelineLabel, Counter>::default();
-        registry.register("rows_superseded", "Rows not written because a later record of the batch had the same key", rows_superseded.clone());
+        registry.register(
+            "rows_superseded",
+            "Rows not written because a later record of the batch had the same key",
+            rows_superseded.clone(),
+        );
         let rejections = Family::<CauseLabels, Counter>::default();
         registry.register("rejections", "Records dead-lettered, by cause (malformed, invalid_value)", rejections.clone());
         let retries = Family::<CauseLabels, Counter>::default();
@@ -171,7 +175,11 @@ impl Telemetry {
         );
         let milvus_reachable = Gauge::default();
         milvus_reachable.set(1);
-        registry.register("milvus_reachable", "1 when Milvus answered the last call, 0 when it could not be reached", milvus_reachable.clone());
+        registry.register(
+            "milvus_reachable",
+            "1 when Milvus answered the last call, 0 when it could not be reached",
+            milvus_reachable.clone(),
+        );
         let files = Family::<OutcomeLabels, Counter>::default();
         registry.register("files", "Files processed, by outcome", files.clone());
         let ledger_files = Family::<StateLabel, Gauge>::default();

@@ -110,7 +110,7 @@ fn daemon_sections(status: &str, extra: &str) -> String {
 
 fn spec(config: &TestConfig, collection: &str) -> CollectionSpec {
     let settings = config.settings();
-    let pipeline = settings.pipelines.iter().find(|pipeline| pipeline.collection == collection).unwrap().clone();
+    let pipeline = settings.pipelines.iter().find(|pipeline| pipeline.collection.name == collection).unwrap().clone();
     CollectionSpec::of(&pipeline, 384, "all-MiniLM-L6-v2:fp32:256")
 }
 

@@ -50,7 +50,7 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         );
     }
     if total.rows_rejected > 0 {
-        let letters = crate::dead_letter::path_for(&context.settings.resolve(&context.settings.state.dir), &pipeline.name);
+        let letters = crate::dead_letter::path_for(&context.settings.state.dir, &pipeline.name);
         eprintln!("{} record(s) were rejected; see {}", total.rows_rejected, letters.display());
         return Ok(EXIT_DEAD_LETTERS);
     }
@@ -58,7 +58,12 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
 }
 
 /// Imports `file`, retrying transient faults with backoff until `import.retry_deadline`.
-async fn import_retrying(context: &ImportContext, pipeline: &PipelineSettings, file: &Path, force: bool) -> Result<FileOutcome, CommandError> {
+async fn import_retrying(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    file: &Path,
+    force: bool,
+) -> Result<FileOutcome, CommandError> {
     let settings = &context.settings;
     let deadline = Instant::now() + settings.import.retry_deadline;
     let mut retries = 0;

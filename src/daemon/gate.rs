@@ -84,8 +84,7 @@ impl Gates {
         }
         let previous = telemetry.health(pipeline);
         let since = if first || previous.state != state { now_rfc3339() } else { previous.since };
-        let next_attempt =
-            wait.map(|_| now_rfc3339_after(gate.not_before.saturating_duration_since(Instant::now())));
+        let next_attempt = wait.map(|_| now_rfc3339_after(gate.not_before.saturating_duration_since(Instant::now())));
         telemetry.set_health(
             pipeline,
             PipelineHealth {
@@ -118,8 +117,11 @@ mod tests {
     use super::*;
 
     fn gates() -> Gates {
-        let settings =
-            DaemonSettings { retry_backoff: Duration::from_secs(1), retry_backoff_max: Duration::from_secs(60), ..DaemonSettings::default() };
+        let settings = DaemonSettings {
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(60),
+            ..DaemonSettings::default()
+        };
         Gates::new(&settings)
     }
 

@@ -174,7 +174,8 @@ async fn delete_gone_keys(job: &FileJob<'_>, previous: &str) -> Result<u64, Impo
     let mut after: Option<String> = None;
     loop {
         let page = {
-            let (ledger, name, previous, hash) = (context.ledger.clone(), pipeline.name.clone(), previous.to_owned(), identity.hash.clone());
+            let (ledger, name, previous, hash) =
+                (context.ledger.clone(), pipeline.name.clone(), previous.to_owned(), identity.hash.clone());
             let after = after.clone();
             blocking(move || ledger.keys_gone(&name, &previous, &hash, after.as_deref(), DELETE_PAGE)).await?
         };
@@ -186,7 +187,7 @@ async fn delete_gone_keys(job: &FileJob<'_>, previous: &str) -> Result<u64, Impo
         after = page.last().cloned();
     }
     if deleted > 0 {
-        context.sink.flush(&spec.name).await?;
+        context.sink.flush(&spec.collection.name).await?;
         context.telemetry.deleted(&pipeline.name, deleted);
         tracing::info!(rows = deleted, "mirror: deleted rows whose keys left the source");
     }

@@ -141,8 +141,15 @@ pub struct ImportContext {
 
 impl ImportContext {
     /// A context for `settings` with fresh telemetry, dead-letter writers and cancel token.
-    pub fn new(settings: Settings, embedder: Embedder, sink: MilvusSink, ledger: Ledger, plugins: PluginRegistry, interactive: bool) -> Self {
-        let dead_letters = DeadLetters::new(&settings.resolve(&settings.state.dir), ledger.clone());
+    pub fn new(
+        settings: Settings,
+        embedder: Embedder,
+        sink: MilvusSink,
+        ledger: Ledger,
+        plugins: PluginRegistry,
+        interactive: bool,
+    ) -> Self {
+        let dead_letters = DeadLetters::new(&settings.state.dir, ledger.clone());
         Self {
             settings: Arc::new(settings),
             embedder,
@@ -217,7 +224,7 @@ pub async fn import_file(
     path: &Path,
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
-    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection);
+    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
     import_file_in_span(context, pipeline, path, force).instrument(span).await
 }
 
@@ -280,7 +287,7 @@ async fn finish(job: &FileJob<'_>, mut summary: ImportSummary) -> Result<FileOut
 async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
     let FileJob { context, pipeline, identity, .. } = *job;
     if matches!(error, ImportError::Sink(_)) {
-        context.sink.forget_collection(&pipeline.collection);
+        context.sink.forget_collection(&pipeline.collection.name);
     }
     if matches!(error, ImportError::Crashed { .. }) {
         return; // `begin` recorded it
@@ -357,7 +364,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
         return Err(ImportError::Interrupted { path: path.display().to_string() });
     }
     let flush_started = std::time::Instant::now();
-    context.sink.flush(&spec.name).await?;
+    context.sink.flush(&spec.collection.name).await?;
     progress.flushed(flush_started.elapsed());
     identity.check_unchanged(path)?;
     Ok(progress.finish())
@@ -381,12 +388,8 @@ async fn commit_batch(
     }
     crate::failpoint::hit_for("after_upsert", &path.display().to_string());
     identity.check_unchanged(path)?;
-    let counts = BatchCounts {
-        imported,
-        rejected: batch.dead_letters.len() as u64,
-        unchanged: batch.unchanged,
-        superseded: batch.superseded,
-    };
+    let counts =
+        BatchCounts { imported, rejected: batch.dead_letters.len() as u64, unchanged: batch.unchanged, superseded: batch.superseded };
     let causes: Vec<RejectCause> = batch.dead_letters.iter().map(|letter| letter.cause).collect();
     let (ledger, writer) = (context.ledger.clone(), context.dead_letters.writer(&pipeline.name));
     let (name, hash) = (pipeline.name.clone(), identity.hash.clone());

@@ -124,7 +124,8 @@ impl ReadJob {
                 ReadItem::Record(record) => match self.schema.map(&record, &self.file_hash) {
                     Ok(row) => batch.push_row(row),
                     Err(error) => {
-                        let letter = self.letter(record.position, Some(error.field), error.reason, raw_of(&record), RejectCause::InvalidValue);
+                        let letter =
+                            self.letter(record.position, Some(error.field), error.reason, raw_of(&record), RejectCause::InvalidValue);
                         batch.push_letter(letter);
                     }
                 },
@@ -257,7 +258,14 @@ mod tests {
     use super::*;
 
     fn batch() -> OpenBatch {
-        let empty = RowBatch { rows: Vec::new(), dead_letters: Vec::new(), unchanged: 0, superseded: 0, from: Checkpoint::Start, to: Checkpoint::Start };
+        let empty = RowBatch {
+            rows: Vec::new(),
+            dead_letters: Vec::new(),
+            unchanged: 0,
+            superseded: 0,
+            from: Checkpoint::Start,
+            to: Checkpoint::Start,
+        };
         OpenBatch::new(empty)
     }
 

@@ -172,7 +172,13 @@ pub enum Attempt {
 impl RetryPolicy {
     /// Runs `call` until it succeeds, fails with a non-retryable error, or the deadline passes;
     /// `observe` hears after every attempt whether Milvus answered. Returns the last error.
-    pub async fn run<T, Call, Fut>(&self, operation: &'static str, collection: &str, observe: impl Fn(Attempt), call: Call) -> Result<T, Error>
+    pub async fn run<T, Call, Fut>(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        observe: impl Fn(Attempt),
+        call: Call,
+    ) -> Result<T, Error>
     where
         Call: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -278,10 +284,15 @@ mod tests {
 
         attempts.set(0);
         let result: Result<(), Error> = policy
-            .run("upsert", "c", |_| {}, || {
-                attempts.set(attempts.get() + 1);
-                async { Err(Error::Unexpected("bad request".into())) }
-            })
+            .run(
+                "upsert",
+                "c",
+                |_| {},
+                || {
+                    attempts.set(attempts.get() + 1);
+                    async { Err(Error::Unexpected("bad request".into())) }
+                },
+            )
             .await;
         assert!(result.is_err());
         assert_eq!(attempts.get(), 1, "a permanent error is not retried");
