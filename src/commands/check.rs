@@ -83,7 +83,7 @@ async fn check_collection(report: &mut Report, sink: &MilvusSink, pipeline: &Pip
 fn check_sources(report: &mut Report, pipeline: &PipelineSettings) {
     for folder in &pipeline.watch {
         let subject = format!("pipeline {} watch", pipeline.name);
-        match writable_directory(&folder) {
+        match writable_directory(folder) {
             Ok(()) => report.pass(&subject, &folder.display().to_string()),
             Err(reason) => report.fail(&subject, &format!("{}: {reason}", folder.display())),
         }

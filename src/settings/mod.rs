@@ -172,17 +172,31 @@ pub enum IndexType {
 }
 
 impl IndexType {
-    /// The names `index_type` accepts, as Milvus spells them.
-    pub const NAMES: [(&'static str, IndexType); 8] = [
-        ("AUTOINDEX", IndexType::AutoIndex),
-        ("FLAT", IndexType::Flat),
-        ("IVF_FLAT", IndexType::IvfFlat),
-        ("IVF_SQ8", IndexType::IvfSq8),
-        ("IVF_PQ", IndexType::IvfPq),
-        ("HNSW", IndexType::Hnsw),
-        ("DISKANN", IndexType::DiskAnn),
-        ("SCANN", IndexType::Scann),
+    /// Every index type, in the order error messages list them.
+    pub const ALL: [IndexType; 8] = [
+        IndexType::AutoIndex,
+        IndexType::Flat,
+        IndexType::IvfFlat,
+        IndexType::IvfSq8,
+        IndexType::IvfPq,
+        IndexType::Hnsw,
+        IndexType::DiskAnn,
+        IndexType::Scann,
     ];
+
+    /// The name `index_type` gives it, as Milvus spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexType::AutoIndex => "AUTOINDEX",
+            IndexType::Flat => "FLAT",
+            IndexType::IvfFlat => "IVF_FLAT",
+            IndexType::IvfSq8 => "IVF_SQ8",
+            IndexType::IvfPq => "IVF_PQ",
+            IndexType::Hnsw => "HNSW",
+            IndexType::DiskAnn => "DISKANN",
+            IndexType::Scann => "SCANN",
+        }
+    }
 }
 
 /// A vector distance.
@@ -197,32 +211,36 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The names `metric` accepts, as Milvus spells them.
-    pub const NAMES: [(&'static str, Metric); 3] = [("COSINE", Metric::Cosine), ("IP", Metric::Ip), ("L2", Metric::L2)];
+    /// Every metric, in the order error messages list them.
+    pub const ALL: [Metric; 3] = [Metric::Cosine, Metric::Ip, Metric::L2];
+
+    /// The name `metric` gives it, as Milvus spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cosine => "COSINE",
+            Metric::Ip => "IP",
+            Metric::L2 => "L2",
+        }
+    }
 }
 
-/// The value of `text` in `table`, or an error listing the names accepted.
-fn parse_named<T: Copy>(table: &[(&'static str, T)], text: &str) -> Result<T, String> {
-    table.iter().find(|(name, _)| *name == text).map(|(_, value)| *value).ok_or_else(|| {
-        let names: Vec<&str> = table.iter().map(|(name, _)| *name).collect();
+/// The one of `all` whose `name` is `text`, or an error listing the names accepted.
+fn parse_named<T: Copy>(all: &[T], name: fn(T) -> &'static str, text: &str) -> Result<T, String> {
+    all.iter().copied().find(|value| name(*value) == text).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|value| name(*value)).collect();
         format!("expected one of {names:?}, got {text:?}")
     })
 }
 
-/// The name of `value` in `table`.
-fn name_in<T: Copy + PartialEq>(table: &[(&'static str, T)], value: T) -> &'static str {
-    table.iter().find(|(_, candidate)| *candidate == value).map_or("?", |(name, _)| name)
-}
-
 impl std::fmt::Display for IndexType {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(name_in(&Self::NAMES, *self))
+        formatter.write_str(self.name())
     }
 }
 
 impl std::fmt::Display for Metric {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(name_in(&Self::NAMES, *self))
+        formatter.write_str(self.name())
     }
 }
 
@@ -504,8 +522,9 @@ fn check_field(name: &str, spec: &FieldSpec, reserved: &[&str]) -> Result<(), St
 
 fn index_of(raw: &RawIndex) -> Result<IndexSettings, String> {
     Ok(IndexSettings {
-        index_type: parse_named(&IndexType::NAMES, &raw.index_type).map_err(|message| format!("index.index_type: {message}"))?,
-        metric: parse_named(&Metric::NAMES, &raw.metric).map_err(|message| format!("index.metric: {message}"))?,
+        index_type: parse_named(&IndexType::ALL, IndexType::name, &raw.index_type)
+            .map_err(|message| format!("index.index_type: {message}"))?,
+        metric: parse_named(&Metric::ALL, Metric::name, &raw.metric).map_err(|message| format!("index.metric: {message}"))?,
         params: raw.params.clone(),
     })
 }
