@@ -94,6 +94,8 @@ impl Default for MilvusSettings {
 pub struct PipelineSettings {
     /// Unique name, used in logs, status and `--pipeline`.
     pub name: String,
+    /// The collection the rows go to, all of it but what the model decides (dimension, identity).
+    pub collection: CollectionSettings,
     /// How its files are read. A plugin format's name is checked once the plugins are loaded
     /// (`commands::load_plugins`).
     pub format: ConfiguredFormat,
@@ -103,20 +105,18 @@ pub struct PipelineSettings {
     /// Field holding each record's natural primary key; `None` derives keys from the file's content
     /// hash and the record ordinal (and rules out `mirror`).
     pub id_field: Option<String>,
-    /// The collection the rows go to, all of it but what the model decides (dimension, identity).
-    pub collection: CollectionSettings,
+    /// Rows per upsert request (also capped by bytes).
+    pub batch_rows: usize,
     /// Drop directories (absolute).
     pub watch: Vec<PathBuf>,
-    /// Recurring imports of globbed paths.
-    pub schedule: Option<Schedule>,
     /// What happens to a file after its rows are committed.
     pub after_import: AfterImport,
+    /// Recurring imports of globbed paths.
+    pub schedule: Option<Schedule>,
     /// Delete rows whose keys disappeared from a new version of the same source.
     pub mirror: bool,
     /// Largest share of a source's previous rows one mirror pass may delete (0.0..=1.0).
     pub mirror_max_delete_share: f64,
-    /// Rows per upsert request (also capped by bytes).
-    pub batch_rows: usize,
 }
 
 /// The part of a pipeline's collection the config decides; [`crate::sink::CollectionSpec`] adds

@@ -259,14 +259,20 @@ pub struct RawPipeline {
     pub vector_field: String,
     /// Longest text stored, in bytes (Milvus VarChar max_length).
     pub text_max_length: u32,
+    /// Scalar fields kept from each record, with their Milvus types.
+    pub fields: BTreeMap<String, FieldSpec>,
+    /// Index built on the vector field when the collection is created.
+    pub index: RawIndex,
+    /// Rows per upsert request (also capped by bytes).
+    pub batch_rows: usize,
     /// Drop directories.
     pub watch: Vec<PathBuf>,
+    /// `move` (to `.done/`), `delete` or `keep`.
+    pub after_import: AfterImport,
     /// Globs imported on `schedule`.
     pub paths: Vec<String>,
     /// Cron expression, seconds field first.
     pub schedule: Option<String>,
-    /// `move` (to `.done/`), `delete` or `keep`.
-    pub after_import: AfterImport,
     /// Time zone of `schedule` (IANA name such as `"Europe/Berlin"`); default UTC.
     pub timezone: Option<String>,
     /// Delete rows whose keys disappeared from a new version of the same source (requires `id_field`).
@@ -275,12 +281,6 @@ pub struct RawPipeline {
     /// version held is held back and reported instead (a truncated upload must not wipe a
     /// collection); 1.0 never holds back.
     pub mirror_max_delete_share: f64,
-    /// Rows per upsert request (also capped by bytes).
-    pub batch_rows: usize,
-    /// Index built on the vector field when the collection is created.
-    pub index: RawIndex,
-    /// Scalar fields kept from each record, with their Milvus types.
-    pub fields: BTreeMap<String, FieldSpec>,
 }
 
 impl Default for RawPipeline {
