@@ -100,11 +100,12 @@ struct Inner {
 }
 
 impl Embedder {
-    /// Loads ONNX Runtime (once per process), the tokenizer and the model described by `settings`;
-    /// `base_dir` resolves relative paths. Runs one probe text to learn the vector dimension.
+    /// Loads ONNX Runtime (once per process), the tokenizer and the model described by `settings`
+    /// (whose paths the config made absolute); the search for a `.venv` holding ONNX Runtime starts
+    /// in `base_dir`. Runs one probe text to learn the vector dimension.
     pub fn load(settings: &EmbeddingSettings, base_dir: &Path) -> Result<Self, EmbedError> {
-        let model_dir = resolve(base_dir, &settings.model_dir);
-        let library = locate_runtime(settings.ort_library.as_deref().map(|path| resolve(base_dir, path)), base_dir)?;
+        let model_dir = settings.model_dir.clone();
+        let library = locate_runtime(settings.ort_library.clone(), base_dir)?;
         let environment = init_runtime(&library)?;
         let tokenizer = load_tokenizer(&model_dir, settings.max_tokens)?;
         let model_file = model_dir.join(match settings.precision {
@@ -299,14 +300,6 @@ fn l2_normalised(mut vector: Vec<f32>) -> Vec<f32> {
     let norm = vector.iter().map(|value| value * value).sum::<f32>().sqrt().max(1e-12);
     vector.iter_mut().for_each(|value| *value /= norm);
     vector
-}
-
-fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base_dir.join(path)
-    }
 }
 
 /// The ONNX Runtime library: `configured`, else `$ORT_DYLIB_PATH`, else the PyPI wheel in the

@@ -80,10 +80,10 @@ impl RowSchema {
     pub fn of(pipeline: &PipelineSettings, dimension: usize) -> Self {
         Self {
             id_field: pipeline.id_field.clone(),
-            text_field: pipeline.text_field.clone(),
-            text_max_length: pipeline.text_max_length as usize,
-            scalar_fields: pipeline.fields.iter().map(|(name, spec)| (name.clone(), spec.clone())).collect(),
-            vector_field: pipeline.vector_field.clone(),
+            text_field: pipeline.collection.text_field.clone(),
+            text_max_length: pipeline.collection.text_max_length as usize,
+            scalar_fields: pipeline.collection.scalar_fields.clone(),
+            vector_field: pipeline.collection.vector_field.clone(),
             dimension,
         }
     }

@@ -54,7 +54,7 @@ impl Backend {
 /// `[milvus]` for a server at `uri`, impatient enough that an outage shows within seconds: start-up
 /// gives up connecting after 2 s, one operation retries for 2 s.
 fn server_milvus(uri: &str) -> String {
-    format!("[milvus]\nuri = \"{uri}\"\nconnect_timeout_secs = 2\nretry_deadline = \"2s\"\n")
+    format!("[milvus]\nuri = \"{uri}\"\nconnect_timeout = \"2s\"\nretry_deadline = \"2s\"\n")
 }
 
 /// A config for the pipeline `test`: see [`TestConfig::with_milvus`].

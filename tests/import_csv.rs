@@ -39,12 +39,12 @@ async fn seed_csv_is_imported_exactly_once_and_a_rerun_changes_nothing() {
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     let spec = spec_for(&config);
-    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64);
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), rows.len() as u64);
 
     let second = config.run("import", &[seed.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&second.stdout).contains("already imported"), "same content is recognised");
-    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64, "re-import must not add rows");
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), rows.len() as u64, "re-import must not add rows");
 
     // The same content under another name is recognised too; --force imports it again, in place.
     let copy = config.dir.path().join("copy-of-seed.csv");
@@ -53,7 +53,7 @@ async fn seed_csv_is_imported_exactly_once_and_a_rerun_changes_nothing() {
     let forced = config.run("import", &["--force", copy.to_str().unwrap()]);
     assert_eq!(forced.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&forced.stdout).contains(&format!("{} rows imported", rows.len())));
-    assert_eq!(sink.count(&spec.name).await.unwrap(), rows.len() as u64, "forced re-import upserts the same keys");
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), rows.len() as u64, "forced re-import upserts the same keys");
 
     // Every key is there once, with the file's text.
     for chunk in rows.chunks(500) {
@@ -88,7 +88,7 @@ async fn bad_rows_are_dead_lettered_with_their_line_and_good_rows_land() {
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     let spec = spec_for(&config);
-    assert_eq!(sink.count(&spec.name).await.unwrap(), 4);
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), 4);
     let keys: Vec<String> = ["g1", "g2", "g3", "g4", "b1", "b2", "b3", "b4"].iter().map(|key| key.to_string()).collect();
     let stored = sink.texts_by_key(&spec, &keys).await.unwrap();
     let mut stored_keys: Vec<&str> = stored.keys().map(String::as_str).collect();
@@ -208,7 +208,7 @@ async fn a_damaged_file_keeps_the_rows_before_the_damage_and_is_marked_failed() 
     assert!(stderr.contains(&format!("at byte {damage_at}")) && stderr.contains("longer than 16 MiB"), "{stderr}");
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    assert_eq!(sink.count(&spec_for(&config).name).await.unwrap(), 250, "rows before the damage are kept");
+    assert_eq!(sink.count(&spec_for(&config).collection.name).await.unwrap(), 250, "rows before the damage are kept");
     let status: serde_json::Value = serde_json::from_slice(&config.run("status", &["--json"]).stdout).unwrap();
     assert_eq!(status[0]["state"], "failed");
     assert!(status[0]["reason"].as_str().unwrap().contains("longer than 16 MiB"));

@@ -138,7 +138,7 @@ async fn parquet_rows_with_vectors_skip_the_model_and_keep_their_vectors() {
     let settings = config.settings();
     let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    assert_eq!(sink.count(&spec.name).await.unwrap(), 39);
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), 39);
     // A row that carried its vector is found by that exact vector (the model did not replace it).
     for row in [0usize, 12, 38] {
         let hits = sink.search(&spec, vectors[row].clone(), 1).await.unwrap();

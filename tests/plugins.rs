@@ -250,7 +250,7 @@ async fn crash_between_milvus_and_the_ledger_with_a_plugin_format_resumes_exactl
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_plugins_fail_only_their_own_file_with_a_clear_reason() {
-    let entry = format!("\n[[plugins]]\npath = \"{}\"\nchunk_time_ms = 300\nmemory_mib = 32\n", plugin_wasm("hostile").display());
+    let entry = format!("\n[[plugins]]\npath = \"{}\"\nchunk_time = \"300ms\"\nmemory_mib = 32\n", plugin_wasm("hostile").display());
     let config = TestConfig::new(&unique_collection("hostile"), &entry);
     let settings = config.settings();
     let pipeline = settings.pipelines[0].clone();

@@ -180,8 +180,7 @@ impl Bench {
         let embedding = settings.embedding.clone();
         let base_dir = settings.base_dir.clone();
         let embedder = blocking(move || Embedder::load(&embedding, &base_dir)).await??;
-        let timeout = std::time::Duration::from_secs(settings.milvus.connect_timeout_secs);
-        let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir, timeout).await?;
+        let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
         let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
@@ -260,7 +259,8 @@ impl Bench {
             // the same whoever imports.
             "index": { "index_type": "FLAT", "metric": "COSINE" },
         });
-        serde_json::from_value(value).expect("the bench pipeline matches PipelineSettings")
+        let raw = serde_json::from_value(value).expect("the bench pipeline matches RawPipeline");
+        PipelineSettings::from_raw(raw, &self.options.work_dir).expect("the bench pipeline is valid")
     }
 
     async fn model_phase(&self, name: &str, embedder: Embedder, texts: Vec<String>) -> Result<PhaseResult, BenchError> {
@@ -303,7 +303,7 @@ impl Bench {
         result.flush_seconds = Some(summary.flush_seconds);
         result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
-        self.bare.wait_for_index(&pipeline.collection).await?;
+        self.bare.wait_for_index(&pipeline.collection.name).await?;
         cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
         Ok(result)
     }
@@ -318,7 +318,7 @@ impl Bench {
         let mut result = PhaseResult::new(phase::SDK_UPSERT, "rows/s", times.rows, times.total_seconds, peak.peak_bytes());
         result.record_cpu(cpu.elapsed());
         result.flush_seconds = Some(times.flush_seconds);
-        self.bare.wait_for_index(&spec.name).await?;
+        self.bare.wait_for_index(&spec.collection.name).await?;
         cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
         Ok(result)
     }

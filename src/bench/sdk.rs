@@ -70,17 +70,19 @@ impl BareClient {
             batch.extend(documents.by_ref().take(batch_rows));
             let columns = columns(spec, corpus, &batch, rows as usize);
             let insert = InsertRequest::builder()
-                .collection_name(spec.name.clone())
+                .collection_name(spec.collection.name.clone())
                 .columns(columns)
                 .build()
-                .map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
-            let request =
-                UpsertRequest::builder().insert(insert).build().map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
-            let response = self.client.upsert(request).await.map_err(|error| BenchError::milvus("upsert", &spec.name, error))?;
+                .map_err(|error| BenchError::milvus("upsert", &spec.collection.name, error))?;
+            let request = UpsertRequest::builder()
+                .insert(insert)
+                .build()
+                .map_err(|error| BenchError::milvus("upsert", &spec.collection.name, error))?;
+            let response = self.client.upsert(request).await.map_err(|error| BenchError::milvus("upsert", &spec.collection.name, error))?;
             rows += response.upsert_count() as u64;
         }
         let flush_started = Instant::now();
-        self.flush(&spec.name).await?;
+        self.flush(&spec.collection.name).await?;
         Ok(LoopTimes { rows, total_seconds: started.elapsed().as_secs_f64(), flush_seconds: flush_started.elapsed().as_secs_f64() })
     }
 
@@ -138,10 +140,10 @@ fn columns(spec: &CollectionSpec, corpus: &CorpusSpec, batch: &[Document], first
         .map(|(document, vector)| row_hash(&document.text, &[ScalarValue::Varchar(document.category.to_owned())], Some(vector)))
         .collect();
     vec![
-        FieldData::varchar(spec.primary_key.clone(), batch.iter().map(|document| document.id.clone()).collect()),
-        FieldData::varchar(spec.text_field.clone(), batch.iter().map(|document| document.text.clone()).collect()),
+        FieldData::varchar(spec.collection.primary_key.clone(), batch.iter().map(|document| document.id.clone()).collect()),
+        FieldData::varchar(spec.collection.text_field.clone(), batch.iter().map(|document| document.text.clone()).collect()),
         FieldData::int64(ROW_HASH_FIELD, hashes),
         FieldData::varchar("category", batch.iter().map(|document| document.category.to_owned()).collect()),
-        FieldData::float_vector(spec.vector_field.clone(), vectors),
+        FieldData::float_vector(spec.collection.vector_field.clone(), vectors),
     ]
 }

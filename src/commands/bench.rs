@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{CommandError, EXIT_OK};
 use crate::bench::{self, BenchError, BenchOptions};
+use crate::settings::raw::RawSettings;
 use crate::settings::{Settings, SettingsError};
 
 /// What the command line asked for.
@@ -78,9 +79,9 @@ fn settings_for(args: &BenchArgs) -> Result<Settings, CommandError> {
     match Settings::load(args.config.as_deref()) {
         Ok(settings) => Ok(settings),
         Err(SettingsError::NotFound) => {
-            let mut settings: Settings = serde_json::from_value(serde_json::json!({})).expect("every key has a default");
-            settings.base_dir = std::env::current_dir().map_err(|error| CommandError::Other(error.to_string()))?;
-            Ok(settings)
+            let base_dir = std::env::current_dir().map_err(|error| CommandError::Other(error.to_string()))?;
+            let path = base_dir.join("vecdrop.toml");
+            Ok(Settings::from_raw(RawSettings::default(), &base_dir, &path).expect("the defaults are valid"))
         }
         Err(error) => Err(error.into()),
     }

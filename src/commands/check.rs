@@ -56,7 +56,7 @@ pub async fn check(settings: Settings) -> Result<u8, CommandError> {
         Err(error) => report.fail("milvus", &error.to_string()),
     }
     for pipeline in &settings.pipelines {
-        check_sources(&mut report, &settings, pipeline);
+        check_sources(&mut report, pipeline);
     }
     print!("{}", report.text);
     if report.failures == 0 {
@@ -71,8 +71,8 @@ pub async fn check(settings: Settings) -> Result<u8, CommandError> {
 async fn check_collection(report: &mut Report, sink: &MilvusSink, pipeline: &PipelineSettings, spec: &CollectionSpec) {
     let subject = format!("pipeline {}", pipeline.name);
     match sink.inspect_collection(spec).await {
-        Ok(true) => report.pass(&subject, &format!("collection {} exists and fits (fields, model)", spec.name)),
-        Ok(false) => report.pass(&subject, &format!("collection {} does not exist yet; the first import creates it", spec.name)),
+        Ok(true) => report.pass(&subject, &format!("collection {} exists and fits (fields, model)", spec.collection.name)),
+        Ok(false) => report.pass(&subject, &format!("collection {} does not exist yet; the first import creates it", spec.collection.name)),
         Err(error) => report.fail(&subject, &error.to_string()),
     }
 }
@@ -80,18 +80,17 @@ async fn check_collection(report: &mut Report, sink: &MilvusSink, pipeline: &Pip
 /// Drop folders must be directories vecdrop can write (files are moved out of them); schedule
 /// globs should match something (a pattern matching nothing is reported, not failed: the export
 /// may not have run yet).
-fn check_sources(report: &mut Report, settings: &Settings, pipeline: &PipelineSettings) {
+fn check_sources(report: &mut Report, pipeline: &PipelineSettings) {
     for folder in &pipeline.watch {
-        let folder = settings.resolve(folder);
         let subject = format!("pipeline {} watch", pipeline.name);
-        match writable_directory(&folder) {
+        match writable_directory(folder) {
             Ok(()) => report.pass(&subject, &folder.display().to_string()),
             Err(reason) => report.fail(&subject, &format!("{}: {reason}", folder.display())),
         }
     }
     if let Some(schedule) = &pipeline.schedule {
-        let files = expand(&settings.base_dir, &pipeline.paths);
-        let detail = format!("\"{schedule}\": {:?} match {} file(s) now", pipeline.paths, files.len());
+        let files = expand(&schedule.paths);
+        let detail = format!("\"{}\" ({}): {:?} match {} file(s) now", schedule.cron, schedule.timezone, schedule.paths, files.len());
         report.pass(&format!("pipeline {} schedule", pipeline.name), &detail);
     }
 }

@@ -50,7 +50,7 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         );
     }
     if total.rows_rejected > 0 {
-        let letters = crate::dead_letter::path_for(&context.settings.resolve(&context.settings.state.dir), &pipeline.name);
+        let letters = crate::dead_letter::path_for(&context.settings.state.dir, &pipeline.name);
         eprintln!("{} record(s) were rejected; see {}", total.rows_rejected, letters.display());
         return Ok(EXIT_DEAD_LETTERS);
     }

@@ -9,7 +9,6 @@ mod search;
 mod status;
 
 use std::path::Path;
-use std::time::Duration;
 
 pub use bench::{bench, BenchArgs};
 pub use check::check;
@@ -20,11 +19,11 @@ pub use search::search;
 pub use status::status;
 
 use crate::embed::{EmbedError, Embedder};
-use crate::format::plugin::{PluginError, PluginSource, BUILT_IN_FORMATS};
+use crate::format::plugin::{PluginError, PluginSource};
 use crate::format::PluginRegistry;
 use crate::ledger::{Ledger, LOCK_WAIT};
 use crate::pipeline::{ImportContext, ImportError};
-use crate::settings::{Settings, SettingsError};
+use crate::settings::{ConfiguredFormat, Settings, SettingsError};
 use crate::sink::{MilvusSink, SinkError};
 
 /// Exit code: success.
@@ -76,15 +75,14 @@ impl CommandError {
 /// and `run`. Milvus itself need not answer yet: imports retry until it does (transient faults).
 /// The ledger is waited for briefly when a process that just died still holds it.
 pub async fn open_context(settings: Settings, interactive: bool) -> Result<ImportContext, CommandError> {
-    let state_dir = settings.resolve(&settings.state.dir);
+    let state_dir = settings.state.dir.clone();
     let ledger = tokio::task::spawn_blocking(move || Ledger::open_waiting(&state_dir, LOCK_WAIT))
         .await
         .map_err(|error| CommandError::Other(format!("opening the ledger: {error}")))?
         .map_err(|error| CommandError::Other(error.to_string()))?;
     let plugins = load_plugins(&settings).await?;
     let embedder = load_embedder(&settings).await?;
-    let timeout = Duration::from_secs(settings.milvus.connect_timeout_secs);
-    let sink = MilvusSink::open(&settings.milvus, &settings.base_dir, timeout).await?;
+    let sink = MilvusSink::open(&settings.milvus, &settings.base_dir).await?;
     Ok(ImportContext::new(settings, embedder, sink, ledger, plugins, interactive))
 }
 
@@ -94,19 +92,18 @@ pub async fn load_plugins(settings: &Settings) -> Result<PluginRegistry, Command
     let sources: Vec<PluginSource> = settings
         .plugins
         .iter()
-        .map(|plugin| PluginSource { path: settings.resolve(&plugin.path), config_json: plugin.config_json(), limits: plugin.limits() })
+        .map(|plugin| PluginSource { path: plugin.path.clone(), config_json: plugin.config_json.clone(), limits: plugin.limits.clone() })
         .collect();
-    let cache_dir = settings.resolve(&settings.state.dir).join("plugin-cache");
+    let cache_dir = settings.state.dir.join("plugin-cache");
     let registry = tokio::task::spawn_blocking(move || PluginRegistry::load(&sources, Some(&cache_dir)))
         .await
         .map_err(|error| CommandError::Other(format!("plugin loading panicked: {error}")))??;
     for (index, pipeline) in settings.pipelines.iter().enumerate() {
-        let built_in = BUILT_IN_FORMATS.contains(&pipeline.format.as_str());
-        if !built_in && registry.by_name(&pipeline.format).is_none() {
+        let ConfiguredFormat::Plugin(name) = &pipeline.format else { continue };
+        if registry.by_name(name).is_none() {
             return Err(CommandError::Usage(format!(
-                "config {}: pipelines[{index}].format: {:?} is neither built in nor declared by a plugin (plugin formats: {:?})",
+                "config {}: pipelines[{index}].format: {name:?} is neither built in nor declared by a plugin (plugin formats: {:?})",
                 settings.path.display(),
-                pipeline.format,
                 registry.format_names()
             )));
         }
@@ -127,8 +124,7 @@ pub async fn load_embedder(settings: &Settings) -> Result<Embedder, CommandError
 
 /// Connects to the configured Milvus (starting Milvus Lite for a local path).
 pub async fn connect_milvus(settings: &Settings) -> Result<MilvusSink, CommandError> {
-    let timeout = Duration::from_secs(settings.milvus.connect_timeout_secs);
-    Ok(MilvusSink::connect(&settings.milvus, &settings.base_dir, timeout).await?)
+    Ok(MilvusSink::connect(&settings.milvus, &settings.base_dir).await?)
 }
 
 /// Whether `path` exists as a file; the error names it.

@@ -23,7 +23,7 @@ pub async fn search(settings: Settings, pipeline: Option<&str>, k: usize, text: 
         }
     }
     if hits.is_empty() && !json {
-        println!("no rows in collection {}", spec.name);
+        println!("no rows in collection {}", spec.collection.name);
     }
     Ok(EXIT_OK)
 }

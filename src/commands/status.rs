@@ -12,7 +12,7 @@ use crate::settings::Settings;
 /// array for scripts. Reads the ledger only (needs neither Milvus nor the model). While a daemon
 /// holds the ledger, asks the daemon's status endpoint instead and prints its `/status` JSON.
 pub fn status(settings: &Settings, json: bool) -> Result<u8, CommandError> {
-    let ledger = match Ledger::open(&settings.resolve(&settings.state.dir)) {
+    let ledger = match Ledger::open(&settings.state.dir) {
         Ok(ledger) => ledger,
         Err(LedgerError::Busy { path }) => return daemon_status(settings, &path),
         Err(error) => return Err(CommandError::Other(error.to_string())),

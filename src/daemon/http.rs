@@ -184,9 +184,9 @@ async fn report(state: &DaemonState) -> Result<StatusReport, String> {
             let mine: Vec<&FileEntry> = entries.iter().filter(|entry| entry.pipeline == pipeline.name).collect();
             PipelineReport {
                 name: pipeline.name.clone(),
-                collection: pipeline.collection.clone(),
-                watch: pipeline.watch.iter().map(|dir| settings.resolve(dir).display().to_string()).collect(),
-                schedule: pipeline.schedule.clone(),
+                collection: pipeline.collection.name.clone(),
+                watch: pipeline.watch.iter().map(|dir| dir.display().to_string()).collect(),
+                schedule: pipeline.schedule.as_ref().map(|schedule| schedule.cron.to_string()),
                 files: count_states(mine.iter().copied()),
                 rows_imported: mine.iter().map(|entry| entry.rows_imported).sum(),
                 rows_rejected: mine.iter().map(|entry| entry.rows_rejected).sum(),

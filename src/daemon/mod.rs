@@ -67,7 +67,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     let folders: Vec<DropFolder> = settings
         .pipelines
         .iter()
-        .flat_map(|pipeline| pipeline.watch.iter().map(|dir| DropFolder { pipeline: pipeline.name.clone(), dir: settings.resolve(dir) }))
+        .flat_map(|pipeline| pipeline.watch.iter().map(|dir| DropFolder { pipeline: pipeline.name.clone(), dir: dir.clone() }))
         .collect();
     let discovery = context.cancel.child_token();
     let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval };
@@ -284,7 +284,7 @@ fn finish(
     let Origin::DropFolder { dir } = origin else { return result };
     let moved = match &result {
         FileResult::Failed(reason) => {
-            let dead_letters = dead_letter::path_for(&context.settings.resolve(&context.settings.state.dir), &pipeline.name);
+            let dead_letters = dead_letter::path_for(&context.settings.state.dir, &pipeline.name);
             after_import::quarantine(path, dir, &pipeline.name, reason, &dead_letters).map(Some)
         }
         _ => after_import::after_success(path, dir, pipeline.after_import, &today()),

@@ -16,13 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+use tokio_cron_scheduler::{Job, JobBuilder, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
 use super::{FileResult, Fingerprint, Origin, ReadyFile};
 use crate::dead_letter::now_rfc3339;
 use crate::ledger::{Ledger, ScheduleEntry};
-use crate::settings::{PipelineSettings, Settings};
+use crate::settings::{Schedule, Settings};
 
 /// Outcome recorded while a run is in progress.
 const RUNNING: &str = "running";
@@ -41,8 +41,8 @@ pub struct ScheduleError {
 struct Recurring {
     pipeline: String,
     expression: String,
+    /// Absolute globs.
     patterns: Vec<String>,
-    base_dir: PathBuf,
     queue: mpsc::Sender<ReadyFile>,
     ledger: Ledger,
     busy: AtomicBool,
@@ -55,20 +55,10 @@ struct Recurring {
 pub async fn start(settings: &Settings, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Result<JobScheduler, ScheduleError> {
     let failed = |pipeline: &str, error: JobSchedulerError| ScheduleError { pipeline: pipeline.to_owned(), message: error.to_string() };
     let scheduler = JobScheduler::new().await.map_err(|error| failed("*", error))?;
-    for pipeline in settings.pipelines.iter().filter(|pipeline| pipeline.schedule.is_some()) {
-        let recurring = Arc::new(Recurring::of(pipeline, settings, queue.clone(), ledger.clone()));
-        let timezone: chrono_tz::Tz = match &pipeline.timezone {
-            Some(name) => name
-                .parse()
-                .map_err(|_| ScheduleError { pipeline: pipeline.name.clone(), message: format!("unknown time zone {name:?}") })?,
-            None => chrono_tz::UTC,
-        };
-        let job_recurring = Arc::clone(&recurring);
-        let job = Job::new_async_tz(recurring.expression.as_str(), timezone, move |id, scheduler| {
-            let recurring = Arc::clone(&job_recurring);
-            Box::pin(async move { recurring.fire(id, scheduler).await })
-        })
-        .map_err(|error| failed(&pipeline.name, error))?;
+    for pipeline in &settings.pipelines {
+        let Some(schedule) = &pipeline.schedule else { continue };
+        let recurring = Arc::new(Recurring::of(&pipeline.name, schedule, queue.clone(), ledger.clone()));
+        let job = cron_job(schedule, Arc::clone(&recurring)).map_err(|error| failed(&pipeline.name, error))?;
         let id = scheduler.add(job).await.map_err(|error| failed(&pipeline.name, error))?;
         let next = next_run(&scheduler, id).await;
         tracing::info!(pipeline = %pipeline.name, schedule = %recurring.expression, next_run = next.as_deref().unwrap_or("?"), "schedule armed");
@@ -88,13 +78,22 @@ async fn next_run(scheduler: &JobScheduler, id: Uuid) -> Option<String> {
     scheduler.next_tick_for_job(id).await.ok().flatten().map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
 }
 
+/// The job firing `recurring` on `schedule`: the cron expression and zone parsed with the config
+/// are handed over as they are (the builder's fields are public), not parsed a second time.
+fn cron_job(schedule: &Schedule, recurring: Arc<Recurring>) -> Result<Job, JobSchedulerError> {
+    let builder = JobBuilder::new().with_timezone(schedule.timezone).with_cron_job_type().with_run_async(Box::new(move |id, scheduler| {
+        let recurring = Arc::clone(&recurring);
+        Box::pin(async move { recurring.fire(id, scheduler).await })
+    }));
+    JobBuilder { schedule: Some(schedule.cron.clone()), ..builder }.build()
+}
+
 impl Recurring {
-    fn of(pipeline: &PipelineSettings, settings: &Settings, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Self {
+    fn of(pipeline: &str, schedule: &Schedule, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Self {
         Self {
-            pipeline: pipeline.name.clone(),
-            expression: pipeline.schedule.clone().unwrap_or_default(),
-            patterns: pipeline.paths.clone(),
-            base_dir: settings.base_dir.clone(),
+            pipeline: pipeline.to_owned(),
+            expression: schedule.cron.to_string(),
+            patterns: schedule.paths.clone(),
             queue,
             ledger,
             busy: AtomicBool::new(false),
@@ -122,7 +121,7 @@ impl Recurring {
             entry.last_outcome = Some(RUNNING.to_owned());
             entry.next_run = next;
         });
-        let files = expand(&self.base_dir, &self.patterns);
+        let files = expand(&self.patterns);
         tracing::info!(pipeline = %self.pipeline, files = files.len(), "scheduled run started");
         let mut waiting = Vec::with_capacity(files.len());
         let mut results = Vec::with_capacity(files.len());
@@ -194,12 +193,11 @@ impl Recurring {
     }
 }
 
-/// Regular files matching `patterns` (relative ones against `base_dir`), sorted, without duplicates.
-pub fn expand(base_dir: &Path, patterns: &[String]) -> Vec<PathBuf> {
+/// Regular files matching `patterns` (absolute: [`Schedule::paths`]), sorted, without duplicates.
+pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for pattern in patterns {
-        let absolute = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { base_dir.join(pattern) };
-        let Ok(matches) = glob::glob(&absolute.to_string_lossy()) else {
+        let Ok(matches) = glob::glob(pattern) else {
             tracing::warn!(%pattern, "not a valid glob");
             continue;
         };
@@ -239,13 +237,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn globs_expand_relative_to_the_config_sorted_and_deduplicated() {
+    fn globs_expand_sorted_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("exports")).unwrap();
         for name in ["b.csv", "a.csv", "c.json"] {
             std::fs::write(dir.path().join("exports").join(name), "x").unwrap();
         }
-        let files = expand(dir.path(), &["exports/*.csv".into(), "exports/a.*".into()]);
+        let exports = dir.path().join("exports");
+        let files = expand(&[format!("{}/*.csv", exports.display()), format!("{}/a.*", exports.display())]);
         let names: Vec<_> = files.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.csv", "b.csv"]);
     }
@@ -260,8 +259,7 @@ mod tests {
         let recurring = Arc::new(Recurring {
             pipeline: "p".into(),
             expression: "*/5 * * * * *".into(),
-            patterns: vec!["*.csv".into()],
-            base_dir: dir.path().to_owned(),
+            patterns: vec![format!("{}/*.csv", dir.path().display())],
             queue,
             ledger: ledger.clone(),
             busy: AtomicBool::new(false),

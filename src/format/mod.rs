@@ -47,32 +47,77 @@ pub enum Format {
 }
 
 impl Format {
-    /// The format named in a pipeline's `format` key, or chosen by `path`'s extension for `auto`
-    /// (a `.gz` / `.zst` suffix is looked through): `csv`, `tsv`, `jsonl` or `ndjson`, `json`, `parquet`.
-    pub fn resolve(configured: &str, path: &Path) -> Result<Format, ReadError> {
+    /// The built-in formats by the name `format = "…"` gives them, which is also the extension
+    /// `auto` maps to them. The one place their names are spelled.
+    const BUILT_IN: [(&'static str, Format); 6] = [
+        ("csv", Format::Csv),
+        ("tsv", Format::Tsv),
+        ("json", Format::Json),
+        ("jsonl", Format::Jsonl),
+        ("ndjson", Format::Jsonl),
+        ("parquet", Format::Parquet),
+    ];
+
+    /// The built-in format called `name` (lowercase), if any.
+    pub fn built_in(name: &str) -> Option<Format> {
+        Self::BUILT_IN.iter().find(|(candidate, _)| *candidate == name).map(|(_, format)| format.clone())
+    }
+
+    /// Names plugins cannot take for their formats: the built-in ones and `auto`.
+    pub fn reserved_names() -> Vec<&'static str> {
+        std::iter::once("auto").chain(Self::BUILT_IN.iter().map(|(name, _)| *name)).collect()
+    }
+
+    /// The format `configured` for `path`: for `auto` chosen by `path`'s extension (a `.gz` /
+    /// `.zst` suffix is looked through).
+    pub fn resolve(configured: &ConfiguredFormat, path: &Path) -> Result<Format, ReadError> {
         Self::resolve_with(configured, path, &PluginRegistry::default())
     }
 
     /// As [`Format::resolve`], with the formats of `plugins` too (by name, or for `auto` by the
     /// extensions they claim; built-in extensions win).
-    pub fn resolve_with(configured: &str, path: &Path, plugins: &PluginRegistry) -> Result<Format, ReadError> {
-        let name = if configured == "auto" {
-            let inner = Compression::of(path).strip(path);
-            inner.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase()
-        } else {
-            configured.to_owned()
-        };
-        match name.as_str() {
-            "csv" => Ok(Format::Csv),
-            "tsv" => Ok(Format::Tsv),
-            "jsonl" | "ndjson" => Ok(Format::Jsonl),
-            "json" => Ok(Format::Json),
-            "parquet" => Ok(Format::Parquet),
-            _ => {
-                let plugin_format = if configured == "auto" { plugins.by_extension(&name) } else { plugins.by_name(&name) };
-                plugin_format.map(Format::Plugin).ok_or_else(|| ReadError::UnknownFormat { path: path.display().to_string(), format: name })
+    pub fn resolve_with(configured: &ConfiguredFormat, path: &Path, plugins: &PluginRegistry) -> Result<Format, ReadError> {
+        let unknown = |format: &str| ReadError::UnknownFormat { path: path.display().to_string(), format: format.to_owned() };
+        match configured {
+            ConfiguredFormat::Auto => {
+                let inner = Compression::of(path).strip(path);
+                let extension = inner.extension().and_then(|extension| extension.to_str()).unwrap_or_default().to_ascii_lowercase();
+                Self::built_in(&extension)
+                    .or_else(|| plugins.by_extension(&extension).map(Format::Plugin))
+                    .ok_or_else(|| unknown(&extension))
             }
+            ConfiguredFormat::BuiltIn(format) => Ok(format.clone()),
+            ConfiguredFormat::Plugin(name) => plugins.by_name(name).map(Format::Plugin).ok_or_else(|| unknown(name)),
         }
+    }
+}
+
+/// A pipeline's `format` key, parsed: `auto`, a built-in format, or a plugin format's name (known
+/// to exist only once the plugins are loaded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfiguredFormat {
+    /// By each file's extension.
+    Auto,
+    /// One of [`Format`]'s own (never [`Format::Plugin`]).
+    BuiltIn(Format),
+    /// A format some `[[plugins]]` entry is expected to declare.
+    Plugin(String),
+}
+
+impl std::str::FromStr for ConfiguredFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        if name == "auto" {
+            return Ok(ConfiguredFormat::Auto);
+        }
+        if let Some(format) = Format::built_in(name) {
+            return Ok(ConfiguredFormat::BuiltIn(format));
+        }
+        if plugin::is_format_name(name) {
+            return Ok(ConfiguredFormat::Plugin(name.to_owned()));
+        }
+        Err(format!("expected one of {:?} or a plugin's format (letters, digits, '-' or '_'), got {name:?}", Format::reserved_names()))
     }
 }
 

@@ -402,7 +402,7 @@ mod tests {
     use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
     use parquet::file::properties::WriterProperties;
 
-    use super::super::FieldValue;
+    use super::super::{ConfiguredFormat, FieldValue};
     use super::*;
 
     /// `rows` rows of every kind of column the reader converts; every 5th row has nulls, every
@@ -458,8 +458,8 @@ mod tests {
     #[test]
     fn parquet_is_chosen_by_extension_or_by_name() {
         use super::super::Format;
-        assert_eq!(Format::resolve("auto", Path::new("in/rows.PARQUET")).unwrap(), Format::Parquet);
-        assert_eq!(Format::resolve("parquet", Path::new("in/rows.bin")).unwrap(), Format::Parquet);
+        assert_eq!(Format::resolve(&ConfiguredFormat::Auto, Path::new("in/rows.PARQUET")).unwrap(), Format::Parquet);
+        assert_eq!(Format::resolve(&"parquet".parse().unwrap(), Path::new("in/rows.bin")).unwrap(), Format::Parquet);
     }
 
     #[test]

@@ -187,7 +187,7 @@ async fn delete_gone_keys(job: &FileJob<'_>, previous: &str) -> Result<u64, Impo
         after = page.last().cloned();
     }
     if deleted > 0 {
-        context.sink.flush(&spec.name).await?;
+        context.sink.flush(&spec.collection.name).await?;
         context.telemetry.deleted(&pipeline.name, deleted);
         tracing::info!(rows = deleted, "mirror: deleted rows whose keys left the source");
     }

@@ -149,7 +149,7 @@ impl ImportContext {
         plugins: PluginRegistry,
         interactive: bool,
     ) -> Self {
-        let dead_letters = DeadLetters::new(&settings.resolve(&settings.state.dir), ledger.clone());
+        let dead_letters = DeadLetters::new(&settings.state.dir, ledger.clone());
         Self {
             settings: Arc::new(settings),
             embedder,
@@ -225,7 +225,7 @@ pub async fn import_file(
     path: &Path,
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
-    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection);
+    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
     import_file_in_span(context, pipeline, path, force).instrument(span).await
 }
 
@@ -288,7 +288,7 @@ async fn finish(job: &FileJob<'_>, mut summary: ImportSummary) -> Result<FileOut
 async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
     let FileJob { context, pipeline, identity, .. } = *job;
     if matches!(error, ImportError::Sink(_)) {
-        context.sink.forget_collection(&pipeline.collection);
+        context.sink.forget_collection(&pipeline.collection.name);
     }
     if matches!(error, ImportError::Crashed { .. }) {
         return; // `begin` recorded it
@@ -365,7 +365,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
         return Err(ImportError::Interrupted { path: path.display().to_string() });
     }
     let flush_started = std::time::Instant::now();
-    context.sink.flush(&spec.name).await?;
+    context.sink.flush(&spec.collection.name).await?;
     progress.flushed(flush_started.elapsed());
     identity.check_unchanged(path)?;
     Ok(progress.finish())

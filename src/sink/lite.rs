@@ -167,11 +167,10 @@ impl Drop for EmbeddedMilvus {
 
 fn find_command(configured: Option<&Path>, base_dir: &Path) -> Result<PathBuf, SinkError> {
     if let Some(command) = configured {
-        let resolved = if command.is_absolute() { command.to_owned() } else { base_dir.join(command) };
-        if resolved.is_file() {
-            return Ok(resolved);
+        if command.is_file() {
+            return Ok(command.to_owned());
         }
-        return Err(SinkError::Lite(format!("milvus.lite_command {} does not exist", resolved.display())));
+        return Err(SinkError::Lite(format!("milvus.lite_command {} does not exist", command.display())));
     }
     let mut candidates: Vec<PathBuf> =
         crate::settings::venv_roots(base_dir).into_iter().map(|root| root.join(".venv/bin/milvus-lite")).collect();

@@ -16,7 +16,7 @@ mod retry;
 mod schema;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -36,7 +36,7 @@ use tokio::sync::OnceCell;
 
 use crate::fault::{Classify, Fault};
 use crate::mapping::{Row, ScalarValue};
-use crate::settings::{MilvusSettings, ROW_HASH_FIELD};
+use crate::settings::{self, MilvusSettings, ROW_HASH_FIELD};
 
 /// Upper bound on the estimated size of one upsert request.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -158,11 +158,13 @@ pub struct MilvusSink {
 impl MilvusSink {
     /// Opens a sink on `settings.uri` without waiting for Milvus (the first operation connects;
     /// until Milvus answers, operations fail as transient). A local path starts embedded Milvus
-    /// Lite first, which must come up within `timeout`.
-    pub async fn open(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
+    /// Lite first, which must come up within `settings.connect_timeout`; `base_dir` is where the
+    /// search for its `.venv` starts.
+    pub async fn open(settings: &MilvusSettings, base_dir: &Path) -> Result<Self, SinkError> {
         let mut embedded = None;
+        let timeout = settings.connect_timeout;
         let uri = if is_local_path(&settings.uri) {
-            let data_dir = if Path::new(&settings.uri).is_absolute() { settings.uri.clone().into() } else { base_dir.join(&settings.uri) };
+            let data_dir = PathBuf::from(&settings.uri);
             let command = settings.lite_command.clone();
             let base = base_dir.to_owned();
             let started = tokio::task::spawn_blocking(move || EmbeddedMilvus::start(&data_dir, command.as_deref(), &base, timeout))
@@ -195,9 +197,10 @@ impl MilvusSink {
         })
     }
 
-    /// Opens a sink and connects at once: `Err` when Milvus does not answer within `timeout`.
-    pub async fn connect(settings: &MilvusSettings, base_dir: &Path, timeout: Duration) -> Result<Self, SinkError> {
-        let sink = Self::open(settings, base_dir, timeout).await?;
+    /// Opens a sink and connects at once: `Err` when Milvus does not answer within
+    /// `settings.connect_timeout`.
+    pub async fn connect(settings: &MilvusSettings, base_dir: &Path) -> Result<Self, SinkError> {
+        let sink = Self::open(settings, base_dir).await?;
         sink.client().await.map_err(|error| SinkError::Connect { uri: sink.uri().to_owned(), message: error.to_string() })?;
         Ok(sink)
     }
@@ -247,20 +250,20 @@ impl MilvusSink {
     /// process and spec: later calls return at once, concurrent ones wait for the first; another
     /// process (or pipeline) creating it at the same moment is success when the schema fits.
     pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let gate = self.collection_gate(&spec.name);
+        let gate = self.collection_gate(&spec.collection.name);
         let mut checked = gate.lock().await;
         let fingerprint = format!("{spec:?}");
         if checked.contains(&fingerprint) {
             return Ok(());
         }
-        if self.has_collection(&spec.name).await? {
+        if self.has_collection(&spec.collection.name).await? {
             self.validate_collection(spec).await?;
         } else if let Err(error) = self.create_collection(spec).await {
             // Someone else (another vecdrop, Lite's "File exists") created it meanwhile: fine if it fits.
-            if error.fault() == Fault::Transient || !self.has_collection(&spec.name).await? {
+            if error.fault() == Fault::Transient || !self.has_collection(&spec.collection.name).await? {
                 return Err(error);
             }
-            tracing::info!(collection = %spec.name, "collection was created concurrently; checking it fits");
+            tracing::info!(collection = %spec.collection.name, "collection was created concurrently; checking it fits");
             self.validate_collection(spec).await?;
         }
         self.load(spec).await?;
@@ -282,7 +285,7 @@ impl MilvusSink {
     /// does not exist yet, `Ok(true)` when it exists and fits `spec` (fields and model), an error
     /// naming each mismatch otherwise. For `vecdrop check`.
     pub async fn inspect_collection(&self, spec: &CollectionSpec) -> Result<bool, SinkError> {
-        if !self.has_collection(&spec.name).await? {
+        if !self.has_collection(&spec.collection.name).await? {
             return Ok(false);
         }
         self.validate_collection(spec).await?;
@@ -291,10 +294,10 @@ impl MilvusSink {
 
     /// Validates and loads an existing collection (for reading); a missing one is an error.
     pub async fn open_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        if !self.has_collection(&spec.name).await? {
+        if !self.has_collection(&spec.collection.name).await? {
             return Err(SinkError::Response {
                 operation: "search",
-                message: format!("collection {} does not exist yet: import a file first", spec.name),
+                message: format!("collection {} does not exist yet: import a file first", spec.collection.name),
             });
         }
         self.validate_collection(spec).await?;
@@ -310,8 +313,9 @@ impl MilvusSink {
     }
 
     async fn load(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        self.retrying("load_collection", &spec.name, || async {
-            let request = LoadCollectionRequest::builder().collection_name(spec.name.clone()).sync(true).timeout_ms(300_000).build()?;
+        self.retrying("load_collection", &spec.collection.name, || async {
+            let request =
+                LoadCollectionRequest::builder().collection_name(spec.collection.name.clone()).sync(true).timeout_ms(300_000).build()?;
             self.client().await?.load_collection(request).await?;
             Ok(())
         })
@@ -319,9 +323,9 @@ impl MilvusSink {
     }
 
     async fn create_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        self.retrying("create_collection", &spec.name, || async {
+        self.retrying("create_collection", &spec.collection.name, || async {
             let request = CreateCollectionRequest::builder()
-                .collection_name(spec.name.clone())
+                .collection_name(spec.collection.name.clone())
                 .description(spec.description())
                 .schema(spec.schema())
                 .num_shards(1)
@@ -332,20 +336,21 @@ impl MilvusSink {
         })
         .await?;
         let params: HashMap<String, String> = spec
+            .collection
             .index
             .params
             .iter()
             .map(|(key, value)| (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
             .collect();
-        self.retrying("create_index", &spec.name, || async {
+        self.retrying("create_index", &spec.collection.name, || async {
             let index = IndexParam::new()
-                .field_name(spec.vector_field.clone())
-                .index_name(format!("{}_index", spec.vector_field))
-                .index_type(parse_index_type(&spec.index.index_type))
-                .metric_type(parse_metric(&spec.index.metric))
+                .field_name(spec.collection.vector_field.clone())
+                .index_name(format!("{}_index", spec.collection.vector_field))
+                .index_type(sdk_index_type(spec.collection.index.index_type))
+                .metric_type(sdk_metric(spec.collection.index.metric))
                 .extra_params(params.clone());
             let request = CreateIndexRequest::builder()
-                .collection_name(spec.name.clone())
+                .collection_name(spec.collection.name.clone())
                 .index_params(vec![index])
                 // Waiting uses AllocTimestamp, which Milvus Lite lacks; the collection is empty, so
                 // the index is ready at once and loading (below) waits for what remains.
@@ -355,14 +360,14 @@ impl MilvusSink {
             Ok(())
         })
         .await?;
-        tracing::info!(collection = %spec.name, index = %spec.index.index_type, metric = %spec.index.metric, "collection created");
+        tracing::info!(collection = %spec.collection.name, index = %spec.collection.index.index_type, metric = %spec.collection.index.metric, "collection created");
         Ok(())
     }
 
     async fn validate_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
         let response = self
-            .retrying("describe_collection", &spec.name, || async {
-                let request = DescribeCollectionRequest::builder().collection_name(spec.name.clone()).build()?;
+            .retrying("describe_collection", &spec.collection.name, || async {
+                let request = DescribeCollectionRequest::builder().collection_name(spec.collection.name.clone()).build()?;
                 self.client().await?.describe_collection(request).await
             })
             .await?;
@@ -383,13 +388,13 @@ impl MilvusSink {
             .collect();
         let problems = mismatches(&spec.expected_fields(), &actual);
         if !problems.is_empty() {
-            return Err(SinkError::SchemaMismatch { collection: spec.name.clone(), problems });
+            return Err(SinkError::SchemaMismatch { collection: spec.collection.name.clone(), problems });
         }
         if let Some(found) = description.get_description().split("model=").nth(1) {
             let found = found.trim();
             if found != spec.model_identity {
                 return Err(SinkError::ModelMismatch {
-                    collection: spec.name.clone(),
+                    collection: spec.collection.name.clone(),
                     found: found.to_owned(),
                     expected: spec.model_identity.clone(),
                 });
@@ -412,7 +417,7 @@ impl MilvusSink {
                 .policy
                 .run_until(
                     "upsert",
-                    &spec.name,
+                    &spec.collection.name,
                     |attempt| self.observe(attempt),
                     |class| class == ErrorClass::RateLimited && splittable,
                     || self.upsert_once(spec, &rows[start..end], &vectors[start..end]),
@@ -424,13 +429,17 @@ impl MilvusSink {
                     halvings += 1;
                     let middle = start + (end - start) / 2;
                     let pause = backoff_delay(halvings);
-                    tracing::warn!(collection = %spec.name, rows = end - start, pause_ms = pause.as_millis() as u64, "milvus rate-limited the upsert; halving the request");
+                    tracing::warn!(collection = %spec.collection.name, rows = end - start, pause_ms = pause.as_millis() as u64, "milvus rate-limited the upsert; halving the request");
                     tokio::time::sleep(pause).await;
                     pending.push((middle, end));
                     pending.push((start, middle));
                 }
                 Err(source) => {
-                    return Err(SinkError::Operation { operation: "upsert", collection: spec.name.clone(), source: Box::new(source) })
+                    return Err(SinkError::Operation {
+                        operation: "upsert",
+                        collection: spec.collection.name.clone(),
+                        source: Box::new(source),
+                    })
                 }
             }
         }
@@ -438,7 +447,8 @@ impl MilvusSink {
     }
 
     async fn upsert_once(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, MilvusError> {
-        let insert = InsertRequest::builder().collection_name(spec.name.clone()).columns(columns(spec, rows, vectors)).build()?;
+        let insert =
+            InsertRequest::builder().collection_name(spec.collection.name.clone()).columns(columns(spec, rows, vectors)).build()?;
         let request = UpsertRequest::builder().insert(insert).build()?;
         Ok(self.client().await?.upsert(request).await?.upsert_count() as u64)
     }
@@ -464,14 +474,17 @@ impl MilvusSink {
 
     /// Primary key → text of the rows whose keys are in `keys` (missing keys are absent).
     pub async fn texts_by_key(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, String>, SinkError> {
-        let filter = key_filter(&spec.primary_key, keys);
-        let response = self.query("query", &spec.name, &filter, &[spec.primary_key.clone(), spec.text_field.clone()]).await?;
-        let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
+        let filter = key_filter(&spec.collection.primary_key, keys);
+        let response = self
+            .query("query", &spec.collection.name, &filter, &[spec.collection.primary_key.clone(), spec.collection.text_field.clone()])
+            .await?;
+        let failed =
+            |source| SinkError::Operation { operation: "query", collection: spec.collection.name.clone(), source: Box::new(source) };
         let mut texts = HashMap::new();
         for row in response.results().rows().map_err(failed)? {
             texts.insert(
-                row.get_str(&spec.primary_key).map_err(failed)?.to_owned(),
-                row.get_str(&spec.text_field).map_err(failed)?.to_owned(),
+                row.get_str(&spec.collection.primary_key).map_err(failed)?.to_owned(),
+                row.get_str(&spec.collection.text_field).map_err(failed)?.to_owned(),
             );
         }
         Ok(texts)
@@ -482,11 +495,17 @@ impl MilvusSink {
     pub async fn stored_hashes(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, i64>, SinkError> {
         let mut hashes = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
-            let filter = key_filter(&spec.primary_key, chunk);
-            let response = self.query("query", &spec.name, &filter, &[spec.primary_key.clone(), ROW_HASH_FIELD.to_owned()]).await?;
-            let failed = |source| SinkError::Operation { operation: "query", collection: spec.name.clone(), source: Box::new(source) };
+            let filter = key_filter(&spec.collection.primary_key, chunk);
+            let response = self
+                .query("query", &spec.collection.name, &filter, &[spec.collection.primary_key.clone(), ROW_HASH_FIELD.to_owned()])
+                .await?;
+            let failed =
+                |source| SinkError::Operation { operation: "query", collection: spec.collection.name.clone(), source: Box::new(source) };
             for row in response.results().rows().map_err(failed)? {
-                hashes.insert(row.get_str(&spec.primary_key).map_err(failed)?.to_owned(), row.get_i64(ROW_HASH_FIELD).map_err(failed)?);
+                hashes.insert(
+                    row.get_str(&spec.collection.primary_key).map_err(failed)?.to_owned(),
+                    row.get_i64(ROW_HASH_FIELD).map_err(failed)?,
+                );
             }
         }
         Ok(hashes)
@@ -516,9 +535,9 @@ impl MilvusSink {
     /// delete is harmless).
     pub async fn delete_keys(&self, spec: &CollectionSpec, keys: &[String]) -> Result<(), SinkError> {
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
-            let filter = key_filter(&spec.primary_key, chunk);
-            self.retrying("delete", &spec.name, || async {
-                let request = DeleteRequest::builder().collection_name(spec.name.clone()).filter(filter.clone()).build()?;
+            let filter = key_filter(&spec.collection.primary_key, chunk);
+            self.retrying("delete", &spec.collection.name, || async {
+                let request = DeleteRequest::builder().collection_name(spec.collection.name.clone()).filter(filter.clone()).build()?;
                 self.client().await?.delete(request).await
             })
             .await?;
@@ -528,13 +547,13 @@ impl MilvusSink {
 
     /// The `k` rows nearest to `vector`.
     pub async fn search(&self, spec: &CollectionSpec, vector: Vec<f32>, k: usize) -> Result<Vec<Hit>, SinkError> {
-        let mut output_fields = vec![spec.text_field.clone()];
-        output_fields.extend(spec.scalar_fields.iter().map(|(name, _)| name.clone()));
+        let mut output_fields = vec![spec.collection.text_field.clone()];
+        output_fields.extend(spec.collection.scalar_fields.iter().map(|(name, _)| name.clone()));
         let response = self
-            .retrying("search", &spec.name, || async {
+            .retrying("search", &spec.collection.name, || async {
                 let request = SearchRequest::builder()
-                    .collection_name(spec.name.clone())
-                    .vector_field(spec.vector_field.clone())
+                    .collection_name(spec.collection.name.clone())
+                    .vector_field(spec.collection.vector_field.clone())
                     .vectors(SearchVectors::Float(vec![vector.clone()]))
                     .limit(k as i64)
                     .output_fields(output_fields.clone())
@@ -548,13 +567,14 @@ impl MilvusSink {
             return Err(SinkError::Response { operation: "search", message: "expected VarChar primary keys".to_owned() });
         };
         let scores = result.get_scores();
-        let texts = result.get_output_field(&spec.text_field).and_then(FieldData::as_varchar).unwrap_or(&[]);
+        let texts = result.get_output_field(&spec.collection.text_field).and_then(FieldData::as_varchar).unwrap_or(&[]);
         let hits = (0..ids.len())
             .map(|index| Hit {
                 id: ids[index].clone(),
                 score: scores.get(index).copied().unwrap_or(f32::NAN),
                 text: texts.get(index).cloned().unwrap_or_default(),
                 fields: spec
+                    .collection
                     .scalar_fields
                     .iter()
                     .filter_map(|(name, _)| result.get_output_field(name).map(|column| (name.clone(), json_at(column, index))))
@@ -607,15 +627,15 @@ fn estimated_bytes(row: &Row, dimension: usize) -> usize {
 
 fn columns(spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Vec<FieldData> {
     let mut columns = vec![
-        FieldData::varchar(spec.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect()),
-        FieldData::varchar(spec.text_field.clone(), rows.iter().map(|row| row.text.clone()).collect()),
+        FieldData::varchar(spec.collection.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect()),
+        FieldData::varchar(spec.collection.text_field.clone(), rows.iter().map(|row| row.text.clone()).collect()),
         FieldData::int64(ROW_HASH_FIELD, rows.iter().map(|row| row.row_hash).collect()),
     ];
-    for (index, (name, _)) in spec.scalar_fields.iter().enumerate() {
+    for (index, (name, _)) in spec.collection.scalar_fields.iter().enumerate() {
         let values = rows.iter().map(|row| &row.scalars[index]);
         columns.push(scalar_column(name, values));
     }
-    columns.push(FieldData::float_vector(spec.vector_field.clone(), vectors.to_vec()));
+    columns.push(FieldData::float_vector(spec.collection.vector_field.clone(), vectors.to_vec()));
     columns
 }
 
@@ -670,26 +690,26 @@ fn json_at(column: &FieldData, index: usize) -> serde_json::Value {
     serde_json::Value::Null
 }
 
-/// The SDK's index type for a name from [`crate::settings::INDEX_TYPES`].
-fn parse_index_type(name: &str) -> IndexType {
-    match name {
-        "FLAT" => IndexType::Flat,
-        "IVF_FLAT" => IndexType::IvfFlat,
-        "IVF_SQ8" => IndexType::IvfSq8,
-        "IVF_PQ" => IndexType::IvfPq,
-        "HNSW" => IndexType::Hnsw,
-        "DISKANN" => IndexType::DiskAnn,
-        "SCANN" => IndexType::Scann,
-        _ => IndexType::AutoIndex,
+/// The SDK's index type: the one place the validated names meet the SDK's.
+fn sdk_index_type(index_type: settings::IndexType) -> IndexType {
+    match index_type {
+        settings::IndexType::AutoIndex => IndexType::AutoIndex,
+        settings::IndexType::Flat => IndexType::Flat,
+        settings::IndexType::IvfFlat => IndexType::IvfFlat,
+        settings::IndexType::IvfSq8 => IndexType::IvfSq8,
+        settings::IndexType::IvfPq => IndexType::IvfPq,
+        settings::IndexType::Hnsw => IndexType::Hnsw,
+        settings::IndexType::DiskAnn => IndexType::DiskAnn,
+        settings::IndexType::Scann => IndexType::Scann,
     }
 }
 
-/// The SDK's metric for a name from [`crate::settings::METRICS`].
-fn parse_metric(name: &str) -> MetricType {
-    match name {
-        "IP" => MetricType::Ip,
-        "L2" => MetricType::L2,
-        _ => MetricType::Cosine,
+/// The SDK's metric.
+fn sdk_metric(metric: settings::Metric) -> MetricType {
+    match metric {
+        settings::Metric::Cosine => MetricType::Cosine,
+        settings::Metric::Ip => MetricType::Ip,
+        settings::Metric::L2 => MetricType::L2,
     }
 }
 

@@ -4,27 +4,16 @@
 use milvus::v2::prelude::{CollectionSchema, DataType, FieldSchema};
 
 use crate::mapping::MAX_PRIMARY_KEY_BYTES;
-use crate::settings::{FieldSpec, IndexSettings, PipelineSettings, ScalarType, ROW_HASH_FIELD};
+use crate::settings::{CollectionSettings, PipelineSettings, ScalarType, ROW_HASH_FIELD};
 
-/// Everything vecdrop needs to know about a pipeline's collection.
+/// Everything vecdrop needs to know about a pipeline's collection: what the config says, and what
+/// the model adds.
 #[derive(Debug, Clone)]
 pub struct CollectionSpec {
-    /// Collection name.
-    pub name: String,
-    /// VarChar primary key field.
-    pub primary_key: String,
-    /// VarChar text field.
-    pub text_field: String,
-    /// Longest text in bytes.
-    pub text_max_length: u32,
-    /// FloatVector field.
-    pub vector_field: String,
+    /// Name, fields and index, from the pipeline's config.
+    pub collection: CollectionSettings,
     /// Vector dimension (the model's).
     pub dimension: usize,
-    /// Kept scalar fields, in row order.
-    pub scalar_fields: Vec<(String, FieldSpec)>,
-    /// Index built on the vector field at creation.
-    pub index: IndexSettings,
     /// Model identity, recorded in the collection's description.
     pub model_identity: String,
 }
@@ -32,17 +21,7 @@ pub struct CollectionSpec {
 impl CollectionSpec {
     /// The collection of `pipeline` for a model of `dimension` named `model_identity`.
     pub fn of(pipeline: &PipelineSettings, dimension: usize, model_identity: &str) -> Self {
-        Self {
-            name: pipeline.collection.clone(),
-            primary_key: pipeline.primary_key_field().to_owned(),
-            text_field: pipeline.text_field.clone(),
-            text_max_length: pipeline.text_max_length,
-            vector_field: pipeline.vector_field.clone(),
-            dimension,
-            scalar_fields: pipeline.fields.iter().map(|(name, spec)| (name.clone(), spec.clone())).collect(),
-            index: pipeline.index.clone(),
-            model_identity: model_identity.to_owned(),
-        }
+        Self { collection: pipeline.collection.clone(), dimension, model_identity: model_identity.to_owned() }
     }
 
     /// The description written at creation: says who made it and with which model.
@@ -54,15 +33,20 @@ impl CollectionSpec {
     pub fn expected_fields(&self) -> Vec<ExpectedField> {
         let mut fields = vec![
             ExpectedField {
-                name: self.primary_key.clone(),
+                name: self.collection.primary_key.clone(),
                 data_type: DataType::VarChar,
                 size: MAX_PRIMARY_KEY_BYTES as u32,
                 primary: true,
             },
-            ExpectedField { name: self.text_field.clone(), data_type: DataType::VarChar, size: self.text_max_length, primary: false },
+            ExpectedField {
+                name: self.collection.text_field.clone(),
+                data_type: DataType::VarChar,
+                size: self.collection.text_max_length,
+                primary: false,
+            },
             ExpectedField { name: ROW_HASH_FIELD.to_owned(), data_type: DataType::Int64, size: 0, primary: false },
         ];
-        for (name, spec) in &self.scalar_fields {
+        for (name, spec) in &self.collection.scalar_fields {
             fields.push(ExpectedField {
                 name: name.clone(),
                 data_type: data_type_of(spec.field_type),
@@ -71,7 +55,7 @@ impl CollectionSpec {
             });
         }
         fields.push(ExpectedField {
-            name: self.vector_field.clone(),
+            name: self.collection.vector_field.clone(),
             data_type: DataType::FloatVector,
             size: self.dimension as u32,
             primary: false,
@@ -176,19 +160,19 @@ fn data_type_of(scalar: ScalarType) -> DataType {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::{FieldSpec, IndexSettings, IndexType, Metric};
 
     fn spec() -> CollectionSpec {
-        CollectionSpec {
+        let collection = CollectionSettings {
             name: "documents".into(),
             primary_key: "id".into(),
             text_field: "text".into(),
             text_max_length: 1000,
             vector_field: "embedding".into(),
-            dimension: 384,
             scalar_fields: vec![("category".into(), FieldSpec { field_type: ScalarType::Varchar, max_length: Some(100), optional: false })],
-            index: IndexSettings::default(),
-            model_identity: "m:fp32:256".into(),
-        }
+            index: IndexSettings { index_type: IndexType::AutoIndex, metric: Metric::Cosine, params: Default::default() },
+        };
+        CollectionSpec { collection, dimension: 384, model_identity: "m:fp32:256".into() }
     }
 
     fn as_actual(expected: &[ExpectedField]) -> Vec<ActualField> {

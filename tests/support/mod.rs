@@ -87,8 +87,9 @@ fn wait_healthy(uri: &str) {
 
 /// A sink on `uri` (no embedded server).
 pub async fn connect_sink(uri: &str) -> Result<MilvusSink, vecdrop::sink::SinkError> {
-    let settings = vecdrop::settings::MilvusSettings { uri: uri.to_owned(), ..Default::default() };
-    MilvusSink::connect(&settings, Path::new("."), Duration::from_secs(10)).await
+    let settings =
+        vecdrop::settings::MilvusSettings { uri: uri.to_owned(), connect_timeout: Duration::from_secs(10), ..Default::default() };
+    MilvusSink::connect(&settings, Path::new(".")).await
 }
 
 /// A collection name no other test uses.
@@ -272,7 +273,7 @@ pub async fn assert_exactly_once(config: &TestConfig, file: &Path, texts: &[Stri
     let settings = config.settings();
     let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    assert_eq!(sink.count(&spec.name).await.unwrap(), texts.len() as u64, "count(*) must equal the file's rows");
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), texts.len() as u64, "count(*) must equal the file's rows");
     let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
     let keys: Vec<String> = (0..texts.len() as u64).map(|ordinal| derived_key(&hash, ordinal)).collect();
     for (chunk_index, chunk) in keys.chunks(1000).enumerate() {

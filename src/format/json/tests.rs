@@ -397,7 +397,7 @@ fn json_gzip_reads_and_resumes_like_plain() {
 
 #[test]
 fn formats_resolve_by_name_and_extension() {
-    let resolve = |configured: &str, path: &str| Format::resolve(configured, Path::new(path)).ok();
+    let resolve = |configured: &str, path: &str| Format::resolve(&configured.parse().unwrap(), Path::new(path)).ok();
     assert_eq!(resolve("auto", "a/b.jsonl"), Some(Format::Jsonl));
     assert_eq!(resolve("auto", "b.NDJSON.gz"), Some(Format::Jsonl));
     assert_eq!(resolve("auto", "b.json.zst"), Some(Format::Json));

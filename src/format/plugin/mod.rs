@@ -36,8 +36,6 @@ use self::sandbox::{wit, FormatPluginPre, HostState, Sandbox};
 pub const INTERFACE_VERSION: &str = "0.1.0";
 /// The WIT package, without version.
 pub const INTERFACE_PACKAGE: &str = "vecdrop:format";
-/// Format names that plugins cannot take: `format` values vecdrop handles itself.
-pub const BUILT_IN_FORMATS: [&str; 7] = ["auto", "csv", "tsv", "json", "jsonl", "ndjson", "parquet"];
 
 /// Why a plugin could not be loaded or failed a call.
 #[derive(Debug, thiserror::Error)]
@@ -179,8 +177,9 @@ pub struct PluginLimits {
 }
 
 impl Default for PluginLimits {
+    /// The limits of a `[[plugins]]` entry that sets none.
     fn default() -> Self {
-        Self { memory_bytes: 64 << 20, call_time_budget: Duration::from_secs(2), chunk_bytes: 64 << 10, max_output_bytes: 16 << 20 }
+        crate::settings::raw::RawPlugin::default().limits("plugins[]").expect("the default limits are in range")
     }
 }
 
@@ -282,7 +281,7 @@ impl LoadedPlugin {
             if !is_format_name(&format.name) {
                 return bad(format!("format name {:?}: expected letters, digits, '-' or '_'", format.name));
             }
-            if BUILT_IN_FORMATS.contains(&format.name.as_str()) {
+            if crate::format::Format::reserved_names().contains(&format.name.as_str()) {
                 return bad(format!("format name {:?} is built into vecdrop", format.name));
             }
             if let Some(extension) = format.extensions.iter().find(|extension| !is_format_name(extension)) {
@@ -340,7 +339,8 @@ pub(crate) fn kind_name(kind: wit::ColumnKind) -> &'static str {
     }
 }
 
-fn is_format_name(name: &str) -> bool {
+/// Whether `name` can name a plugin format (or an extension): letters, digits, `-`, `_`.
+pub(crate) fn is_format_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 

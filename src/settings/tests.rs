@@ -1,0 +1,199 @@
+//! Unit tests of the conversion from the file to [`Settings`].
+
+use super::*;
+use crate::format::Format;
+
+fn write(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("vecdrop.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const MINIMAL: &str = r#"
+[[pipelines]]
+name = "docs"
+collection = "documents"
+[pipelines.fields]
+category = { type = "varchar", max_length = 100 }
+"#;
+
+/// [`MINIMAL`] with `extra` keys in its pipeline.
+fn pipeline_with(extra: &str) -> String {
+    MINIMAL.replace("collection = \"documents\"", &format!("collection = \"documents\"\n{extra}"))
+}
+
+/// [`MINIMAL`] with `[milvus]` keys and one plugin with `plugin` keys.
+fn with_milvus_and_plugin(milvus: &str, plugin: &str) -> String {
+    format!("[milvus]\n{milvus}\n{MINIMAL}\n[[plugins]]\npath = \"p.wasm\"\n{plugin}\n")
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::from_file(&write(dir.path(), MINIMAL)).unwrap();
+    assert_eq!(settings.embedding.max_tokens, 256);
+    let pipeline = &settings.pipelines[0];
+    assert_eq!((pipeline.collection.text_field.as_str(), pipeline.collection.primary_key.as_str()), ("text", "id"));
+    assert_eq!((pipeline.collection.index.index_type, pipeline.collection.index.metric), (IndexType::AutoIndex, Metric::Cosine));
+    assert_eq!(pipeline.format, ConfiguredFormat::Auto);
+    assert_eq!(settings.milvus.connect_timeout, Duration::from_secs(60));
+    assert_eq!(settings.state.dir, dir.path().join("state"));
+    assert_eq!(settings.embedding.model_dir, dir.path().join("models/all-MiniLM-L6-v2"));
+    assert_eq!(settings.base_dir, dir.path());
+}
+
+#[test]
+fn batch_budgets_scale_with_the_device_unless_configured() {
+    let cpu = EmbeddingSettings::default();
+    assert_eq!(cpu.batch_budget(), (8192, 128));
+    let cuda = EmbeddingSettings { device: Device::Cuda, ..EmbeddingSettings::default() };
+    assert_eq!(cuda.batch_budget(), (65_536, 1024));
+    let configured = EmbeddingSettings { device: Device::Cuda, batch_tokens: 4096, max_batch_texts: 64, ..EmbeddingSettings::default() };
+    assert_eq!(configured.batch_budget(), (4096, 64));
+}
+
+#[test]
+fn errors_name_the_key() {
+    let index = |keys: &str| format!("{}[pipelines.index]\n{keys}\n", pipeline_with(""));
+    let cases = [
+        ("[milvus]\nurl = \"x\"\n".to_owned(), "url"),
+        (MINIMAL.replace(", max_length = 100", ""), "pipelines[0].fields.category.max_length: required for varchar"),
+        (MINIMAL.replace("category", "text"), "pipelines[0].fields.text: this name is already used"),
+        (pipeline_with("format = \"json\"\njson_pointer = \"records\""), "pipelines[0].json_pointer"),
+        (pipeline_with("format = \"x m l\""), "pipelines[0].format: expected one of [\"auto\", \"csv\""),
+        (index("metric = \"cosine\""), r#"pipelines[0].index.metric: expected one of ["COSINE", "IP", "L2"], got "cosine""#),
+        (index("index_type = \"BTREE\""), "pipelines[0].index.index_type: expected one of [\"AUTOINDEX\""),
+        (pipeline_with("paths = [\"a\"]\nschedule = \"*/5 * * * *\""), "pipelines[0].schedule: expected a cron expression"),
+        (pipeline_with("paths = [\"a\"]\nschedule = \"0 * * * * *\"\ntimezone = \"Mars/Olympus\""), "pipelines[0].timezone"),
+        (pipeline_with("paths = [\"a\"]"), "pipelines[0].schedule: paths are imported on a schedule"),
+        ("[[pipelines]]\nname = \"docs\"\n".to_owned(), "pipelines[0].collection: required"),
+        (format!("{MINIMAL}\n[[plugins]]\nmemory_mib = 8\n"), "plugins[0].path: required"),
+        (with_milvus_and_plugin("", "memory_mib = 0"), "plugins[0].memory_mib: expected 1..=4096"),
+        (with_milvus_and_plugin("", "chunk_time_ms = 5"), "plugins[0].chunk_time: expected 10ms..=1h, got 5ms"),
+        (
+            with_milvus_and_plugin("", "chunk_time_ms = 300\nchunk_time = \"1s\""),
+            "plugins[0].chunk_time_ms: replaced by plugins[0].chunk_time",
+        ),
+        (
+            with_milvus_and_plugin("connect_timeout_secs = 7\nconnect_timeout = \"7s\"", ""),
+            "milvus.connect_timeout_secs: replaced by milvus.connect_timeout",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (text, expected) in cases {
+        let error = Settings::from_file(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(error.contains(expected), "expected {expected:?} in {error:?} for\n{text}");
+    }
+}
+
+#[test]
+fn plugin_entries_get_documented_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{MINIMAL}\n[[plugins]]\npath = \"p.wasm\"\n[plugins.config]\nfields = [\"a\", \"b\"]\n");
+    let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+    let plugin = &settings.plugins[0];
+    let limits = &plugin.limits;
+    assert_eq!((limits.memory_bytes, limits.chunk_bytes, limits.max_output_bytes), (64 << 20, 64 << 10, 16 << 20));
+    assert_eq!(limits.call_time_budget, Duration::from_secs(2));
+    assert_eq!(*limits, PluginLimits::default());
+    assert_eq!(plugin.config_json, r#"{"fields":["a","b"]}"#);
+    assert_eq!(plugin.path, dir.path().join("p.wasm"));
+}
+
+#[test]
+fn index_type_metric_and_format_become_enums() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{}[pipelines.index]\nindex_type = \"HNSW\"\nmetric = \"IP\"\n", pipeline_with("format = \"ndjson\""));
+    let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+    let index = &settings.pipelines[0].collection.index;
+    assert_eq!((index.index_type, index.metric), (IndexType::Hnsw, Metric::Ip));
+    assert_eq!((index.index_type.to_string(), index.metric.to_string()), ("HNSW".to_owned(), "IP".to_owned()));
+    assert_eq!(settings.pipelines[0].format, ConfiguredFormat::BuiltIn(Format::Jsonl));
+    assert_eq!("parquet".parse(), Ok(ConfiguredFormat::BuiltIn(Format::Parquet)));
+    assert_eq!("xml".parse(), Ok(ConfiguredFormat::Plugin("xml".to_owned())));
+}
+
+#[test]
+fn schedules_are_parsed_once_with_their_zone_and_absolute_globs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = pipeline_with("paths = [\"exports/*.csv\", \"/srv/a.csv\"]\nschedule = \"0 */10 * * * *\"\ntimezone = \"Europe/Berlin\"");
+    let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+    let schedule = settings.pipelines[0].schedule.as_ref().unwrap();
+    assert_eq!(schedule.cron.to_string(), "0 */10 * * * *");
+    assert_eq!(schedule.timezone, chrono_tz::Europe::Berlin);
+    assert_eq!(schedule.paths, [format!("{}/exports/*.csv", dir.path().display()), "/srv/a.csv".to_owned()]);
+    assert_eq!(absolute_glob(Path::new("/srv/[x]"), "*.csv").unwrap(), "/srv/[[]x[]]/*.csv");
+}
+
+#[test]
+fn relative_paths_are_resolved_once_against_the_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let milvus = "uri = \"data/milvus\"\nlite_command = \"bin/milvus-lite\"\n[embedding]\nort_library = \"/opt/ort.so\"";
+    let text = with_milvus_and_plugin(milvus, "")
+        .replace("collection = \"documents\"", "collection = \"documents\"\nwatch = [\"drop\", \"/abs/drop\"]");
+    let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+    assert_eq!(settings.milvus.uri, dir.path().join("data/milvus").display().to_string());
+    assert_eq!(settings.milvus.lite_command.as_deref(), Some(dir.path().join("bin/milvus-lite").as_path()));
+    assert_eq!(settings.embedding.ort_library.as_deref(), Some(Path::new("/opt/ort.so")));
+    assert_eq!(settings.pipelines[0].watch, [dir.path().join("drop"), PathBuf::from("/abs/drop")]);
+}
+
+#[test]
+fn old_numeric_duration_keys_are_still_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = with_milvus_and_plugin("connect_timeout_secs = 7\nmax_attempts = 3", "chunk_time_ms = 300");
+    let new = with_milvus_and_plugin("connect_timeout = \"7s\"", "chunk_time = \"300ms\"");
+    for text in [old, new] {
+        let settings = Settings::from_file(&write(dir.path(), &text)).unwrap();
+        assert_eq!(settings.milvus.connect_timeout, Duration::from_secs(7));
+        assert_eq!(settings.plugins[0].limits.call_time_budget, Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn the_shipped_configs_say_what_they_document() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let etc = Settings::from_file(&root.join("etc/vecdrop.toml")).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(etc.milvus.uri, "http://127.0.0.1:19530");
+    assert_eq!((etc.milvus.connect_timeout, etc.milvus.retry_deadline), (Duration::from_secs(60), Duration::from_secs(60)));
+    assert_eq!(etc.import.retry_deadline, Duration::from_secs(600));
+    assert_eq!(etc.embedding.model_dir, Path::new("/var/lib/vecdrop/models/all-MiniLM-L6-v2"));
+    assert_eq!(etc.state.dir, Path::new("/var/lib/vecdrop/state"));
+    assert_eq!(etc.daemon.retry_backoff_max, Duration::from_secs(300));
+    let docs = &etc.pipelines[0];
+    assert_eq!((docs.name.as_str(), docs.collection.name.as_str(), docs.collection.primary_key.as_str()), ("docs", "documents", "id"));
+    assert_eq!((docs.collection.index.index_type, docs.collection.index.metric), (IndexType::AutoIndex, Metric::Cosine));
+    assert_eq!(docs.watch, [PathBuf::from("/var/lib/vecdrop/drop/docs")]);
+    assert!(docs.schedule.is_none() && etc.plugins.is_empty());
+
+    let examples = root.join("examples");
+    let example = Settings::from_file(&examples.join("vecdrop.toml")).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(example.milvus.uri, examples.join("../data/milvus").display().to_string());
+    assert_eq!(example.state.dir, examples.join("../state"));
+    let [articles, faq] = example.pipelines.as_slice() else { panic!("expected two pipelines") };
+    assert_eq!((articles.after_import, &articles.format), (AfterImport::Keep, &ConfiguredFormat::Auto));
+    assert_eq!(articles.watch, [examples.join("drop")]);
+    let schedule = faq.schedule.as_ref().unwrap();
+    assert_eq!((schedule.cron.to_string(), schedule.timezone), ("*/30 * * * * *".to_owned(), chrono_tz::UTC));
+    assert_eq!(schedule.paths, [format!("{}/exports/faq.csv", examples.display())]);
+    assert!(faq.mirror);
+    assert_eq!(example.plugins[0].path, examples.join("../plugins/target/xml.wasm"));
+    assert_eq!(example.plugins[0].limits, PluginLimits::default());
+}
+
+#[test]
+fn every_example_config_parses() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut parsed = 0;
+    for dir in ["examples", "etc"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|extension| extension == "toml") {
+                Settings::from_file(&path).unwrap_or_else(|error| panic!("{error}"));
+                parsed += 1;
+            }
+        }
+    }
+    assert!(parsed >= 1, "expected example configs under examples/ or etc/");
+}
