@@ -191,11 +191,6 @@ impl DeadLetterWriter {
     }
 }
 
-/// The current time as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,7 +199,7 @@ mod tests {
 
     fn letter(ordinal: u64) -> DeadLetter {
         DeadLetter {
-            time: now_rfc3339(),
+            time: crate::timestamp::now_rfc3339(),
             pipeline: "docs".into(),
             file: "a.csv".into(),
             file_hash: "ab".into(),

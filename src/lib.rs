@@ -35,6 +35,7 @@
 //!   what the daemon does about it.
 //! - [`failpoint`]: test-only crash points.
 //! - [`dead_letter`], [`progress`]: what an import reports besides rows.
+//! - [`timestamp`]: wall-clock times as vecdrop writes them.
 //! - [`commands`]: the CLI verbs.
 //! - [`bench`]: `vecdrop bench`, throughput of the model, the imports and a bare SDK loop.
 
@@ -54,3 +55,4 @@ pub mod progress;
 pub mod settings;
 pub mod sink;
 pub mod telemetry;
+pub mod timestamp;

@@ -61,7 +61,7 @@ pub enum HealthState {
 impl PipelineHealth {
     /// A healthy pipeline.
     pub fn ok() -> Self {
-        Self { state: HealthState::Ok, fault: None, reason: None, since: crate::dead_letter::now_rfc3339(), retries: 0, next_attempt: None }
+        Self { state: HealthState::Ok, fault: None, reason: None, since: crate::timestamp::now_rfc3339(), retries: 0, next_attempt: None }
     }
 }
 
@@ -230,7 +230,7 @@ impl Telemetry {
         let progress = FileProgress {
             pipeline: pipeline.to_owned(),
             path: path.to_owned(),
-            started_at: crate::dead_letter::now_rfc3339(),
+            started_at: crate::timestamp::now_rfc3339(),
             rows_imported: 0,
             rows_rejected: 0,
             rows_unchanged: 0,

@@ -39,7 +39,7 @@ pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_le
          Fix the file (or the pipeline's config) and drop it into {dir} again: rows already imported\n  \
          are recognised by their keys and content and are not written twice.\n",
         original = path.display(),
-        time = crate::dead_letter::now_rfc3339(),
+        time = crate::timestamp::now_rfc3339(),
         dead_letters = dead_letters.display(),
         dir = dir.display(),
     );

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::{Duration, Instant};
 
-use crate::dead_letter::now_rfc3339;
 use crate::fault::Fault;
 use crate::settings::DaemonSettings;
 use crate::sink::jittered;
 use crate::telemetry::{HealthState, PipelineHealth, Telemetry};
+use crate::timestamp::now_rfc3339;
 
 /// Whether a file of a pipeline may be imported now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Gates {
 }
 
 fn now_rfc3339_after(wait: Duration) -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now() + wait).to_string()
+    crate::timestamp::rfc3339(std::time::SystemTime::now() + wait)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct DaemonState {
 impl DaemonState {
     /// State for a daemon importing with `context`.
     pub fn new(context: ImportContext) -> Self {
-        Self { context, started_at: crate::dead_letter::now_rfc3339() }
+        Self { context, started_at: crate::timestamp::now_rfc3339() }
     }
 }
 
@@ -150,7 +150,7 @@ fn health_line(pipeline: &str, health: &PipelineHealth) -> String {
 fn milvus_report(state: &DaemonState) -> MilvusReport {
     let reachability = state.context.sink.reachability();
     state.context.telemetry.set_milvus_reachable(reachability.reachable);
-    MilvusReport { reachable: reachability.reachable, since: humantime::format_rfc3339_seconds(reachability.since).to_string() }
+    MilvusReport { reachable: reachability.reachable, since: crate::timestamp::rfc3339(reachability.since) }
 }
 
 async fn metrics(State(state): State<Arc<DaemonState>>) -> Response {

@@ -287,7 +287,7 @@ fn finish(
             let dead_letters = dead_letter::path_for(&context.settings.state.dir, &pipeline.name);
             after_import::quarantine(path, dir, &pipeline.name, reason, &dead_letters).map(Some)
         }
-        _ => after_import::after_success(path, dir, pipeline.after_import, &today()),
+        _ => after_import::after_success(path, dir, pipeline.after_import, &crate::timestamp::today()),
     };
     match moved {
         Ok(Some(target)) => tracing::info!(file = %path.display(), to = %target.display(), "file moved"),
@@ -295,9 +295,4 @@ fn finish(
         Err(error) => tracing::error!(file = %path.display(), %error, "cannot apply after_import to the file"),
     }
     result
-}
-
-/// Today's date (UTC) as `YYYY-MM-DD`.
-fn today() -> String {
-    dead_letter::now_rfc3339().chars().take(10).collect()
 }

@@ -20,9 +20,9 @@ use tokio_cron_scheduler::{Job, JobBuilder, JobScheduler, JobSchedulerError};
 use uuid::Uuid;
 
 use super::{FileResult, Fingerprint, Origin, ReadyFile};
-use crate::dead_letter::now_rfc3339;
 use crate::ledger::{Ledger, ScheduleEntry};
 use crate::settings::{Schedule, Settings};
+use crate::timestamp::now_rfc3339;
 
 /// Outcome recorded while a run is in progress.
 const RUNNING: &str = "running";

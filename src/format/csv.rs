@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::source::{open_text, Compression};
-use super::{raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES};
-
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+use super::{raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES, UTF8_BOM};
 
 /// Streaming CSV reader (see the module doc).
 pub struct CsvReader {
@@ -148,7 +146,7 @@ type FirstRecord = (u64, u64, u64);
 fn read_headers(path: &Path, display: &str, delimiter: u8) -> Result<(Vec<String>, FirstRecord), ReadError> {
     let io_error = |source| ReadError::Io { path: display.to_owned(), source };
     let mut input = open_text(path, 0).map_err(io_error)?;
-    let bom_length = if input.fill_buf().map_err(io_error)?.starts_with(UTF8_BOM) { 3 } else { 0 };
+    let bom_length = if input.fill_buf().map_err(io_error)?.starts_with(&UTF8_BOM) { 3 } else { 0 };
     input.consume(bom_length);
     let bom_length = bom_length as u64;
     let guarded = GuardedRead { inner: input, consumed: 0, record_start: Arc::new(AtomicU64::new(0)) };

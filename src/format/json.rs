@@ -43,9 +43,8 @@ use super::json_scan::{describe_byte, is_json_whitespace, parse_json_pointer, By
 use super::source::{open_text, Compression};
 use super::{
     raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, ReadOptions, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES,
+    UTF8_BOM,
 };
-
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Streaming JSON Lines reader (see the module doc).
 pub struct JsonlReader {
@@ -145,7 +144,7 @@ fn line_content(line: &[u8], first_line_of_file: bool) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if first_line_of_file {
-        line.strip_prefix(UTF8_BOM).unwrap_or(line)
+        line.strip_prefix(&UTF8_BOM).unwrap_or(line)
     } else {
         line
     }
@@ -223,7 +222,7 @@ impl JsonReader {
 /// record; any other document is one value found by the same scanner, parsed by `serde_json`, and
 /// followed by nothing but whitespace. `Err` says what is wrong and where.
 pub fn validate_json_document(document: &[u8]) -> Result<(), String> {
-    let without_bom = document.strip_prefix(UTF8_BOM).unwrap_or(document);
+    let without_bom = document.strip_prefix(&UTF8_BOM).unwrap_or(document);
     let first_byte = without_bom.iter().copied().find(|byte| !is_json_whitespace(*byte));
     let describe = |error: ScanError| match error {
         ScanError::Syntax { byte_offset, message } => format!("at byte {byte_offset}: {message}"),

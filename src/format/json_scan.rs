@@ -13,7 +13,7 @@
 
 use std::io::{self, BufRead};
 
-use super::RAW_EXCERPT_BYTES;
+use super::{RAW_EXCERPT_BYTES, UTF8_BOM};
 
 /// Nesting deeper than this stops the scan (the scanner keeps one byte per open level).
 /// `serde_json` itself refuses values nested deeper than 128, so an element nested between the two
@@ -22,8 +22,6 @@ pub(super) const MAX_NESTING_DEPTH: usize = 10_000;
 
 /// Keys on the way to a JSON pointer longer than this are compared as "not the key we look for".
 const MAX_POINTER_KEY_BYTES: usize = 64 * 1024;
-
-const UTF8_BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
 
 /// Why a scan stopped.
 #[derive(Debug, thiserror::Error)]

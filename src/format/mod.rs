@@ -29,6 +29,9 @@ pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 /// Raw record text kept in a dead letter is cut to this many bytes.
 pub const RAW_EXCERPT_BYTES: usize = 4096;
 
+/// The UTF-8 byte order mark some writers put before text (CSV and JSON readers skip it).
+pub const UTF8_BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+
 /// The closed set of formats vecdrop reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Format {

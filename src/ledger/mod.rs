@@ -30,9 +30,9 @@ pub use schedules::ScheduleEntry;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use crate::dead_letter::now_rfc3339;
 use crate::fault::{Classify, Fault};
 use crate::format::Checkpoint;
+use crate::timestamp::now_rfc3339;
 
 /// How long [`Ledger::open_waiting`] waits for another process to let go of the ledger.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);

@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::ImportError;
-use crate::dead_letter::{now_rfc3339, DeadLetter, RejectCause};
+use crate::dead_letter::{DeadLetter, RejectCause};
 use crate::format::{raw_excerpt, Checkpoint, Format, ReadItem, ReadOptions, Record, RecordPosition, RecordReader};
 use crate::mapping::{Row, RowSchema};
+use crate::timestamp::now_rfc3339;
 
 /// Bytes of rejected records (raw excerpts and reasons) after which a batch is cut.
 pub const MAX_LETTER_BYTES: usize = 1024 * 1024;

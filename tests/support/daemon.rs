@@ -247,5 +247,5 @@ pub fn failed_files(drop: &Path) -> BTreeSet<String> {
 
 /// Today's date as `.done/` names its folders (UTC, `YYYY-MM-DD`).
 pub fn today() -> String {
-    vecdrop::dead_letter::now_rfc3339().chars().take(10).collect()
+    vecdrop::timestamp::today()
 }
