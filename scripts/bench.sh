@@ -16,3 +16,12 @@ mkdir -p target/bench
 json="target/bench/bench-$(date -u +%Y%m%dT%H%M%SZ).json"
 ./target/release/vecdrop bench --json-out "$json" "$@"
 echo "bench: JSON report in $json"
+# The targets are checked here, on the full report: a missed one fails the script (the smoke
+# test in `make test` only checks that every phase is measured).
+.venv/bin/python - "$json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+missed = [target["name"] for target in report["targets"] if not target["met"]]
+print("bench: every target met" if not missed else f"bench: targets missed: {missed}")
+sys.exit(1 if missed else 0)
+PY

@@ -73,7 +73,6 @@ pub enum DeadLetterError {
     Io {
         /// The dead-letter file.
         path: PathBuf,
-        /// The OS error.
         source: std::io::Error,
     },
     /// Its committed length cannot be read or recorded (boxed: a ledger error is large).

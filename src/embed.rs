@@ -41,7 +41,6 @@ pub enum EmbedError {
     /// A model file is missing or unusable.
     #[error("model {path}: {message}")]
     Model {
-        /// The file.
         path: PathBuf,
         /// What went wrong; says how to get the model when it is missing.
         message: String,

@@ -200,6 +200,7 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
+    // Cancel-safe: whichever signal comes first ends the wait; the other is not needed again.
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

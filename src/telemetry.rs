@@ -100,7 +100,6 @@ fn batch_seconds_histogram() -> Histogram {
 pub struct FileProgress {
     /// Pipeline importing it.
     pub pipeline: String,
-    /// The file.
     pub path: String,
     /// When its import started (RFC 3339).
     pub started_at: String,

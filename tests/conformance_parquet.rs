@@ -6,7 +6,10 @@
 //!   [`ReadError`] that says why;
 //! - `bad_data/` files are refused with a [`ReadError`], except the ones listed in
 //!   [`READABLE_BAD_DATA`];
-//! - no file panics or hangs.
+//! - no file panics or hangs;
+//! - every file's outcome is the one pinned in `expected.tsv` next to the corpus: read with that
+//!   many records, or refused with an error that starts so. A reader that refused everything, or
+//!   read a file it used to refuse, fails here; a new file must be pinned.
 //!
 //! The summary (read / refused, with reasons) is printed; run with `--nocapture` to see it. Set
 //! `VECDROP_PARQUET_CONFORMANCE_DIR` to run against a full parquet-testing checkout instead.
@@ -35,6 +38,60 @@ enum Outcome {
     Read { records: u64, rejected: u64, footer_rows: u64 },
     /// A clean error, after `records_before` items.
     Refused { records_before: u64, error: String },
+}
+
+/// The pinned outcome of one file.
+#[derive(Debug, PartialEq)]
+enum Pinned {
+    Read { records: u64, rejected: u64 },
+    Refused { records_before: u64, error_start: String },
+}
+
+/// `expected.tsv`: relative path → pinned outcome.
+fn pinned_outcomes(corpus: &Path) -> std::collections::BTreeMap<String, Pinned> {
+    let table =
+        std::fs::read_to_string(corpus.join("expected.tsv")).unwrap_or_else(|error| panic!("{}/expected.tsv: {error}", corpus.display()));
+    table
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let pinned = match fields.as_slice() {
+                [_, "read", counts] => {
+                    let (records, rejected) = counts.split_once(' ').expect("read: records and rejected");
+                    Pinned::Read { records: records.parse().unwrap(), rejected: rejected.parse().unwrap() }
+                }
+                [_, "refused", before, error_start] => {
+                    Pinned::Refused { records_before: before.parse().unwrap(), error_start: (*error_start).to_owned() }
+                }
+                _ => panic!("expected.tsv: cannot parse {line:?}"),
+            };
+            (fields[0].to_owned(), pinned)
+        })
+        .collect()
+}
+
+/// Whether `outcome` of the file at `relative` is what `pinned` says; the difference otherwise.
+fn check_pinned(relative: &str, outcome: &Outcome, pinned: Option<&Pinned>) -> Result<(), String> {
+    match (outcome, pinned) {
+        (_, None) => Err(format!("{relative}: not pinned in expected.tsv (got {outcome:?})")),
+        (Outcome::Read { records, rejected, .. }, Some(Pinned::Read { records: want_records, rejected: want_rejected }))
+            if records == want_records && rejected == want_rejected =>
+        {
+            Ok(())
+        }
+        (Outcome::Refused { records_before, error }, Some(Pinned::Refused { records_before: want_before, error_start })) => {
+            let message = error.split_once(&format!("{relative}: ")).map_or(error.as_str(), |(_, rest)| rest);
+            if records_before == want_before && message.starts_with(error_start.as_str()) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{relative}: refused after {records_before} items with {message:?}, pinned: {want_before} items, {error_start:?}"
+                ))
+            }
+        }
+        (outcome, Some(pinned)) => Err(format!("{relative}: {outcome:?}, pinned: {pinned:?}")),
+    }
 }
 
 fn corpus_dir() -> PathBuf {
@@ -99,6 +156,9 @@ fn every_conformance_file_is_read_fully_or_refused_cleanly() {
     let corpus = corpus_dir();
     let files = parquet_files(&corpus);
     assert!(files.len() > 50, "expected the parquet-testing files in {}; run scripts/import-parquet-conformance.sh", corpus.display());
+    // A full checkout (VECDROP_PARQUET_CONFORMANCE_DIR) has no pinned table: it is checked for
+    // clean reads and refusals only.
+    let pinned = std::env::var_os("VECDROP_PARQUET_CONFORMANCE_DIR").is_none().then(|| pinned_outcomes(&corpus));
     let mut failures = Vec::new();
     let (mut read, mut refused) = (0, 0);
     println!("parquet conformance: {} files under {}", files.len(), corpus.display());
@@ -115,6 +175,11 @@ fn every_conformance_file_is_read_fully_or_refused_cleanly() {
             }
         };
         let elapsed = started.elapsed();
+        if let Some(pinned) = &pinned {
+            if let Err(difference) = check_pinned(&relative, &outcome, pinned.get(&relative)) {
+                failures.push(difference);
+            }
+        }
         match &outcome {
             Outcome::Read { records, rejected, footer_rows } => {
                 read += 1;
@@ -133,6 +198,11 @@ fn every_conformance_file_is_read_fully_or_refused_cleanly() {
                     failures.push(format!("{relative}: refused without a message"));
                 }
             }
+        }
+    }
+    for relative in pinned.iter().flat_map(|pinned| pinned.keys()) {
+        if !files.iter().any(|path| path.strip_prefix(&corpus).unwrap().display().to_string() == *relative) {
+            failures.push(format!("{relative}: pinned in expected.tsv but not in the corpus"));
         }
     }
     println!("parquet conformance: {read} read, {refused} refused, {} failures", failures.len());

@@ -9,26 +9,24 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::daemon::{daemon_sections, done_files, free_address, today, Daemon};
+use support::daemon::{concrete_free_address, daemon_sections, done_files, free_address, today, Daemon};
 use support::{collection_spec, connect_sink, csv_with_vectors, milvus_uri, stored_texts, unique_collection, TestConfig};
 
 fn write_parquet(path: &Path, keys: &[&str]) {
-    use arrow_array::{ArrayRef, RecordBatch, StringArray};
-    use parquet::arrow::ArrowWriter;
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("id", Arc::new(StringArray::from_iter_values(keys.iter().copied()))),
-        ("text", Arc::new(StringArray::from_iter_values(keys.iter().map(|key| format!("parquet row {key} about lighthouses"))))),
-    ];
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    use arrow_array::{ArrayRef, StringArray};
+    support::write_parquet(
+        path,
+        vec![
+            ("id", Arc::new(StringArray::from_iter_values(keys.iter().copied())) as ArrayRef),
+            ("text", Arc::new(StringArray::from_iter_values(keys.iter().map(|key| format!("parquet row {key} about lighthouses"))))),
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
     let collection = unique_collection("daemon_drop");
-    let status = free_address();
+    let status = concrete_free_address();
     let config = TestConfig::with_sections(
         &collection,
         "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 8",
@@ -232,6 +230,10 @@ fn last_outcome(daemon: &Daemon) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_an_import_exits_cleanly_and_the_next_start_resumes() {
+    assert!(
+        vecdrop::failpoint::enabled(),
+        "this test pauses the import at a failure point: run `cargo test --features failpoints` (make test does)"
+    );
     let collection = unique_collection("daemon_term");
     let status = free_address();
     let config = TestConfig::with_sections(
@@ -247,11 +249,18 @@ async fn sigterm_during_an_import_exits_cleanly_and_the_next_start_resumes() {
         .collect();
     std::fs::write(drop.join("big.csv"), content).unwrap();
 
-    let daemon = Daemon::start(&config, &status);
-    daemon.wait_for("some committed rows", Duration::from_secs(120), |daemon| {
-        daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}") > 0.0
-    });
-    let exit = daemon.terminate(Duration::from_secs(60));
+    // The import pauses after its second commit; SIGTERM comes while it waits there, so it is
+    // interrupted mid-file however fast the machine embeds.
+    let pause = config.dir.path().join("pause");
+    std::fs::create_dir(&pause).unwrap();
+    let pause_dir = pause.to_str().unwrap();
+    let mut daemon =
+        Daemon::start_with_env(&config, &status, &[("VECDROP_FAILPOINT", "after_commit@2"), ("VECDROP_FAILPOINT_PAUSE", pause_dir)]);
+    daemon.wait_for("the import to pause after two commits", Duration::from_secs(300), |_| pause.join("reached").exists());
+    daemon.signal_terminate();
+    daemon.wait_for("the shutdown to begin", Duration::from_secs(60), |daemon| daemon.log().contains("shutting down"));
+    std::fs::write(pause.join("resume"), "").unwrap();
+    let exit = daemon.wait_exit(Duration::from_secs(60));
     assert_eq!(exit.code(), Some(0), "SIGTERM exits 0");
     assert!(drop.join("big.csv").is_file(), "an interrupted file stays in the drop folder");
     let sink = connect_sink(&milvus_uri()).await.unwrap();

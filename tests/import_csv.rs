@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use support::{connect_sink, milvus_uri, unique_collection, write_file, TestConfig};
-use vecdrop::sink::CollectionSpec;
 
 const SEED_FIELDS: &str = r#"
 id_field = "id"
@@ -15,11 +14,6 @@ id_field = "id"
 category = { type = "varchar", max_length = 64 }
 year = { type = "int64" }
 "#;
-
-fn spec_for(config: &TestConfig) -> CollectionSpec {
-    let settings = config.settings();
-    CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256")
-}
 
 fn read_csv(path: &std::path::Path) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).unwrap();
@@ -38,7 +32,7 @@ async fn seed_csv_is_imported_exactly_once_and_a_rerun_changes_nothing() {
     assert!(String::from_utf8_lossy(&first.stdout).contains(&format!("{} rows imported, 0 rejected", rows.len())));
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    let spec = spec_for(&config);
+    let spec = support::collection_spec(&config);
     assert_eq!(sink.count(&spec.collection.name).await.unwrap(), rows.len() as u64);
 
     let second = config.run("import", &[seed.to_str().unwrap()]);
@@ -87,7 +81,7 @@ async fn bad_rows_are_dead_lettered_with_their_line_and_good_rows_land() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("4 rows imported, 4 rejected"));
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    let spec = spec_for(&config);
+    let spec = support::collection_spec(&config);
     assert_eq!(sink.count(&spec.collection.name).await.unwrap(), 4);
     let keys: Vec<String> = ["g1", "g2", "g3", "g4", "b1", "b2", "b3", "b4"].iter().map(|key| key.to_string()).collect();
     let stored = sink.texts_by_key(&spec, &keys).await.unwrap();
@@ -208,7 +202,7 @@ async fn a_damaged_file_keeps_the_rows_before_the_damage_and_is_marked_failed() 
     assert!(stderr.contains(&format!("at byte {damage_at}")) && stderr.contains("longer than 16 MiB"), "{stderr}");
 
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    assert_eq!(sink.count(&spec_for(&config).collection.name).await.unwrap(), 250, "rows before the damage are kept");
+    assert_eq!(sink.count(&support::collection_spec(&config).collection.name).await.unwrap(), 250, "rows before the damage are kept");
     let status: serde_json::Value = serde_json::from_slice(&config.run("status", &["--json"]).stdout).unwrap();
     assert_eq!(status[0]["state"], "failed");
     assert!(status[0]["reason"].as_str().unwrap().contains("longer than 16 MiB"));

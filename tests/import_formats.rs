@@ -7,17 +7,8 @@ mod support;
 use std::io::Write;
 
 use support::{connect_sink, milvus_uri, unique_collection, write_file, TestConfig};
-use vecdrop::sink::CollectionSpec;
 
 const FIELDS: &str = "id_field = \"id\"\n[pipelines.fields]\nrating = { type = \"double\" }\ntags = { type = \"json\", optional = true }\n";
-
-async fn stored_texts(config: &TestConfig, keys: &[&str]) -> std::collections::HashMap<String, String> {
-    let settings = config.settings();
-    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
-    let sink = connect_sink(&milvus_uri()).await.unwrap();
-    let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
-    sink.texts_by_key(&spec, &keys).await.unwrap()
-}
 
 fn jsonl_lines() -> String {
     [
@@ -39,7 +30,7 @@ async fn jsonl_plain_and_gzip_import_with_dead_letters() {
     let output = config.run("import", &[plain.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 rows imported, 3 rejected"));
-    let stored = stored_texts(&config, &["j1", "2", "j3", "j4", "j5"]).await;
+    let stored = support::texts_in_milvus(&config, &["j1", "2", "j3", "j4", "j5"]).await;
     assert_eq!(stored.len(), 3);
     assert_eq!(stored["2"], "an integer id becomes text");
 
@@ -61,7 +52,7 @@ async fn jsonl_plain_and_gzip_import_with_dead_letters() {
     encoder.write_all(jsonl_lines().as_bytes()).unwrap();
     encoder.finish().unwrap();
     assert_eq!(config.run("import", &[gzip_path.to_str().unwrap()]).status.code(), Some(3));
-    assert_eq!(stored_texts(&config, &["j1", "2", "j3", "j4", "j5"]).await.len(), 3);
+    assert_eq!(support::texts_in_milvus(&config, &["j1", "2", "j3", "j4", "j5"]).await.len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,7 +72,7 @@ async fn json_array_under_a_pointer_imports_every_object() {
     let output = config.run("import", &[path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 rows imported, 1 rejected"));
-    let stored = stored_texts(&config, &["a", "b", "c"]).await;
+    let stored = support::texts_in_milvus(&config, &["a", "b", "c"]).await;
     assert_eq!(stored["c"], "cherries are small");
 }
 
@@ -135,8 +126,7 @@ async fn parquet_rows_with_vectors_skip_the_model_and_keep_their_vectors() {
     let letters = std::fs::read_to_string(config.state_dir().join("dead-letters/test.jsonl")).unwrap();
     assert!(letters.contains("expected a vector of dimension 384 (the model's), found 2"), "{letters}");
 
-    let settings = config.settings();
-    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
+    let spec = support::collection_spec(&config);
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(sink.count(&spec.collection.name).await.unwrap(), 39);
     // A row that carried its vector is found by that exact vector (the model did not replace it).
@@ -146,6 +136,6 @@ async fn parquet_rows_with_vectors_skip_the_model_and_keep_their_vectors() {
         assert!(hits[0].score > 0.9999, "{:?}", hits[0]);
     }
     // Rows without a vector were embedded from their text.
-    let stored = stored_texts(&config, &["p1", "p3"]).await;
+    let stored = support::texts_in_milvus(&config, &["p1", "p3"]).await;
     assert_eq!(stored["p3"], "parquet row 3 about gardens");
 }

@@ -18,7 +18,7 @@ fn importing_with_int8_into_an_fp32_collection_is_refused_with_both_identities()
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("filled by model all-MiniLM-L6-v2:fp32:256")
+        stderr.contains(&format!("filled by model {}", support::MODEL_IDENTITY))
             && stderr.contains("loads all-MiniLM-L6-v2:int8:256")
             && stderr.contains("cannot be mixed"),
         "{stderr}"

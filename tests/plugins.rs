@@ -21,7 +21,6 @@ use support::{
 use vecdrop::format::plugin::{LoadedPlugin, PluginLimits};
 use vecdrop::format::{Checkpoint, FieldValue, Format, PluginFormat, ReadItem, ReadOptions, RecordReader};
 use vecdrop::pipeline::import_file;
-use vecdrop::sink::CollectionSpec;
 
 const XML_CONFIG: &str = r#"{"fields": ["id", "text", "category"]}"#;
 const LOG_PATTERN: &str = r"^(?P<level>[A-Z]+) (?P<text>.*)$";
@@ -64,11 +63,6 @@ fn expected_xml_text(index: usize) -> Option<String> {
     }
 }
 
-async fn stored_texts(config: &TestConfig, keys: &[String]) -> std::collections::HashMap<String, String> {
-    let spec = CollectionSpec::of(&config.settings().pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
-    connect_sink(&milvus_uri()).await.unwrap().texts_by_key(&spec, keys).await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn xml_plugin_imports_records_end_to_end_with_dead_letters() {
     let fields = "id_field = \"id\"\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 20, optional = true }\n";
@@ -79,7 +73,7 @@ async fn xml_plugin_imports_records_end_to_end_with_dead_letters() {
     assert_eq!(output.status.code(), Some(3), "two records have nested markup");
     assert!(String::from_utf8_lossy(&output.stdout).contains("6 rows imported, 2 rejected"));
     let keys: Vec<String> = (0..8).map(|index| format!("x{index}")).collect();
-    let stored = stored_texts(&config, &keys).await;
+    let stored = support::texts_in_milvus(&config, &keys).await;
     for (index, key) in keys.iter().enumerate() {
         assert_eq!(stored.get(key), expected_xml_text(index).as_ref(), "{key}");
     }
@@ -100,7 +94,7 @@ async fn xml_import_is_the_same_with_one_kib_chunks_as_with_the_default() {
         let path = write_file(config.dir.path(), "big.xml", &document);
         let output = config.run("import", &[path.to_str().unwrap()]);
         assert!(String::from_utf8_lossy(&output.stdout).contains("300 rows imported, 100 rejected"), "{chunk}");
-        results.push(stored_texts(&config, &keys).await);
+        results.push(support::texts_in_milvus(&config, &keys).await);
     }
     assert_eq!(results[0].len(), 300);
     assert_eq!(results[0], results[1]);
@@ -120,7 +114,7 @@ async fn logline_plugin_imports_typed_lines_and_rejects_lines_that_do_not_match(
     assert!(String::from_utf8_lossy(&output.stdout).contains("3 rows imported, 1 rejected"));
     let hash = blake3::hash(&std::fs::read(&path).unwrap()).to_hex().to_string();
     let keys: Vec<String> = (0..4).map(|ordinal| vecdrop::mapping::derived_key(&hash, ordinal)).collect();
-    let stored = stored_texts(&config, &keys).await;
+    let stored = support::texts_in_milvus(&config, &keys).await;
     assert_eq!(stored[&keys[0]], "service started");
     assert_eq!(stored[&keys[1]], "disk almost full");
     assert!(!stored.contains_key(&keys[2]), "the line that does not match is dead-lettered");
@@ -146,7 +140,7 @@ async fn plugin_vectors_skip_the_model_and_are_stored_as_given() {
     );
     let path = write_file(config.dir.path(), "vectors.xml", &document);
     assert_eq!(config.run("import", &[path.to_str().unwrap()]).status.code(), Some(0));
-    let spec = CollectionSpec::of(&config.settings().pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
+    let spec = support::collection_spec(&config);
     let hits = connect_sink(&milvus_uri()).await.unwrap().search(&spec, vector, 1).await.unwrap();
     assert_eq!(hits[0].id, "given");
     assert!(hits[0].score > 0.999, "the stored vector is the one the plugin gave: {}", hits[0].score);

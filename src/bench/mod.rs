@@ -72,11 +72,9 @@ pub enum BenchError {
     /// Milvus through the bare SDK client.
     #[error("milvus {operation} ({target}): {message}")]
     Milvus {
-        /// What was being done.
         operation: &'static str,
         /// The server or collection.
         target: String,
-        /// The client's error.
         message: String,
     },
     /// An import phase failed.
@@ -167,6 +165,9 @@ struct Bench {
     bare: BareClient,
     /// Collections this run creates (one per Milvus phase), dropped at the end.
     collections: Vec<String>,
+    /// Whether Milvus had settled when the last phase that wrote to it ended (so whether the next
+    /// phase began on an idle server); `None` before the first.
+    milvus_quiet: std::sync::Mutex<Option<bool>>,
 }
 
 impl Bench {
@@ -185,7 +186,7 @@ impl Bench {
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
         let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
         let context = ImportContext::new(settings, embedder, sink, ledger, crate::format::PluginRegistry::default(), false);
-        Ok(Self { options: options.clone(), context, bare, collections })
+        Ok(Self { options: options.clone(), context, bare, collections, milvus_quiet: std::sync::Mutex::new(None) })
     }
 
     async fn run_phases(&self) -> Result<BenchReport, BenchError> {
@@ -303,8 +304,9 @@ impl Bench {
         result.flush_seconds = Some(summary.flush_seconds);
         result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
+        result.began_on_quiet_milvus = self.began_on_quiet_milvus();
         self.bare.wait_for_index(&pipeline.collection.name).await?;
-        cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
+        self.settle_milvus().await;
         Ok(result)
     }
 
@@ -318,9 +320,20 @@ impl Bench {
         let mut result = PhaseResult::new(phase::SDK_UPSERT, "rows/s", times.rows, times.total_seconds, peak.peak_bytes());
         result.record_cpu(cpu.elapsed());
         result.flush_seconds = Some(times.flush_seconds);
+        result.began_on_quiet_milvus = self.began_on_quiet_milvus();
         self.bare.wait_for_index(&spec.collection.name).await?;
-        cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
+        self.settle_milvus().await;
         Ok(result)
+    }
+
+    /// Waits for Milvus to settle after a phase that wrote to it, and notes whether it did.
+    async fn settle_milvus(&self) {
+        let quiet = cpu::wait_for_quiet_milvus(QUIET_MILVUS_SHARE, QUIET_MILVUS_LIMIT).await;
+        *self.milvus_quiet.lock().expect("milvus_quiet lock") = Some(quiet);
+    }
+
+    fn began_on_quiet_milvus(&self) -> Option<bool> {
+        *self.milvus_quiet.lock().expect("milvus_quiet lock")
     }
 
     fn spec_of(&self, pipeline: &PipelineSettings) -> CollectionSpec {

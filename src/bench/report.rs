@@ -55,6 +55,8 @@ pub struct PhaseResult {
     pub cpu_seconds: f64,
     /// CPU seconds of the local Milvus server during the phase, when it runs on this machine.
     pub milvus_cpu_seconds: Option<f64>,
+    /// Whether the phase began on a settled Milvus (phases that write to Milvus, after the first).
+    pub began_on_quiet_milvus: Option<bool>,
 }
 
 impl PhaseResult {
@@ -73,6 +75,7 @@ impl PhaseResult {
             tokenize_seconds: None,
             cpu_seconds: 0.0,
             milvus_cpu_seconds: None,
+            began_on_quiet_milvus: None,
         }
     }
 

@@ -16,7 +16,7 @@ pub use import::import;
 pub use plugin::plugin_check;
 pub use run::run;
 pub use search::search;
-pub use status::status;
+pub use status::{http_get, status};
 
 use crate::embed::{EmbedError, Embedder};
 use crate::format::plugin::{PluginError, PluginSource};

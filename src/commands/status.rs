@@ -64,22 +64,27 @@ fn daemon_status(settings: &Settings, ledger: &Path) -> Result<u8, CommandError>
             ledger.display()
         ))
     };
-    let body = http_get(address, "/status").map_err(|error| unreachable(error.to_string()))?;
+    let body = match http_get(address, "/status") {
+        Ok((200, body)) => body,
+        Ok((status, _)) => return Err(unreachable(format!("answered {status}"))),
+        Err(error) => return Err(unreachable(error.to_string())),
+    };
     let report: serde_json::Value = serde_json::from_str(&body).map_err(|error| unreachable(format!("not JSON: {error}")))?;
     println!("{}", serde_json::to_string_pretty(&report).expect("JSON values serialise"));
     Ok(EXIT_OK)
 }
 
-/// A minimal HTTP/1.0 GET on loopback; the body when the answer is 200.
-fn http_get(address: &str, path: &str) -> std::io::Result<String> {
+/// A minimal HTTP/1.0 GET of `path` from `address` (the status endpoint): the answer's status
+/// code and body, whatever the status; `Err` when nothing answers or the answer is not HTTP.
+pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other("malformed HTTP answer"))?;
-    if head.split_whitespace().nth(1) != Some("200") {
-        return Err(std::io::Error::other(format!("answered {}", head.lines().next().unwrap_or(""))));
-    }
-    Ok(body.to_owned())
+    let malformed = || std::io::Error::other("malformed HTTP answer");
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(malformed)?;
+    let status =
+        head.lines().next().and_then(|line| line.split_whitespace().nth(1)).and_then(|code| code.parse().ok()).ok_or_else(malformed)?;
+    Ok((status, body.to_owned()))
 }

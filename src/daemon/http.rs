@@ -65,7 +65,6 @@ pub struct MilvusReport {
 /// One pipeline in `/status`.
 #[derive(Debug, Serialize)]
 pub struct PipelineReport {
-    /// Name.
     pub name: String,
     /// Milvus collection.
     pub collection: String,

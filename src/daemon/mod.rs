@@ -44,7 +44,6 @@ pub enum DaemonError {
     Listen {
         /// The configured address.
         address: String,
-        /// The OS error.
         source: std::io::Error,
     },
     /// A drop folder cannot be created or watched.
@@ -93,11 +92,16 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     tokio::pin!(shutdown);
     loop {
         context.telemetry.set_queue_depth(ready.len());
+        // Cancel-safe: the shutdown future is pinned and polled again; `join_next` and
+        // `acquire_owned` lose nothing when another branch wins (a permit not yet granted stays
+        // with the semaphore).
         tokio::select! {
             _ = &mut shutdown => break,
             Some(finished) = in_flight.join_next(), if !in_flight.is_empty() => log_panic(finished),
             permit = Arc::clone(&workers).acquire_owned() => {
                 let permit = permit.expect("the semaphore is never closed");
+                // Cancel-safe: `recv` takes a file only when it returns one; on shutdown the
+                // permit is dropped and queued files stay for the next start.
                 tokio::select! {
                     _ = &mut shutdown => break,
                     file = ready.recv() => {
@@ -122,6 +126,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     let deadline = tokio::time::sleep(daemon.shutdown_timeout);
     tokio::pin!(deadline);
     while !in_flight.is_empty() {
+        // Cancel-safe: the deadline is pinned; `join_next` loses no finished task.
         tokio::select! {
             _ = &mut deadline => {
                 tracing::warn!(in_flight = in_flight.len(), "shutdown timeout: leaving the rest of the imports to the next start");

@@ -72,7 +72,6 @@ impl Fingerprint {
 pub struct ReadyFile {
     /// The pipeline's name.
     pub pipeline: String,
-    /// The file.
     pub path: PathBuf,
     /// Where it was found.
     pub origin: Origin,

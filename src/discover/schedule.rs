@@ -31,7 +31,6 @@ const RUNNING: &str = "running";
 #[derive(Debug, thiserror::Error)]
 #[error("schedule of pipeline {pipeline}: {message}")]
 pub struct ScheduleError {
-    /// The pipeline.
     pub pipeline: String,
     /// What went wrong.
     pub message: String,

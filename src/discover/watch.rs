@@ -101,19 +101,21 @@ impl Scanner {
         let mut poll = tokio::time::interval(poll_interval(self.timing.settle));
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Cancel-safe: interval ticks and `recv` lose nothing when another branch wins; the
+            // scanner's state lives in `self`, not in the futures.
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = rescan.tick() => self.rescan(),
+                _ = rescan.tick() => self.rescan(Instant::now()),
                 _ = poll.tick() => {
-                    if !self.offer_ready(&queue) {
+                    if !self.offer_ready(&queue, Instant::now()) {
                         return; // the daemon stopped taking files
                     }
                 }
                 event = events.recv() => match event {
-                    Some(Ok(event)) => self.note_event(&event),
+                    Some(Ok(event)) => self.note_event(&event, Instant::now()),
                     Some(Err(error)) => {
                         tracing::warn!(%error, "drop-folder watcher: rescanning");
-                        self.rescan();
+                        self.rescan(Instant::now());
                     }
                     None => return,
                 },
@@ -122,7 +124,7 @@ impl Scanner {
     }
 
     /// Lists every folder: new files become candidates, vanished ones are forgotten.
-    fn rescan(&mut self) {
+    fn rescan(&mut self, now: Instant) {
         let mut present = Vec::new();
         for (index, folder) in self.folders.iter().enumerate() {
             let entries = match std::fs::read_dir(&folder.dir) {
@@ -138,15 +140,15 @@ impl Scanner {
         self.handled.retain(|path, _| seen.contains(path));
         self.candidates.retain(|path, _| seen.contains(path));
         for (index, path) in present {
-            self.consider(index, path, false);
+            self.consider(index, path, false, now);
         }
     }
 
     /// Adds the paths an event names as candidates; a rename into the folder makes them ready
     /// without waiting for `settle`.
-    fn note_event(&mut self, event: &Event) {
+    fn note_event(&mut self, event: &Event, now: Instant) {
         if event.need_rescan() {
-            self.rescan();
+            self.rescan(now);
             return;
         }
         let renamed_in = matches!(event.kind, EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)));
@@ -158,7 +160,7 @@ impl Scanner {
         };
         for path in paths {
             if let Some(index) = self.folder_of(path) {
-                self.consider(index, path.clone(), renamed_in);
+                self.consider(index, path.clone(), renamed_in, now);
             }
         }
     }
@@ -168,7 +170,7 @@ impl Scanner {
         self.folders.iter().position(|folder| folder.dir == parent)
     }
 
-    fn consider(&mut self, folder: usize, path: PathBuf, renamed_in: bool) {
+    fn consider(&mut self, folder: usize, path: PathBuf, renamed_in: bool, now: Instant) {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else { return };
         if is_ignored(name) {
             return;
@@ -177,13 +179,13 @@ impl Scanner {
         if self.handled.get(&path) == Some(&fingerprint) {
             return;
         }
-        let candidate = self.candidates.entry(path).or_insert(Candidate { folder, fingerprint, still_since: Instant::now(), renamed_in });
+        let candidate = self.candidates.entry(path).or_insert(Candidate { folder, fingerprint, still_since: now, renamed_in });
         candidate.renamed_in |= renamed_in;
     }
 
     /// Re-examines the candidates and offers the ready ones; `false` once the queue is closed.
-    fn offer_ready(&mut self, queue: &mpsc::Sender<ReadyFile>) -> bool {
-        let now = Instant::now();
+    /// `now` is passed in (the clock is the caller's), so tests step time instead of sleeping.
+    fn offer_ready(&mut self, queue: &mpsc::Sender<ReadyFile>, now: Instant) -> bool {
         let mut ready = Vec::new();
         self.candidates.retain(|path, candidate| match Fingerprint::of(path) {
             None => false,
@@ -254,18 +256,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (queue, mut receiver) = mpsc::channel(8);
         let mut scanner = scanner(dir.path(), Duration::from_millis(300));
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
         std::fs::write(dir.path().join("a.csv"), "id,text\n").unwrap();
         std::fs::write(dir.path().join("a.csv.part"), "partial").unwrap();
         std::fs::create_dir(dir.path().join(".done")).unwrap();
-        scanner.rescan();
-        assert!(scanner.offer_ready(&queue));
+        scanner.rescan(at(0));
+        assert!(scanner.offer_ready(&queue, at(0)));
+        assert!(scanner.offer_ready(&queue, at(299)));
         assert!(drain(&mut receiver).is_empty(), "not settled yet");
-        std::thread::sleep(Duration::from_millis(350));
-        assert!(scanner.offer_ready(&queue));
+        assert!(scanner.offer_ready(&queue, at(300)));
         assert_eq!(drain(&mut receiver), ["a.csv"]);
-        scanner.rescan();
-        std::thread::sleep(Duration::from_millis(350));
-        assert!(scanner.offer_ready(&queue));
+        scanner.rescan(at(400));
+        assert!(scanner.offer_ready(&queue, at(800)));
         assert!(drain(&mut receiver).is_empty(), "an unchanged handled file is not offered again");
     }
 
@@ -275,21 +278,23 @@ mod tests {
         let path = dir.path().join("a.csv");
         let (queue, mut receiver) = mpsc::channel(8);
         let mut scanner = scanner(dir.path(), Duration::from_millis(300));
+        let start = Instant::now();
+        let at = |millis| start + Duration::from_millis(millis);
         std::fs::write(&path, "id,text\n").unwrap();
-        scanner.rescan();
-        for row in 0..4 {
-            std::thread::sleep(Duration::from_millis(150));
-            std::fs::write(&path, format!("id,text\n{}", "1,x\n".repeat(row + 1))).unwrap();
-            assert!(scanner.offer_ready(&queue));
+        scanner.rescan(at(0));
+        // Written every 200 ms: each change (a new size) restarts the settle wait.
+        for row in 0..4u64 {
+            std::fs::write(&path, format!("id,text\n{}", "1,x\n".repeat(row as usize + 1))).unwrap();
+            assert!(scanner.offer_ready(&queue, at(200 * (row + 1))));
         }
         assert!(drain(&mut receiver).is_empty(), "still being written");
-        std::thread::sleep(Duration::from_millis(350));
-        scanner.offer_ready(&queue);
+        scanner.offer_ready(&queue, at(800 + 299));
+        assert!(drain(&mut receiver).is_empty(), "held still for less than settle");
+        scanner.offer_ready(&queue, at(800 + 300));
         assert_eq!(drain(&mut receiver), ["a.csv"]);
         std::fs::write(&path, "id,text\n9,new version\n").unwrap();
-        scanner.rescan();
-        std::thread::sleep(Duration::from_millis(350));
-        scanner.offer_ready(&queue);
+        scanner.rescan(at(2000));
+        scanner.offer_ready(&queue, at(2300));
         assert_eq!(drain(&mut receiver), ["a.csv"], "a new version is offered");
     }
 
@@ -301,8 +306,8 @@ mod tests {
         let path = dir.path().join("b.jsonl");
         std::fs::write(&path, "{}\n").unwrap();
         let event = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(path);
-        scanner.note_event(&event);
-        scanner.offer_ready(&queue);
+        scanner.note_event(&event, Instant::now());
+        scanner.offer_ready(&queue, Instant::now());
         assert_eq!(drain(&mut receiver), ["b.jsonl"]);
     }
 
@@ -314,16 +319,17 @@ mod tests {
         for name in ["a.csv", "b.csv", "c.csv"] {
             std::fs::write(dir.path().join(name), "id,text\n").unwrap();
         }
-        scanner.rescan();
-        scanner.offer_ready(&queue);
+        let now = Instant::now();
+        scanner.rescan(now);
+        scanner.offer_ready(&queue, now);
         assert_eq!(drain(&mut receiver), ["a.csv"]);
-        scanner.offer_ready(&queue);
+        scanner.offer_ready(&queue, now);
         assert_eq!(drain(&mut receiver), ["b.csv"]);
-        scanner.offer_ready(&queue);
+        scanner.offer_ready(&queue, now);
         assert_eq!(drain(&mut receiver), ["c.csv"]);
         drop(receiver);
         std::fs::write(dir.path().join("d.csv"), "id,text\n").unwrap();
-        scanner.rescan();
-        assert!(!scanner.offer_ready(&queue), "a closed queue stops the scanner");
+        scanner.rescan(now);
+        assert!(!scanner.offer_ready(&queue, now), "a closed queue stops the scanner");
     }
 }

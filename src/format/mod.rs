@@ -342,16 +342,10 @@ pub struct ReadOptions {
 pub enum ReadError {
     /// The file could not be opened or read.
     #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// The pipeline's `format` (or the file's extension) names no known format.
     #[error("{path}: unknown format {format:?}; expected csv, tsv, json, jsonl, ndjson or parquet (or a plugin's format)")]
     UnknownFormat {
-        /// The file.
         path: String,
         /// The format asked for.
         format: String,
@@ -359,7 +353,6 @@ pub enum ReadError {
     /// The file is damaged at `byte_offset` in a way that makes the rest unreadable.
     #[error("{path}: at byte {byte_offset}: {message}")]
     Corrupt {
-        /// The file.
         path: String,
         /// Where reading stopped.
         byte_offset: u64,
@@ -369,7 +362,6 @@ pub enum ReadError {
     /// A format plugin failed on the file (trap, limit, contract, or its own parse error).
     #[error("{path}: plugin {plugin}: {source}")]
     Plugin {
-        /// The file.
         path: String,
         /// The plugin's name.
         plugin: String,

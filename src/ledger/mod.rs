@@ -42,14 +42,10 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 pub enum LedgerError {
     /// Another process holds the ledger.
     #[error("ledger {path} is in use by another vecdrop process")]
-    Busy {
-        /// The ledger directory.
-        path: PathBuf,
-    },
+    Busy { path: PathBuf },
     /// sled failed (disk full, I/O error, corruption).
     #[error("ledger {path}: {message}")]
     Storage {
-        /// The ledger directory.
         path: PathBuf,
         /// What sled said.
         message: String,
@@ -60,7 +56,6 @@ pub enum LedgerError {
     /// A batch's delta does not start where the file's committed position is: a bug.
     #[error("ledger: batch delta starts at {from:?} but the committed position of {file} is {stored:?}; refusing to jump")]
     IncompatibleDelta {
-        /// The file.
         file: String,
         /// Committed position.
         stored: Checkpoint,
@@ -92,10 +87,7 @@ pub enum FileState {
     /// Every row is committed and the collection flushed.
     Imported,
     /// Stopped with an error; importing it again resumes from `position`.
-    Failed {
-        /// Why.
-        reason: String,
-    },
+    Failed { reason: String },
 }
 
 /// Everything the ledger knows about one file.
@@ -109,7 +101,6 @@ pub struct FileEntry {
     pub size: u64,
     /// Paths this content was seen at, most recent last.
     pub paths: Vec<String>,
-    /// State.
     #[serde(flatten)]
     pub state: FileState,
     /// Committed position: every record before it is in Milvus or dead-lettered.

@@ -8,7 +8,6 @@ use super::{Ledger, LedgerError};
 /// What a pipeline's schedule did last and will do next.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleEntry {
-    /// The pipeline.
     pub pipeline: String,
     /// The cron expression.
     pub schedule: String,

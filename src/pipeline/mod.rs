@@ -54,17 +54,13 @@ pub enum ImportError {
     /// The file's columns do not fit the pipeline (every record would fail).
     #[error("{path}: {message}")]
     Schema {
-        /// The file.
         path: String,
         /// Which columns are missing.
         message: String,
     },
     /// The file changed while it was being imported.
     #[error("{path}: the file changed while it was being imported (size or modification time); its rows so far are kept, drop the new version as a new file")]
-    Changed {
-        /// The file.
-        path: String,
-    },
+    Changed { path: String },
     /// The model failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
@@ -80,7 +76,6 @@ pub enum ImportError {
     /// Earlier imports of this file kept killing the process; it is set aside.
     #[error("{path}: {}", crash_reason(*crashes))]
     Crashed {
-        /// The file.
         path: String,
         /// Attempts in a row that died.
         crashes: u32,
@@ -88,10 +83,7 @@ pub enum ImportError {
     /// Shutdown was requested: the batches read so far were committed, the rest waits for the next
     /// start (the ledger keeps the file `importing` at its committed position).
     #[error("{path}: import interrupted by shutdown; it resumes from its committed position on the next start")]
-    Interrupted {
-        /// The file.
-        path: String,
-    },
+    Interrupted { path: String },
     /// A stage ended without saying why (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -120,7 +112,6 @@ pub struct ImportContext {
     pub settings: Arc<Settings>,
     /// The shared model.
     pub embedder: Embedder,
-    /// Milvus.
     pub sink: Arc<MilvusSink>,
     /// Committed positions.
     pub ledger: Ledger,

@@ -57,7 +57,6 @@ pub struct ReadJob {
     pub batch_rows: usize,
     /// Pipeline name (dead letters).
     pub pipeline: String,
-    /// The file.
     pub path: PathBuf,
     /// Its content hash (keys, dead letters).
     pub file_hash: String,

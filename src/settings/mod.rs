@@ -33,7 +33,6 @@ pub enum SettingsError {
     /// The file exists but cannot be parsed or does not match the schema.
     #[error("config {path}: {message}")]
     Invalid {
-        /// The config file.
         path: PathBuf,
         /// What is wrong, naming the key.
         message: String,

@@ -50,7 +50,6 @@ pub enum SinkError {
     /// Milvus could not be reached within the connect timeout.
     #[error("cannot reach Milvus at {uri}: {message}")]
     Connect {
-        /// The server.
         uri: String,
         /// What the client said.
         message: String,
@@ -61,7 +60,6 @@ pub enum SinkError {
     /// The existing collection does not fit the pipeline.
     #[error("collection {collection} does not fit the pipeline:\n  {}", problems.join("\n  "))]
     SchemaMismatch {
-        /// The collection.
         collection: String,
         /// One line per field.
         problems: Vec<String>,
@@ -69,7 +67,6 @@ pub enum SinkError {
     /// The collection holds vectors of another model.
     #[error("collection {collection} was filled by model {found}, this config loads {expected}; vectors of different models cannot be mixed (use another collection)")]
     ModelMismatch {
-        /// The collection.
         collection: String,
         /// Recorded model.
         found: String,
@@ -78,18 +75,10 @@ pub enum SinkError {
     },
     /// Milvus refused or failed an operation (after retries for transient errors).
     #[error("milvus {operation} on {collection}: {source}")]
-    Operation {
-        /// What was being done.
-        operation: &'static str,
-        /// The collection.
-        collection: String,
-        /// The client's error.
-        source: Box<MilvusError>,
-    },
+    Operation { operation: &'static str, collection: String, source: Box<MilvusError> },
     /// A response did not have the expected shape.
     #[error("milvus {operation}: unexpected response: {message}")]
     Response {
-        /// What was being done.
         operation: &'static str,
         /// What was wrong.
         message: String,
@@ -120,13 +109,10 @@ const DATA_OPERATIONS: [&str; 3] = ["upsert", "query", "delete"];
 /// One search hit.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Hit {
-    /// Primary key.
     pub id: String,
     /// Similarity (COSINE: 1 is identical).
     pub score: f32,
-    /// Stored text.
     pub text: String,
-    /// Kept scalar fields.
     pub fields: serde_json::Map<String, serde_json::Value>,
 }
 

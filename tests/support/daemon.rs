@@ -2,7 +2,6 @@
 //! the drop folder's `.done/`.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +43,15 @@ impl Daemon {
             .expect("vecdrop run starts");
         let mut daemon = Self { child, status: status.to_owned(), log };
         let deadline = Instant::now() + Duration::from_secs(120);
+        // Port 0: the daemon binds a free port itself (no race with other processes) and logs it.
+        while daemon.status.ends_with(":0") && daemon.is_running() {
+            if let Some(address) = listening_address(&daemon.log()) {
+                daemon.status = address;
+                break;
+            }
+            assert!(Instant::now() < deadline, "the status endpoint was not bound within 120 s; log:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
         while daemon.get_any("/healthz").is_none() && daemon.is_running() {
             assert!(Instant::now() < deadline, "the status endpoint did not answer within 120 s; log:\n{}", daemon.log());
             std::thread::sleep(Duration::from_millis(200));
@@ -65,14 +73,7 @@ impl Daemon {
     /// GET `path` from the status endpoint: HTTP status and body, whatever the status; `None` when
     /// nothing answers.
     pub fn get_any(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = std::net::TcpStream::connect(&self.status).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let (head, body) = response.split_once("\r\n\r\n")?;
-        let status = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, body.to_owned()))
+        vecdrop::commands::http_get(&self.status, path).ok()
     }
 
     /// `/status` as JSON.
@@ -171,11 +172,16 @@ impl Daemon {
 
     /// SIGTERM, then the exit status (within `timeout`).
     pub fn terminate(mut self, timeout: Duration) -> ExitStatus {
+        self.signal_terminate();
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGTERM without waiting for the exit.
+    pub fn signal_terminate(&self) {
         // SAFETY: signalling our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        self.wait_exit(timeout)
     }
 }
 
@@ -213,10 +219,39 @@ fn parse_series(series: &str) -> Option<(String, Vec<(String, String)>)> {
     Some((name.to_owned(), labels))
 }
 
-/// A loopback `host:port` nobody listens on right now.
+/// The status address tests configure: loopback port 0, so that the daemon binds a free port
+/// itself ([`Daemon::start`] reads which one from its log) and no other process can take it first.
 pub fn free_address() -> String {
+    "127.0.0.1:0".to_owned()
+}
+
+/// A concrete loopback address free right now, for the one test whose other process (`vecdrop
+/// status`) must find the daemon from the config alone; elsewhere [`free_address`] avoids the race.
+pub fn concrete_free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// The address in the daemon's "status endpoint listening" log line, if it was logged yet.
+fn listening_address(log: &str) -> Option<String> {
+    let line = log.lines().find(|line| line.contains("status endpoint listening"))?;
+    let plain = strip_ansi(line);
+    let address = plain.split("address=").nth(1)?.split_whitespace().next()?;
+    Some(address.to_owned())
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut characters = text.chars();
+    while let Some(character) = characters.next() {
+        if character == '\u{1b}' {
+            characters.by_ref().find(|&end| end == 'm');
+        } else {
+            plain.push(character);
+        }
+    }
+    plain
 }
 
 /// `[status]` and `[daemon]` tables with quick settle and rescans; `extra` goes into `[daemon]`.

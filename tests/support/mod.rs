@@ -270,8 +270,7 @@ pub fn import_through_failpoint_exiting(config: &TestConfig, file: &Path, failpo
 
 /// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.
 pub async fn assert_exactly_once(config: &TestConfig, file: &Path, texts: &[String]) {
-    let settings = config.settings();
-    let spec = CollectionSpec::of(&settings.pipelines[0], 384, "all-MiniLM-L6-v2:fp32:256");
+    let spec = collection_spec(config);
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(sink.count(&spec.collection.name).await.unwrap(), texts.len() as u64, "count(*) must equal the file's rows");
     let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
@@ -308,7 +307,24 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
 pub fn collection_spec(config: &TestConfig) -> CollectionSpec {
     let settings = config.settings();
     let pipeline = settings.pipelines.iter().find(|pipeline| pipeline.name == "test").expect("a pipeline named test").clone();
-    CollectionSpec::of(&pipeline, 384, "all-MiniLM-L6-v2:fp32:256")
+    CollectionSpec::of(&pipeline, 384, MODEL_IDENTITY)
+}
+
+/// The identity of the default model as collections record it.
+pub const MODEL_IDENTITY: &str = "all-MiniLM-L6-v2:fp32:256";
+
+/// The stored text of each of `keys` in `config`'s collection (absent keys are absent).
+pub async fn texts_in_milvus(config: &TestConfig, keys: &[impl AsRef<str>]) -> HashMap<String, String> {
+    let keys: Vec<String> = keys.iter().map(|key| key.as_ref().to_owned()).collect();
+    stored_texts(&connect_sink(&milvus_uri()).await.unwrap(), &collection_spec(config), &keys).await
+}
+
+/// Writes `columns` as one Parquet row group (arrow-rs defaults).
+pub fn write_parquet(path: &Path, columns: Vec<(&str, arrow_array::ArrayRef)>) {
+    let batch = arrow_array::RecordBatch::try_from_iter(columns).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
 }
 
 /// The stored text of each of `keys` that is in the collection, read back in pages by key.

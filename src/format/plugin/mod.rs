@@ -42,19 +42,13 @@ pub const INTERFACE_PACKAGE: &str = "vecdrop:format";
 pub enum PluginError {
     /// The `.wasm` cannot be read.
     #[error("{path}: {source}")]
-    Io {
-        /// The plugin file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The WASM engine could not be set up.
     #[error("the WASM engine cannot start: {0}")]
     Engine(String),
     /// The file is not a valid component.
     #[error("{path}: not a WASM component vecdrop can compile: {message}")]
     Compile {
-        /// The plugin file.
         path: PathBuf,
         /// What the compiler said.
         message: String,
@@ -62,7 +56,6 @@ pub enum PluginError {
     /// The component does not export `vecdrop:format/parser`.
     #[error("{path}: exports no {INTERFACE_PACKAGE} interface (found {exports:?}); is it a vecdrop format plugin?")]
     NotAPlugin {
-        /// The plugin file.
         path: PathBuf,
         /// What it exports.
         exports: Vec<String>,
@@ -70,7 +63,6 @@ pub enum PluginError {
     /// The plugin was built for another, incompatible interface version.
     #[error("{path}: plugin was built for {INTERFACE_PACKAGE}@{plugin_version}, but this vecdrop speaks {INTERFACE_PACKAGE}@{INTERFACE_VERSION}; rebuild the plugin against plugins/wit/format.wit of this version")]
     IncompatibleVersion {
-        /// The plugin file.
         path: PathBuf,
         /// The version it was built for.
         plugin_version: String,
@@ -81,7 +73,6 @@ pub enum PluginError {
     /// `info()` returned something unusable, or formats clash.
     #[error("{path}: {message}")]
     BadInfo {
-        /// The plugin file.
         path: PathBuf,
         /// What is wrong.
         message: String,
@@ -89,9 +80,7 @@ pub enum PluginError {
     /// A call ran past its time budget.
     #[error("{call}: the plugin ran longer than its time budget of {budget:?} (an endless loop?){}", stderr_suffix(stderr))]
     Timeout {
-        /// The call.
         call: String,
-        /// The budget.
         budget: Duration,
         /// The tail of the plugin's stderr.
         stderr: String,
@@ -99,9 +88,7 @@ pub enum PluginError {
     /// The plugin asked for more memory than its cap.
     #[error("{call}: the plugin exceeded its memory limit of {} MiB (it asked for {} KiB){}", limit_bytes >> 20, desired >> 10, stderr_suffix(stderr))]
     MemoryLimit {
-        /// The call.
         call: String,
-        /// The cap.
         limit_bytes: usize,
         /// What it asked for.
         desired: usize,
@@ -111,7 +98,6 @@ pub enum PluginError {
     /// The plugin overflowed its stack.
     #[error("{call}: the plugin overflowed its {} KiB stack (unbounded recursion?){}", stack_bytes >> 10, stderr_suffix(stderr))]
     StackOverflow {
-        /// The call.
         call: String,
         /// The stack limit.
         stack_bytes: usize,
@@ -121,7 +107,6 @@ pub enum PluginError {
     /// The plugin trapped (a panic, an unreachable, a bad memory access).
     #[error("{call}: the plugin crashed: {message}{}", stderr_suffix(stderr))]
     Trap {
-        /// The call.
         call: String,
         /// The trap.
         message: String,
