@@ -111,6 +111,7 @@ fn drop_file(file: std::fs::File) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_files_in_flight_then_restart_imports_every_file_exactly_once() {
+    assert!(vecdrop::failpoint::enabled(), "the kills land at failure points: run `cargo test --features failpoints` (make test does)");
     let collection = unique_collection("daemon_kill");
     let status = free_address();
     let config = TestConfig::with_sections(
@@ -134,16 +135,14 @@ async fn sigkill_with_files_in_flight_then_restart_imports_every_file_exactly_on
 
     let mut kills = 0;
     for round in 0..3u64 {
-        let daemon = Daemon::start(&config, &status);
-        daemon.wait_for("imports in flight with committed rows", Duration::from_secs(120), |daemon| {
-            let report = daemon.status();
-            done_files(&drop).len() == 3
-                || report["in_flight"].as_array().is_some_and(|files| files.iter().any(|file| file["rows_imported"].as_u64() > Some(0)))
-        });
-        if done_files(&drop).len() == 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200 * (round + 1)));
+        // Each run pauses at its (round + 2)-th commit, with two files in flight, and is killed there:
+        // the kill lands mid-import whatever the machine's speed.
+        let pause = config.dir.path().join(format!("pause-{round}"));
+        std::fs::create_dir(&pause).unwrap();
+        let failpoint = format!("after_commit@{}", round + 2);
+        let envs = [("VECDROP_FAILPOINT", failpoint.as_str()), ("VECDROP_FAILPOINT_PAUSE", pause.to_str().unwrap())];
+        let daemon = Daemon::start_with_env(&config, &status, &envs);
+        daemon.wait_for("a paused import", Duration::from_secs(300), |_| pause.join("reached").exists());
         daemon.kill();
         kills += 1;
         // Nothing was moved before its rows were in Milvus.
@@ -154,7 +153,7 @@ async fn sigkill_with_files_in_flight_then_restart_imports_every_file_exactly_on
             }
         }
     }
-    assert!(kills >= 1, "the daemon was killed mid-import at least once");
+    assert_eq!(kills, 3, "the daemon was killed mid-import in every round");
 
     let daemon = Daemon::start(&config, &status);
     daemon.wait_for("every file to be done", Duration::from_secs(300), |_| done_files(&drop).len() == 3);
