@@ -356,7 +356,7 @@ fn load_tokenizer(model_dir: &Path, max_tokens: usize) -> Result<Tokenizer, Embe
     let path = model_dir.join("tokenizer.json");
     let model_error = |message: String| EmbedError::Model { path: path.clone(), message };
     if !path.is_file() {
-        return Err(model_error("missing; run `make setup` (scripts/setup-model.sh converts all-MiniLM-L6-v2), or point embedding.model_dir at an HF-layout ONNX model".to_owned()));
+        return Err(model_error("missing; run `make setup` (scripts/export_minilm_onnx.py converts all-MiniLM-L6-v2), or point embedding.model_dir at an HF-layout ONNX model".to_owned()));
     }
     let mut tokenizer = Tokenizer::from_file(&path).map_err(|error| model_error(error.to_string()))?;
     // The shipped tokenizer.json truncates at 128 and pads to a fixed length; sentence-transformers

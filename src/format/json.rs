@@ -39,7 +39,7 @@ use std::path::Path;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use super::json_scan::{describe_byte, is_json_whitespace, parse_json_pointer, ByteCursor, Capture, ElementScanner, ScanError};
+use super::json_scan::{describe_byte, is_json_whitespace, ByteCursor, Capture, ElementScanner, ScanError};
 use super::source::{open_text, Compression};
 use super::{
     raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, ReadOptions, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES,
@@ -169,18 +169,14 @@ impl JsonReader {
     }
 
     /// Opens `path` at `resume` (a [`Checkpoint::Text`] produced by this reader with the same
-    /// `options`, or `Start`). An invalid `json_pointer` is reported as corruption at byte 0.
+    /// `options`, or `Start`).
     pub fn open_at(path: &Path, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
         Self::open_capped(path, options, resume, MAX_RECORD_BYTES)
     }
 
     fn open_capped(path: &Path, options: &ReadOptions, resume: &Checkpoint, record_byte_cap: usize) -> Result<Self, ReadError> {
         let display = path.display().to_string();
-        let pointer = parse_json_pointer(options.json_pointer.as_deref().unwrap_or_default()).map_err(|message| ReadError::Corrupt {
-            path: display.clone(),
-            byte_offset: 0,
-            message: format!("json_pointer: {message}"),
-        })?;
+        let pointer = options.json_pointer.as_ref().map(|pointer| pointer.tokens().to_vec()).unwrap_or_default();
         let position = text_position(&display, resume)?;
         let input = open_text(path, position.map_or(0, |(offset, _, _)| offset))
             .map_err(|source| ReadError::Io { path: display.clone(), source })?;

@@ -324,6 +324,23 @@ impl NestingState {
     }
 }
 
+/// A JSON pointer parsed once (at config load): the keys from the top-level object down to the
+/// array of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonPointer(Vec<String>);
+
+impl JsonPointer {
+    /// Parses RFC 6901 syntax (see [`parse_json_pointer`]); the error says what is wrong.
+    pub fn parse(pointer: &str) -> Result<Self, String> {
+        parse_json_pointer(pointer).map(Self)
+    }
+
+    /// The reference tokens, outermost first.
+    pub fn tokens(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// RFC 6901 JSON pointer → its reference tokens (`~1` → `/`, `~0` → `~`). `""` is the whole
 /// document (no tokens). Tokens are used as object keys only: `/items/0` means the key `"0"`.
 pub fn parse_json_pointer(pointer: &str) -> Result<Vec<String>, String> {

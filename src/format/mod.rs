@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::csv::CsvReader;
 pub use self::json::{validate_json_document, JsonReader, JsonlReader};
-pub use self::json_scan::parse_json_pointer;
+pub use self::json_scan::{parse_json_pointer, JsonPointer};
 pub use self::parquet::ParquetReader;
 pub use self::plugin::{PluginFormat, PluginReader, PluginRegistry};
 pub use self::source::{open_text, Compression};
@@ -334,7 +334,7 @@ impl ReadItem {
 pub struct ReadOptions {
     /// For JSON: a JSON pointer (e.g. `/records`) to the array of records inside a top-level
     /// object; `None` when the top level is the array.
-    pub json_pointer: Option<String>,
+    pub json_pointer: Option<JsonPointer>,
 }
 
 /// Why the rest of a file cannot be read. Records yielded before it stay valid.

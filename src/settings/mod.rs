@@ -23,6 +23,7 @@ pub use self::raw::{
 use self::raw::{RawIndex, RawMilvus, RawPipeline, RawPlugin, RawSettings};
 use crate::format::plugin::PluginLimits;
 pub use crate::format::ConfiguredFormat;
+use crate::format::JsonPointer;
 
 /// Why a configuration could not be loaded. Always the user's to fix (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +100,8 @@ pub struct PipelineSettings {
     /// (`commands::load_plugins`).
     pub format: ConfiguredFormat,
     /// For JSON files whose records sit in an array inside a top-level object: a JSON pointer to
-    /// it (its syntax checked).
-    pub json_pointer: Option<String>,
+    /// it, parsed at load.
+    pub json_pointer: Option<JsonPointer>,
     /// Field holding each record's natural primary key; `None` derives keys from the file's content
     /// hash and the record ordinal (and rules out `mirror`).
     pub id_field: Option<String>,
@@ -452,9 +453,6 @@ impl PipelineSettings {
         if raw.batch_rows == 0 {
             return Err("batch_rows: expected at least 1".to_owned());
         }
-        if let Some(pointer) = &raw.json_pointer {
-            crate::format::parse_json_pointer(pointer).map_err(|message| format!("json_pointer: {message}"))?;
-        }
         if raw.mirror && raw.id_field.is_none() {
             return Err("mirror: needs id_field (rows are matched across versions of a source by their natural key)".to_owned());
         }
@@ -467,7 +465,12 @@ impl PipelineSettings {
             schedule: schedule_of(&raw, base_dir)?,
             watch: raw.watch.iter().map(|dir| resolve(base_dir, dir)).collect(),
             name,
-            json_pointer: raw.json_pointer,
+            json_pointer: raw
+                .json_pointer
+                .as_deref()
+                .map(JsonPointer::parse)
+                .transpose()
+                .map_err(|message| format!("json_pointer: {message}"))?,
             id_field: raw.id_field,
             after_import: raw.after_import,
             mirror: raw.mirror,

@@ -5,7 +5,7 @@ use std::io::Write;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::format::Format;
+use crate::format::{Format, JsonPointer};
 
 fn file_with(bytes: &[u8], suffix: &str) -> tempfile::NamedTempFile {
     let file = tempfile::Builder::new().suffix(suffix).tempfile().unwrap();
@@ -27,7 +27,7 @@ fn jsonl_items(path: &Path, resume: &Checkpoint) -> Vec<ReadItem> {
 }
 
 fn pointer(text: &str) -> ReadOptions {
-    ReadOptions { json_pointer: Some(text.to_owned()) }
+    ReadOptions { json_pointer: Some(JsonPointer::parse(text).unwrap()) }
 }
 
 /// Items up to the first error, and the error.
@@ -317,7 +317,7 @@ fn json_pointer_walks_past_other_keys_and_checks_what_follows() {
     assert!(corrupt_offset(error).1.contains("has no key \"missing\""));
     let (_, error) = json_items(file.path(), &pointer("/tail"), &Checkpoint::Start);
     assert!(corrupt_offset(error).1.contains("expected an array of records at /tail"));
-    assert!(matches!(JsonReader::open(file.path(), &pointer("data")), Err(ReadError::Corrupt { .. })));
+    assert!(JsonPointer::parse("data").is_err(), "a pointer must start with /");
 
     let trailing_garbage = file_with(br#"{"records":[{"a":1}],"b":2} x"#, ".json");
     let (items, error) = json_items(trailing_garbage.path(), &pointer("/records"), &Checkpoint::Start);
