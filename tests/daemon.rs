@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::daemon::{concrete_free_address, daemon_sections, done_files, free_address, today, Daemon};
+use support::daemon::{concrete_free_address, daemon_sections, daemon_sections_settling, done_files, free_address, today, Daemon};
 use support::{collection_spec, connect_sink, csv_with_vectors, milvus_uri, stored_texts, unique_collection, TestConfig};
 
 fn write_parquet(path: &Path, keys: &[&str]) {
@@ -30,7 +30,10 @@ async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
     let config = TestConfig::with_sections(
         &collection,
         "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 8",
-        &daemon_sections(&status, ""),
+        // A settle 25 times the slow writer's pause: only a writer stalled for seconds (not a
+        // slow machine's scheduling) could look finished. The settle logic itself is unit-tested
+        // with an injected clock (`discover::watch`).
+        &daemon_sections_settling(&status, "3s", ""),
     );
     let drop = config.dir.path().join("drop");
     std::fs::create_dir_all(&drop).unwrap();

@@ -256,7 +256,14 @@ fn strip_ansi(text: &str) -> String {
 
 /// `[status]` and `[daemon]` tables with quick settle and rescans; `extra` goes into `[daemon]`.
 pub fn daemon_sections(status: &str, extra: &str) -> String {
-    format!("[status]\nlisten = \"{status}\"\n[daemon]\nsettle = \"500ms\"\nrescan_interval = \"1s\"\nshutdown_timeout = \"60s\"\n{extra}")
+    daemon_sections_settling(status, "500ms", extra)
+}
+
+/// Like [`daemon_sections`], with `settle` (a duration such as `"3s"`).
+pub fn daemon_sections_settling(status: &str, settle: &str, extra: &str) -> String {
+    format!(
+        "[status]\nlisten = \"{status}\"\n[daemon]\nsettle = \"{settle}\"\nrescan_interval = \"1s\"\nshutdown_timeout = \"60s\"\n{extra}"
+    )
 }
 
 /// Names of the files moved to `<drop>/.done/<date>/`, any date.
