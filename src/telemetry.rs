@@ -137,6 +137,8 @@ pub struct Telemetry {
     in_flight: Mutex<BTreeMap<u64, FileProgress>>,
     next_id: AtomicU64,
     health: Mutex<BTreeMap<String, PipelineHealth>>,
+    /// When this process began reporting: a pipeline never in trouble has been ok since then.
+    started_at: String,
 }
 
 impl Default for Telemetry {
@@ -219,6 +221,7 @@ impl Telemetry {
             in_flight: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
             health: Mutex::new(BTreeMap::new()),
+            started_at: crate::timestamp::now_rfc3339(),
         }
     }
 
@@ -287,7 +290,8 @@ impl Telemetry {
 
     /// How `pipeline` is doing (healthy unless told otherwise).
     pub fn health(&self, pipeline: &str) -> PipelineHealth {
-        self.health.lock().expect("health lock").get(pipeline).cloned().unwrap_or_else(PipelineHealth::ok)
+        let healthy_since_start = || PipelineHealth { since: self.started_at.clone(), ..PipelineHealth::ok() };
+        self.health.lock().expect("health lock").get(pipeline).cloned().unwrap_or_else(healthy_since_start)
     }
 
     /// Counts a file that ended with `outcome` (`imported`, `already_imported`, `failed`, `interrupted`).

@@ -57,11 +57,6 @@ fn server_milvus(uri: &str) -> String {
     format!("[milvus]\nuri = \"{uri}\"\nconnect_timeout = \"2s\"\nretry_deadline = \"2s\"\n")
 }
 
-/// A config for the pipeline `test`: see [`TestConfig::with_milvus`].
-fn fault_config(milvus: &str, sections: &str, collection: &str, pipeline_extra: &str) -> TestConfig {
-    TestConfig::with_milvus(milvus, sections, collection, pipeline_extra)
-}
-
 /// `[status]` and `[daemon]` with quick scans and a short, capped backoff after transient faults;
 /// `extra` goes into `[daemon]`.
 fn daemon_tables(status: &str, extra: &str) -> String {
@@ -132,7 +127,7 @@ async fn outage_during_drop_keeps_the_file_waits_and_resumes_when_milvus_is_back
     let collection = unique_collection("fault_outage");
     let status = free_address();
     let mut forwarder = Forwarder::start(Forwarder::free_address(), &milvus_uri());
-    let config = fault_config(&server_milvus(&forwarder.uri()), &daemon_tables(&status, ""), &collection, DROP_PIPELINE);
+    let config = TestConfig::with_milvus(&server_milvus(&forwarder.uri()), &daemon_tables(&status, ""), &collection, DROP_PIPELINE);
     let drop = config.dir.path().join("drop");
     std::fs::create_dir_all(&drop).unwrap();
     let mut daemon = Daemon::start(&config, &status);
@@ -186,7 +181,7 @@ async fn daemon_started_while_milvus_away_serves_health_and_imports_once_it_is_b
     let collection = unique_collection("fault_away");
     let status = free_address();
     let mut forwarder = Forwarder::stopped(Forwarder::free_address(), &milvus_uri());
-    let config = fault_config(&server_milvus(&forwarder.uri()), &daemon_tables(&status, ""), &collection, DROP_PIPELINE);
+    let config = TestConfig::with_milvus(&server_milvus(&forwarder.uri()), &daemon_tables(&status, ""), &collection, DROP_PIPELINE);
     let drop = config.dir.path().join("drop");
     std::fs::create_dir_all(&drop).unwrap();
 
@@ -218,7 +213,7 @@ async fn daemon_started_while_milvus_away_serves_health_and_imports_once_it_is_b
 fn one_off_import_gives_up_after_its_deadline_and_a_later_run_completes() {
     let collection = unique_collection("fault_oneoff");
     let mut forwarder = Forwarder::stopped(Forwarder::free_address(), &milvus_uri());
-    let config = fault_config(
+    let config = TestConfig::with_milvus(
         &server_milvus(&forwarder.uri()),
         "[import]\nretry_deadline = \"3s\"\n",
         &collection,
@@ -252,7 +247,8 @@ fn one_off_import_gives_up_after_its_deadline_and_a_later_run_completes() {
 async fn two_workers_two_files_new_collection(backend: Backend) {
     let collection = unique_collection("fault_two_workers");
     let status = free_address();
-    let config = fault_config(&backend.milvus_table(), &daemon_tables(&status, "max_parallel_files = 2\n"), &collection, DROP_PIPELINE);
+    let config =
+        TestConfig::with_milvus(&backend.milvus_table(), &daemon_tables(&status, "max_parallel_files = 2\n"), &collection, DROP_PIPELINE);
     let _reaper = LiteReaper { data_dir: config.dir.path().join("milvus-data") };
     let drop = config.dir.path().join("drop");
     for name in ["one", "two"] {
@@ -388,7 +384,7 @@ fn import_repeated_ids(config: &TestConfig) -> HashMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_ids_last_wins_on_the_server() {
     let collection = unique_collection("fault_repeated");
-    let config = fault_config(&Backend::Server.milvus_table(), "", &collection, "id_field = \"id\"\nbatch_rows = 10");
+    let config = TestConfig::with_milvus(&Backend::Server.milvus_table(), "", &collection, "id_field = \"id\"\nbatch_rows = 10");
     let expected = import_repeated_ids(&config);
     assert_holds_exactly(&config, &collection, &expected).await;
 }
@@ -396,7 +392,7 @@ async fn repeated_ids_last_wins_on_the_server() {
 #[test]
 fn repeated_ids_last_wins_on_milvus_lite() {
     let collection = unique_collection("fault_repeated_lite");
-    let config = fault_config(&Backend::Lite.milvus_table(), "", &collection, "id_field = \"id\"\nbatch_rows = 10");
+    let config = TestConfig::with_milvus(&Backend::Lite.milvus_table(), "", &collection, "id_field = \"id\"\nbatch_rows = 10");
     let _reaper = LiteReaper { data_dir: config.dir.path().join("milvus-data") };
     let expected = import_repeated_ids(&config);
     // Milvus Lite runs only while a vecdrop process does, so the rows are read back through a
@@ -517,7 +513,7 @@ async fn a_file_that_keeps_killing_the_process_is_set_aside() {
     assert_failpoints();
     let collection = unique_collection("fault_poison");
     let status = free_address();
-    let config = fault_config(
+    let config = TestConfig::with_milvus(
         &Backend::Server.milvus_table(),
         &daemon_tables(&status, "max_parallel_files = 1\nmax_crashes = 3\n"),
         &collection,

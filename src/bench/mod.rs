@@ -8,7 +8,7 @@
 //!          ─► model_int8 (speed-up, cosine to the reference)
 //! ```
 //! Each phase is timed and its peak resident memory taken ([`memory`]); [`report`] turns the
-//! phases into ratios, checks DESIGN.md's targets and prints a table or JSON.
+//! phases into ratios, checks the performance targets of ARCHITECTURE.md and prints a table or JSON.
 //!
 //! How time is counted, so that each ratio compares like with like:
 //! - Collections are created and loaded before a phase's clock starts (a daemon does that once).

@@ -1,5 +1,5 @@
 //! What the bench measured: phases, the ratios between them, the quantised model's quality, and
-//! the targets of DESIGN.md checked against them. Printed as a table or as JSON (`--json`).
+//! the performance targets of ARCHITECTURE.md checked against them. Printed as a table or as JSON (`--json`).
 
 use std::fmt::Write as _;
 
@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use super::corpus::CorpusSpec;
 
-/// Import with embedding ÷ raw model: at least this (DESIGN.md).
+/// Import with embedding ÷ raw model: at least this (ARCHITECTURE.md, "Performance targets").
 pub const TARGET_EMBEDDED_RATIO: f64 = 0.90;
-/// Import of rows with vectors ÷ bare SDK upsert loop: at least this (DESIGN.md).
+/// Import of rows with vectors ÷ bare SDK upsert loop: at least this (ARCHITECTURE.md, "Performance targets").
 pub const TARGET_VECTORS_RATIO: f64 = 0.85;
 
 /// Phase names, in the order they run; the JSON and the smoke test use them.
@@ -159,7 +159,7 @@ pub struct GapBreakdown {
     pub milvus_cpu_seconds: Option<f64>,
 }
 
-/// One target of DESIGN.md and whether this run met it.
+/// One performance target (ARCHITECTURE.md) and whether this run met it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TargetCheck {
     /// What is compared.
@@ -193,7 +193,7 @@ pub struct BenchReport {
     pub int8_quality: Option<Quality>,
     /// Rows of the re-imported file whose text changed (only they should be embedded).
     pub reimport_changed_rows: Option<u64>,
-    /// DESIGN.md's targets.
+    /// The performance targets of ARCHITECTURE.md.
     pub targets: Vec<TargetCheck>,
 }
 

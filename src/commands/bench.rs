@@ -1,5 +1,5 @@
 //! `vecdrop bench`: generates a corpus, measures the model, the imports and a bare SDK loop on
-//! this machine, and prints the table (or JSON) with the ratios DESIGN.md sets targets for.
+//! this machine, and prints the table (or JSON) with the ratios ARCHITECTURE.md sets targets for ("Performance targets").
 
 use std::path::PathBuf;
 

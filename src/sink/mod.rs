@@ -30,7 +30,7 @@ use milvus::v2::response::dql::QueryResponse;
 
 pub use lite::{is_local_path, EmbeddedMilvus};
 use retry::Attempt;
-pub use retry::{backoff_delay, classify, is_rate_limited, is_transient, jittered, ErrorClass, RetryPolicy};
+pub use retry::{backoff_delay, classify, is_rate_limited, jittered, ErrorClass, RetryPolicy};
 pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
 use tokio::sync::OnceCell;
 

@@ -129,11 +129,6 @@ fn classify_server(current: i32, legacy_code: i32) -> ErrorClass {
     }
 }
 
-/// Whether retrying the same request may succeed (transient or rate limited).
-pub fn is_transient(error: &Error) -> bool {
-    matches!(classify(error), ErrorClass::Transient { .. } | ErrorClass::RateLimited)
-}
-
 /// Whether Milvus asked us to send less (a smaller request helps).
 pub fn is_rate_limited(error: &Error) -> bool {
     classify(error) == ErrorClass::RateLimited
