@@ -208,6 +208,10 @@ impl Embedder {
 
     /// One inference call on already tokenised texts, padded to the longest.
     fn run(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let pace = crate::failpoint::model_pace();
+        if pace == crate::failpoint::ModelPace::Instant && self.inner.dimension > 0 {
+            return Ok(encodings.iter().map(|encoding| paced_vector(encoding.get_ids(), self.inner.dimension)).collect());
+        }
         let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
         let batch = encodings.len();
         let sequence = encodings.iter().map(|encoding| encoding.get_ids().len()).max().unwrap_or(1).max(1);
@@ -229,6 +233,9 @@ impl Embedder {
         }
         let mut session = self.inner.session.lock().map_err(|_| EmbedError::Inference("session lock poisoned".to_owned()))?;
         let outputs = session.run(inputs).map_err(inference)?;
+        if let crate::failpoint::ModelPace::Slowed(delay) = pace {
+            std::thread::sleep(delay);
+        }
         let (output_shape, values) = outputs[self.inner.output_name.as_str()].try_extract_tensor::<f32>().map_err(inference)?;
         let vectors = if self.inner.output_is_pooled {
             let hidden = output_shape[1] as usize;
@@ -239,6 +246,16 @@ impl Embedder {
         };
         Ok(vectors.into_iter().map(l2_normalised).collect())
     }
+}
+
+/// A deterministic unit vector for token `ids`, in place of the model's when the test pace is
+/// [`crate::failpoint::ModelPace::Instant`]: equal texts get equal vectors.
+fn paced_vector(ids: &[u32], dimension: usize) -> Vec<f32> {
+    let mut vector = vec![0f32; dimension];
+    for (position, &id) in ids.iter().enumerate() {
+        vector[(id as usize).wrapping_mul(31).wrapping_add(position) % dimension] += 1.0;
+    }
+    l2_normalised(vector)
 }
 
 /// `<model dir name>:<precision>:<max_tokens>`, e.g. `all-MiniLM-L6-v2:int8:256`: two settings

@@ -11,6 +11,11 @@
 //! `DIR/reached` and waits until `DIR/resume` exists, so that a test can change the world (say,
 //! append to the file being imported) at an exact step, whatever the machine's speed.
 //!
+//! `VECDROP_MODEL_PACE` changes the model's speed, to show that no test depends on it:
+//! `slow:MS` sleeps MS milliseconds after every model batch; `instant` skips the model after its
+//! load-time probe and returns deterministic unit vectors derived from the token ids (tests that
+//! compare vector values cannot pass in that mode; everything else must).
+//!
 //! Names: `after_upsert` (Milvus acknowledged, ledger not yet written), `ledger_before_write`,
 //! `ledger_before_flush`, `after_commit` (a batch committed), `before_finish` (last commit done,
 //! file not yet marked imported).
@@ -61,6 +66,35 @@ pub fn hit_for(name: &str, path: &str) {
     }
     eprintln!("failpoint {name} hit ({path}): aborting");
     std::process::abort();
+}
+
+/// How the model's speed is changed for a test run (`VECDROP_MODEL_PACE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelPace {
+    /// The model runs as it is.
+    Natural,
+    /// Each model batch takes this much longer.
+    Slowed(std::time::Duration),
+    /// The model is not run; vectors are derived from the token ids.
+    Instant,
+}
+
+/// The pace `VECDROP_MODEL_PACE` asks for (read once); [`ModelPace::Natural`] without the feature.
+pub fn model_pace() -> ModelPace {
+    #[cfg(feature = "failpoints")]
+    {
+        static PACE: std::sync::OnceLock<ModelPace> = std::sync::OnceLock::new();
+        *PACE.get_or_init(|| match std::env::var("VECDROP_MODEL_PACE").ok().as_deref() {
+            None | Some("") => ModelPace::Natural,
+            Some("instant") => ModelPace::Instant,
+            Some(other) => match other.strip_prefix("slow:").and_then(|millis| millis.parse().ok()) {
+                Some(millis) => ModelPace::Slowed(std::time::Duration::from_millis(millis)),
+                None => panic!("VECDROP_MODEL_PACE={other}: expected `slow:MILLISECONDS` or `instant`"),
+            },
+        })
+    }
+    #[cfg(not(feature = "failpoints"))]
+    ModelPace::Natural
 }
 
 /// Without the `failpoints` feature: nothing.

@@ -30,23 +30,24 @@ async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
     let config = TestConfig::with_sections(
         &collection,
         "id_field = \"id\"\nwatch = [\"drop\"]\nafter_import = \"move\"\nbatch_rows = 8",
-        // A settle 25 times the slow writer's pause: only a writer stalled for seconds (not a
-        // slow machine's scheduling) could look finished. The settle logic itself is unit-tested
-        // with an injected clock (`discover::watch`).
-        &daemon_sections_settling(&status, "3s", ""),
+        // A settle no test run reaches: a file written in place is never ready here by holding
+        // still, so the test cannot depend on how fast the writer or the machine is. (When a file
+        // that held still becomes ready is the scanner's model-tested logic, `discover::watch`.)
+        &daemon_sections_settling(&status, "1h", ""),
     );
     let drop = config.dir.path().join("drop");
     std::fs::create_dir_all(&drop).unwrap();
+    let outside = config.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
     let daemon = Daemon::start(&config, &status);
 
-    // CSV written slowly in place: the daemon must wait until it holds still.
+    // CSV written in place, row by row: the daemon must not take it while it may still grow.
     let csv_path = drop.join("slow.csv");
     let mut csv = std::fs::File::create(&csv_path).unwrap();
     writeln!(csv, "id,text").unwrap();
     for row in 0..12 {
         writeln!(csv, "c{row},a slowly written row number {row} about rivers").unwrap();
         csv.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(120));
     }
     drop_file(csv);
     // JSONL written as .part, then renamed in.
@@ -55,15 +56,21 @@ async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
     std::fs::write(&part, lines).unwrap();
     std::fs::rename(&part, drop.join("events.jsonl")).unwrap();
     // Parquet written elsewhere and renamed in.
-    let outside = config.dir.path().join("tmp.parquet");
-    write_parquet(&outside, &["p0", "p1", "p2", "p3", "p4"]);
-    std::fs::rename(&outside, drop.join("table.parquet")).unwrap();
+    write_parquet(&outside.join("table.parquet"), &["p0", "p1", "p2", "p3", "p4"]);
+    std::fs::rename(outside.join("table.parquet"), drop.join("table.parquet")).unwrap();
     // A file that cannot be imported: its header lacks the text column.
-    std::fs::write(drop.join("bad.csv"), "id,title\nx1,no text column\n").unwrap();
+    std::fs::write(outside.join("bad.csv"), "id,title\nx1,no text column\n").unwrap();
+    std::fs::rename(outside.join("bad.csv"), drop.join("bad.csv")).unwrap();
 
-    daemon.wait_for("every file to leave the drop folder", Duration::from_secs(180), |_| {
-        done_files(&drop).len() == 3 && drop.join(".failed/bad.csv").is_file()
+    daemon.wait_for("the renamed-in files to leave the drop folder", Duration::from_secs(180), |_| {
+        done_files(&drop).len() == 2 && drop.join(".failed/bad.csv").is_file()
     });
+    assert!(csv_path.is_file(), "a file written in place waits for its settle");
+    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"imported\"}"), 2.0);
+    // Its writer hands it over the way the others did: a rename.
+    std::fs::rename(&csv_path, outside.join("slow.csv")).unwrap();
+    std::fs::rename(outside.join("slow.csv"), &csv_path).unwrap();
+    daemon.wait_for("the handed-over file", Duration::from_secs(180), |_| done_files(&drop).len() == 3);
     assert_eq!(done_files(&drop), BTreeSet::from(["events.jsonl".to_owned(), "slow.csv".to_owned(), "table.parquet".to_owned()]));
     let error = std::fs::read_to_string(drop.join(".failed/bad.csv.error.txt")).unwrap();
     assert!(error.contains("text") && error.contains("what to do"), "{error}");
@@ -94,7 +101,8 @@ async fn dropped_files_are_imported_once_moved_to_done_and_reported() {
     assert_eq!(report["recent_failures"].as_array().unwrap().len(), 1);
 
     // The same content dropped again is recognised, not imported twice.
-    std::fs::copy(drop.join(format!(".done/{}/events.jsonl", today())), drop.join("again.jsonl")).unwrap();
+    std::fs::copy(drop.join(format!(".done/{}/events.jsonl", today())), outside.join("again.jsonl")).unwrap();
+    std::fs::rename(outside.join("again.jsonl"), drop.join("again.jsonl")).unwrap();
     daemon.wait_for("the copy to be handled", Duration::from_secs(60), |_| done_files(&drop).contains("again.jsonl"));
     assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"already_imported\"}"), 1.0);
     assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 26.0);

@@ -179,8 +179,14 @@ impl Scanner {
         if self.handled.get(&path) == Some(&fingerprint) {
             return;
         }
-        let candidate = self.candidates.entry(path).or_insert(Candidate { folder, fingerprint, still_since: now, renamed_in });
-        candidate.renamed_in |= renamed_in;
+        let fresh = Candidate { folder, fingerprint, still_since: now, renamed_in };
+        let candidate = self.candidates.entry(path).or_insert_with(|| fresh.clone());
+        if candidate.fingerprint == fingerprint {
+            candidate.renamed_in |= renamed_in;
+        } else {
+            // A new version: its wait starts now, and only its own arrival counts.
+            *candidate = fresh;
+        }
     }
 
     /// Re-examines the candidates and offers the ready ones; `false` once the queue is closed.
@@ -190,8 +196,10 @@ impl Scanner {
         self.candidates.retain(|path, candidate| match Fingerprint::of(path) {
             None => false,
             Some(fingerprint) if fingerprint != candidate.fingerprint => {
+                // Changed since the last look (written after a rename, say): wait for it to settle.
                 candidate.fingerprint = fingerprint;
                 candidate.still_since = now;
+                candidate.renamed_in = false;
                 true
             }
             Some(_) => {
@@ -331,5 +339,183 @@ mod tests {
         std::fs::write(dir.path().join("d.csv"), "id,text\n").unwrap();
         scanner.rescan(now);
         assert!(!scanner.offer_ready(&queue, now), "a closed queue stops the scanner");
+    }
+
+    /// Model-based test (after Vector's file-source tests): random sequences of writes, renames
+    /// into the folder, deletions, lost or delivered events, rescans, clock steps and offers to a
+    /// queue with or without room, checked against what a drop folder promises:
+    /// - safety: a file is offered only while it exists, under a name that is not ignored, and
+    ///   only once its current version held still for `settle` (or arrived by a rename the
+    ///   scanner saw); no version is offered twice;
+    /// - liveness: once writers stop, a rescan and `settle` later every file's current version
+    ///   has been offered exactly once.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::{HashMap, HashSet};
+
+        const SETTLE_MS: u64 = 300;
+        const NAMES: [&str; 4] = ["a.csv", "b.jsonl", "c.parquet", "d.csv.part"];
+
+        #[derive(Debug, Clone)]
+        enum Step {
+            /// Writes a new version in place (a new length every time, so it always differs).
+            Write {
+                file: usize,
+                event: bool,
+            },
+            /// Writes a new version elsewhere and renames it into the folder.
+            RenameIn {
+                file: usize,
+                event: bool,
+            },
+            Delete {
+                file: usize,
+            },
+            Advance {
+                millis: u64,
+            },
+            Rescan,
+            Offer {
+                room: bool,
+            },
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                3 => (0..NAMES.len(), any::<bool>()).prop_map(|(file, event)| Step::Write { file, event }),
+                2 => (0..NAMES.len(), any::<bool>()).prop_map(|(file, event)| Step::RenameIn { file, event }),
+                1 => (0..NAMES.len()).prop_map(|file| Step::Delete { file }),
+                3 => (0..2 * SETTLE_MS).prop_map(|millis| Step::Advance { millis }),
+                1 => Just(Step::Rescan),
+                4 => any::<bool>().prop_map(|room| Step::Offer { room }),
+            ]
+        }
+
+        /// What the test knows about a file's current version.
+        #[derive(Debug, Clone, Copy)]
+        struct Version {
+            id: u64,
+            written_at: u64,
+            /// Renamed in, and the scanner was told.
+            announced_rename: bool,
+        }
+
+        struct World {
+            dir: tempfile::TempDir,
+            staging: tempfile::TempDir,
+            start: Instant,
+            clock: u64,
+            next_id: u64,
+            versions: HashMap<usize, Version>,
+            offered: HashSet<u64>,
+        }
+
+        impl World {
+            fn path(&self, file: usize) -> PathBuf {
+                self.dir.path().join(NAMES[file])
+            }
+
+            fn new_version(&mut self, file: usize, announced_rename: bool) -> (u64, String) {
+                self.next_id += 1;
+                let id = self.next_id;
+                self.versions.insert(file, Version { id, written_at: self.clock, announced_rename });
+                (id, "x".repeat(id as usize))
+            }
+
+            /// Takes what the scanner offered and checks each offer against the model.
+            fn check_offers(&mut self, receiver: &mut mpsc::Receiver<ReadyFile>) -> Result<(), TestCaseError> {
+                while let Ok(file) = receiver.try_recv() {
+                    let name = file.path.file_name().unwrap().to_str().unwrap();
+                    prop_assert!(!is_ignored(name), "ignored name offered: {name}");
+                    let index = NAMES.iter().position(|candidate| *candidate == name).unwrap();
+                    let version = self.versions.get(&index).copied();
+                    prop_assert!(version.is_some(), "{name} offered after it was deleted");
+                    let version = version.unwrap();
+                    let size = std::fs::metadata(&file.path).unwrap().len();
+                    prop_assert_eq!(size, version.id, "{} offered, but not its current version", name);
+                    prop_assert!(
+                        version.announced_rename || self.clock - version.written_at >= SETTLE_MS,
+                        "{} offered {} ms after it was written",
+                        name,
+                        self.clock - version.written_at
+                    );
+                    prop_assert!(self.offered.insert(version.id), "{} version {} offered twice", name, version.id);
+                }
+                Ok(())
+            }
+        }
+
+        fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+            let dir = tempfile::tempdir().unwrap();
+            let mut scanner = scanner(dir.path(), Duration::from_millis(SETTLE_MS));
+            let mut world = World {
+                dir,
+                staging: tempfile::tempdir().unwrap(),
+                start: Instant::now(),
+                clock: 0,
+                next_id: 0,
+                versions: HashMap::new(),
+                offered: HashSet::new(),
+            };
+            let (queue, mut receiver) = mpsc::channel(64);
+            let (full_queue, _full_receiver) = mpsc::channel(1);
+            full_queue.try_send(ReadyFile { pipeline: "x".into(), path: "x".into(), origin: Origin::Schedule, done: None }).unwrap();
+            for step in steps {
+                let now = world.start + Duration::from_millis(world.clock);
+                match step {
+                    Step::Write { file, event } => {
+                        let (_, content) = world.new_version(file, false);
+                        std::fs::write(world.path(file), content).unwrap();
+                        if event {
+                            let kind = EventKind::Modify(ModifyKind::Data(notify::event::DataChange::Content));
+                            scanner.note_event(&Event::new(kind).add_path(world.path(file)), now);
+                        }
+                    }
+                    Step::RenameIn { file, event } => {
+                        let (id, content) = world.new_version(file, event);
+                        let staged = world.staging.path().join(id.to_string());
+                        std::fs::write(&staged, content).unwrap();
+                        std::fs::rename(&staged, world.path(file)).unwrap();
+                        if event {
+                            let kind = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+                            scanner.note_event(&Event::new(kind).add_path(world.path(file)), now);
+                        }
+                    }
+                    Step::Delete { file } => {
+                        if world.versions.remove(&file).is_some() {
+                            std::fs::remove_file(world.path(file)).unwrap();
+                        }
+                    }
+                    Step::Advance { millis } => world.clock += millis,
+                    Step::Rescan => scanner.rescan(now),
+                    Step::Offer { room: true } => prop_assert!(scanner.offer_ready(&queue, now)),
+                    Step::Offer { room: false } => prop_assert!(scanner.offer_ready(&full_queue, now)),
+                }
+                world.check_offers(&mut receiver)?;
+            }
+            // Writers stop: a rescan finds everything, and `settle` later all is offered.
+            for advance in [0, SETTLE_MS] {
+                world.clock += advance;
+                let now = world.start + Duration::from_millis(world.clock);
+                scanner.rescan(now);
+                prop_assert!(scanner.offer_ready(&queue, now));
+                world.check_offers(&mut receiver)?;
+            }
+            for (&file, version) in &world.versions {
+                if !is_ignored(NAMES[file]) {
+                    prop_assert!(world.offered.contains(&version.id), "{} (version {}) was never offered", NAMES[file], version.id);
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+            #[test]
+            fn the_scanner_keeps_the_drop_folder_promises(steps in proptest::collection::vec(step(), 1..40)) {
+                run(steps)?;
+            }
+        }
     }
 }
