@@ -116,6 +116,14 @@ impl Progress {
         }
     }
 
+    /// Every row is committed: the bar goes away (the file now only waits for its flush, and the
+    /// next file's bar takes the line).
+    pub fn committed_all(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
     /// Records how long the closing flush took (part of the file's time).
     pub fn flushed(&mut self, took: Duration) {
         self.summary.flush_seconds += took.as_secs_f64();

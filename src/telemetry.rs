@@ -71,6 +71,12 @@ struct PipelineLabel {
     pipeline: String,
 }
 
+/// Labels of per-collection metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollectionLabel {
+    collection: String,
+}
+
 /// Labels of per-outcome file counters.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -134,6 +140,9 @@ pub struct Telemetry {
     upsert_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
     files_in_flight: Gauge,
+    flushes: Family<CollectionLabel, Counter>,
+    flushed_files: Family<CollectionLabel, Counter>,
+    files_awaiting_flush: Gauge,
     in_flight: Mutex<BTreeMap<u64, FileProgress>>,
     next_id: AtomicU64,
     health: Mutex<BTreeMap<String, PipelineHealth>>,
@@ -200,6 +209,11 @@ impl Telemetry {
         registry.register("queue_depth", "Ready files waiting for a worker", queue_depth.clone());
         let files_in_flight = Gauge::default();
         registry.register("files_in_flight", "Files being imported", files_in_flight.clone());
+        let [flushes, flushed_files] = std::array::from_fn(|_| Family::<CollectionLabel, Counter>::default());
+        registry.register("flushes", "Collection flushes, each shared by the files that finished meanwhile", flushes.clone());
+        registry.register("flushed_files", "Files whose rows a collection flush made durable", flushed_files.clone());
+        let files_awaiting_flush = Gauge::default();
+        registry.register("files_awaiting_flush", "Files whose rows are upserted, waiting for their collection's flush", files_awaiting_flush.clone());
         Self {
             registry,
             rows_imported,
@@ -218,6 +232,9 @@ impl Telemetry {
             upsert_seconds,
             queue_depth,
             files_in_flight,
+            flushes,
+            flushed_files,
+            files_awaiting_flush,
             in_flight: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(0),
             health: Mutex::new(BTreeMap::new()),
@@ -292,6 +309,22 @@ impl Telemetry {
     pub fn health(&self, pipeline: &str) -> PipelineHealth {
         let healthy_since_start = || PipelineHealth { since: self.started_at.clone(), ..PipelineHealth::ok() };
         self.health.lock().expect("health lock").get(pipeline).cloned().unwrap_or_else(healthy_since_start)
+    }
+
+    /// A file starts (`true`) or stops (`false`) waiting for its collection's flush.
+    pub fn awaiting_flush(&self, waiting: bool) {
+        if waiting {
+            self.files_awaiting_flush.inc();
+        } else {
+            self.files_awaiting_flush.dec();
+        }
+    }
+
+    /// Counts one flush of `collection` that made the rows of `files` files durable.
+    pub fn flushed(&self, collection: &str, files: usize) {
+        let label = CollectionLabel { collection: collection.to_owned() };
+        self.flushes.get_or_create(&label).inc();
+        self.flushed_files.get_or_create(&label).inc_by(files as u64);
     }
 
     /// Counts a file that ended with `outcome` (`imported`, `already_imported`, `failed`, `interrupted`).

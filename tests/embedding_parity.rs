@@ -88,6 +88,30 @@ async fn async_embedding_returns_vectors_in_input_order() {
     assert_matches(&borrowed, &vectors, &references, "async");
 }
 
+/// Requests from many files at once share the model's batches through the queue; each gets its
+/// own vectors, in its own order, whatever the requests were merged with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_through_the_queue_each_get_their_own_vectors_in_order() {
+    let references = references();
+    let queue = vecdrop::embed::EmbedQueue::start(load(512, 8));
+    let texts: Vec<String> = references.iter().map(|(text, _)| text.clone()).collect();
+    let requests: Vec<Vec<String>> = (0..12).map(|request| texts.iter().skip(request).step_by(request + 1).cloned().collect()).collect();
+    let handles: Vec<_> = requests
+        .iter()
+        .cloned()
+        .map(|request| {
+            let queue = queue.clone();
+            tokio::spawn(async move { queue.embed(request).await })
+        })
+        .collect();
+    for (request, handle) in requests.iter().zip(handles) {
+        let vectors = handle.await.unwrap().unwrap();
+        let borrowed: Vec<&str> = request.iter().map(String::as_str).collect();
+        assert_matches(&borrowed, &vectors, &references, "through the queue");
+    }
+    assert!(queue.embed(Vec::new()).await.unwrap().is_empty());
+}
+
 /// `device = "cuda"` either embeds like the CPU (a runtime with a usable CUDA provider: a GPU host)
 /// or fails at load with what to do — never anything in between. Which one is expected follows
 /// from the loaded runtime, so the test holds on CPU-only and GPU hosts alike.

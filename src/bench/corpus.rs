@@ -155,6 +155,15 @@ pub fn write_csv(path: &Path, documents: &[Document]) -> Result<(), BenchError> 
     writer.flush().map_err(io_error)
 }
 
+/// Writes `documents` as JSON Lines with the keys `id`, `text` and `category`.
+pub fn write_jsonl(path: &Path, documents: &[Document]) -> Result<(), BenchError> {
+    let lines: String = documents
+        .iter()
+        .map(|document| serde_json::json!({ "id": document.id, "text": document.text, "category": document.category }).to_string() + "\n")
+        .collect();
+    std::fs::write(path, lines).map_err(|source| BenchError::Io { path: path.to_owned(), source })
+}
+
 /// The unit vector of row `ordinal`: uniform components, L2-normalised, deterministic in `seed`.
 pub fn vector_for(seed: u64, ordinal: usize, dimension: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed ^ (ordinal as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));

@@ -6,6 +6,8 @@
 //!   data)  ─► sdk_upsert ──► import_vectors                            (Parquet with vectors)
 //!             bare SDK loop   the pipeline
 //!          ─► model_int8 (speed-up, cosine to the reference)
+//!          ─► daemon_one_file ──► daemon_small_files (the same rows as one JSONL file and as
+//!             10-row files, dropped into an in-process daemon's folders)
 //! ```
 //! Each phase is timed and its peak resident memory taken ([`memory`]); [`report`] turns the
 //! phases into ratios, checks the performance targets of ARCHITECTURE.md and prints a table or JSON.
@@ -23,6 +25,7 @@
 
 mod corpus;
 mod cpu;
+mod daemon;
 mod memory;
 mod model;
 pub mod report;
@@ -105,6 +108,8 @@ pub struct BenchOptions {
     pub work_dir: PathBuf,
     /// Keep the bench's collections instead of dropping them at the end.
     pub keep_collections: bool,
+    /// Rows of the small-files phases (the first rows of the corpus; a multiple of 10).
+    pub small_files_rows: usize,
 }
 
 impl BenchOptions {
@@ -115,6 +120,7 @@ impl BenchOptions {
             batch_rows: 128,
             work_dir,
             keep_collections: false,
+            small_files_rows: 100,
         }
     }
 
@@ -126,6 +132,7 @@ impl BenchOptions {
             batch_rows: 512,
             work_dir,
             keep_collections: false,
+            small_files_rows: 1_000,
         }
     }
 }
@@ -184,7 +191,7 @@ impl Bench {
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
-        let collections = ["embedded", "sdk", "vectors"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
+        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
         let context = ImportContext::new(settings, embedder, sink, ledger, crate::format::PluginRegistry::default(), false);
         Ok(Self { options: options.clone(), context, bare, collections, milvus_quiet: std::sync::Mutex::new(None) })
     }
@@ -200,6 +207,7 @@ impl Bench {
         let spec = *corpus;
         let parquet_path = parquet.clone();
         blocking(move || corpus::write_parquet_with_vectors(&parquet_path, &spec)).await??;
+        let small_files = documents[..self.options.small_files_rows.min(documents.len())].to_vec();
         let texts: Vec<String> = documents.into_iter().map(|document| document.text).collect();
 
         let embedder = self.context.embedder.clone();
@@ -215,6 +223,7 @@ impl Bench {
         phases.push(self.model_phase(phase::MODEL_INT8, int8.clone(), texts).await?);
         let int8_quality = self.quality_of(int8).await?;
         phases.push(self.import_phase(phase::REIMPORT_CHANGED, &embedded_pipeline, &changed_csv).await?);
+        phases.extend(self.small_files_phases(&small_files, [&self.collections[3], &self.collections[4]]).await?);
 
         let settings = &self.context.settings;
         Ok(BenchReport {

@@ -1,5 +1,11 @@
 //! `vecdrop import FILE...`: one-shot import with a progress bar and a summary.
 //!
+//! Files are upserted one after the other and then finished together: they share one flush of
+//! the collection (a flush costs seconds on Milvus 2.3 whatever its size), so importing a hundred
+//! small files pays it about once, not a hundred times. A file is reported imported only after
+//! that flush; a command killed before it leaves its files committed up to their last row, and
+//! running it again only flushes and finishes them.
+//!
 //! A fault that is not the file's (Milvus away, a full disk) is retried with backoff until
 //! `import.retry_deadline`; after that the command exits 1 and the committed position stays in the
 //! ledger, so running it again resumes where it stopped.
@@ -9,9 +15,9 @@ use std::time::Instant;
 
 use super::{open_context, require_file, CommandError, EXIT_DEAD_LETTERS, EXIT_OK};
 use crate::fault::{Classify, Fault};
-use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
+use crate::pipeline::{import_file, upsert_file, FileOutcome, ImportContext, ImportError, Staged};
 use crate::progress::ImportSummary;
-use crate::settings::{PipelineSettings, Settings};
+use crate::settings::Settings;
 use crate::sink::jittered;
 
 /// Imports `files` with the pipeline named `pipeline` (or the only one), resuming interrupted
@@ -23,22 +29,41 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         require_file(file)?;
     }
     let context = open_context(settings, true).await?;
-    let mut total = ImportSummary::default();
+    let started = Instant::now();
+    let mut finishing = Vec::new();
+    let mut stopped = None;
     for file in files {
-        match import_retrying(&context, &pipeline, file, force).await? {
+        match retrying(&context, file, || upsert_file(&context, &pipeline, file, force)).await {
+            Ok(Staged::Upserted(upserted)) => finishing.push((file, tokio::spawn(upserted.finish()))),
+            Ok(Staged::AlreadyImported(entry)) => print_already_imported(file, &entry),
+            Err(error) => {
+                // The files upserted so far are still finished (and reported) before it stops.
+                stopped = Some(error);
+                break;
+            }
+        }
+    }
+    let mut total = ImportSummary::default();
+    for (file, finished) in finishing {
+        let finished = finished.await.map_err(|error| ImportError::Internal(format!("finishing task: {error}")));
+        let outcome = match finished.and_then(|result| result) {
+            Ok(outcome) => outcome,
+            // Its rows are committed: importing it again resumes at its end, flushes and finishes.
+            Err(error) if is_retryable(&error) => retrying(&context, file, || import_file(&context, &pipeline, file, false)).await?,
+            Err(error) => return Err(error.into()),
+        };
+        match outcome {
             FileOutcome::Imported(summary) => {
                 print_summary(file, &summary);
                 total.rows_imported += summary.rows_imported;
                 total.rows_rejected += summary.rows_rejected;
-                total.seconds += summary.seconds;
             }
-            FileOutcome::AlreadyImported(entry) => println!(
-                "{}: already imported ({} rows, same content as {}); use --force to import it again",
-                file.display(),
-                entry.rows_imported,
-                entry.paths.first().map(String::as_str).unwrap_or("an earlier file")
-            ),
+            FileOutcome::AlreadyImported(entry) => print_already_imported(file, &entry),
         }
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    if let Some(error) = stopped {
+        return Err(error);
     }
     if files.len() > 1 {
         println!(
@@ -57,23 +82,22 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
     Ok(EXIT_OK)
 }
 
-/// Imports `file`, retrying transient faults with backoff until `import.retry_deadline`.
-async fn import_retrying(
-    context: &ImportContext,
-    pipeline: &PipelineSettings,
-    file: &Path,
-    force: bool,
-) -> Result<FileOutcome, CommandError> {
+/// Runs `attempt` for `file`, retrying transient faults with backoff until `import.retry_deadline`.
+async fn retrying<T, F, A>(context: &ImportContext, file: &Path, mut attempt: A) -> Result<T, CommandError>
+where
+    A: FnMut() -> F,
+    F: std::future::Future<Output = Result<T, ImportError>>,
+{
     let settings = &context.settings;
     let deadline = Instant::now() + settings.import.retry_deadline;
     let mut retries = 0;
     loop {
-        let error = match import_file(context, pipeline, file, force).await {
+        let error = match attempt().await {
             Ok(outcome) => return Ok(outcome),
             Err(error) => error,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let retryable = error.fault() == Fault::Transient && !matches!(error, ImportError::Interrupted { .. });
+        let retryable = is_retryable(&error);
         if !retryable || remaining.is_zero() {
             if retryable {
                 eprintln!(
@@ -89,6 +113,20 @@ async fn import_retrying(
         tracing::warn!(file = %file.display(), %error, retry = retries, delay_ms = delay.as_millis() as u64, "not the file's fault; retrying");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// A transient fault (not a shutdown): worth another attempt.
+fn is_retryable(error: &ImportError) -> bool {
+    error.fault() == Fault::Transient && !matches!(error, ImportError::Interrupted { .. })
+}
+
+fn print_already_imported(file: &Path, entry: &crate::ledger::FileEntry) {
+    println!(
+        "{}: already imported ({} rows, same content as {}); use --force to import it again",
+        file.display(),
+        entry.rows_imported,
+        entry.paths.first().map(String::as_str).unwrap_or("an earlier file")
+    );
 }
 
 fn print_summary(file: &Path, summary: &ImportSummary) {

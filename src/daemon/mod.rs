@@ -1,11 +1,14 @@
 //! `vecdrop run`: the long-lived service.
 //!
 //! ```text
-//!  drop-folder scanner ─┐                    ┌─► worker ─► import_file ─► after_import
-//!                       ├─► bounded queue ──►┤   (at most max_parallel_files, one shared model)
-//!  cron schedules ──────┘                    └─► worker ─► …
+//!  drop-folder scanner ─┐                    ┌─► worker ─► upsert_file ─┐
+//!                       ├─► bounded queue ──►┤   (≤ max_parallel_files,  ├─► group flush ─► finish ─► after_import
+//!  cron schedules ──────┘                    └─► worker ─► …  ≤ max_mib_in_flight; one model queue)
 //!  status server: /metrics /status /healthz          systemd: READY=1, WATCHDOG=1, STOPPING=1
 //! ```
+//! A worker is busy while its file is read, embedded and upserted; it is free again once the rows
+//! are committed, and the file then waits for its collection's shared flush without holding one,
+//! so many small files keep the model and Milvus busy instead of waiting for flushes in turn.
 //! Shutdown (SIGTERM/SIGINT): discovery stops, queued files are left for the next start, imports
 //! in flight stop reading and commit what they read ([`crate::pipeline::ImportError::Interrupted`]),
 //! and the process exits 0 — after `daemon.shutdown_timeout` at the latest (the ledger is always
@@ -33,7 +36,7 @@ use crate::dead_letter;
 use crate::discover::watch::{DropFolder, ScanTiming};
 use crate::discover::{schedule, watch, FileResult, Origin, ReadyFile};
 use crate::fault::{Classify, Fault};
-use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
+use crate::pipeline::{upsert_file, FileOutcome, ImportContext, ImportError, Staged};
 use crate::settings::PipelineSettings;
 
 /// Why the daemon could not start.
@@ -88,6 +91,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     }
 
     let workers = Arc::new(Semaphore::new(daemon.max_parallel_files));
+    let budget = Arc::new(Semaphore::new(mib_permits(daemon.max_mib_in_flight)));
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -106,10 +110,12 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
                     _ = &mut shutdown => break,
                     file = ready.recv() => {
                         let Some(file) = file else { break };
-                        let workers = workers_context.clone();
+                        let (workers, budget) = (workers_context.clone(), Arc::clone(&budget));
+                        let max_mib = daemon.max_mib_in_flight;
                         in_flight.spawn(async move {
-                            workers.process(file).await;
-                            drop(permit);
+                            // Cancel-safe enough: a budget permit not yet granted stays with the semaphore.
+                            let bytes = budget.acquire_many_owned(file_permits(&file.path, max_mib)).await.expect("the semaphore is never closed");
+                            workers.process(file, (permit, bytes)).await;
                         });
                     }
                 }
@@ -161,9 +167,24 @@ struct Workers {
     discovery: tokio_util::sync::CancellationToken,
 }
 
+/// Semaphore permits for `mib` MiB (one per KiB, within the semaphore's limit).
+fn mib_permits(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1024)).unwrap_or(usize::MAX).min(Semaphore::MAX_PERMITS)
+}
+
+/// The permits `path` takes from a budget of `max_mib`: its size in KiB, at least one, at most the
+/// whole budget (a larger file runs alone).
+fn file_permits(path: &Path, max_mib: u64) -> u32 {
+    let kib = std::fs::metadata(path).map_or(0, |metadata| metadata.len().div_ceil(1024));
+    let all = mib_permits(max_mib).min(u32::MAX as usize) as u64;
+    kib.clamp(1, all) as u32
+}
+
 impl Workers {
     /// Imports one ready file — unless its pipeline waits or stopped — and acts on how it ended.
-    async fn process(&self, file: ReadyFile) {
+    /// `slot` (a worker and the file's share of the bytes in flight) is given back once the
+    /// file's rows are committed, before it waits for its flush.
+    async fn process<S>(&self, file: ReadyFile, slot: S) {
         let context = &self.context;
         let Some(pipeline) = context.settings.pipelines.iter().find(|candidate| candidate.name == file.pipeline) else {
             let reason = format!("no pipeline named {:?}", file.pipeline);
@@ -177,7 +198,15 @@ impl Workers {
                 return report(context, file, FileResult::Failed(reason));
             }
         }
-        match import_file(context, pipeline, &file.path, false).await {
+        let result = match upsert_file(context, pipeline, &file.path, false).await {
+            Ok(Staged::Upserted(upserted)) => {
+                drop(slot);
+                upserted.finish().await
+            }
+            Ok(Staged::AlreadyImported(entry)) => Ok(FileOutcome::AlreadyImported(entry)),
+            Err(error) => Err(error),
+        };
+        match result {
             Err(error) if error.fault() != Fault::File && !matches!(error, ImportError::Interrupted { .. }) => {
                 self.not_the_files_fault(pipeline, file, &error)
             }

@@ -12,6 +12,12 @@
 //! batch's rows (invariant 1). A crash anywhere replays at most the uncommitted batches, with the
 //! same keys (invariant 2).
 //!
+//! A file is imported in two steps. [`upsert_file`] runs the stages until every row is upserted
+//! and committed; [`Upserted::finish`] then waits for the collection's shared flush
+//! ([`GroupFlusher`]), checks that the file did not change, and marks it imported. The daemon frees
+//! the file's worker between the two, so files waiting for a flush do not hold back the next ones;
+//! [`import_file`] runs both.
+//!
 //! An import that stops says whose fault it was ([`ImportError`] is [`Classify`]): only a
 //! [`Fault::File`] marks the file failed in the ledger; any other fault leaves it `importing` at
 //! its committed position, for the caller to retry (the daemon backs off, `vecdrop import` retries
@@ -21,7 +27,7 @@ mod incremental;
 mod read;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -31,14 +37,14 @@ use tracing::Instrument;
 
 use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
 use crate::dead_letter::{DeadLetterError, DeadLetters, RejectCause};
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::{EmbedError, EmbedQueue, Embedder};
 use crate::fault::{Classify, Fault};
 use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
 use crate::ledger::{crash_reason, BatchCounts, Begin, BeginOptions, FileEntry, Ledger, LedgerError};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
 use crate::settings::{PipelineSettings, Settings};
-use crate::sink::{CollectionSpec, MilvusSink, SinkError};
+use crate::sink::{CollectionSpec, GroupFlusher, MilvusSink, SinkError};
 use crate::telemetry::{InFlight, Telemetry};
 
 /// Batches in flight between two stages.
@@ -67,6 +73,9 @@ pub enum ImportError {
     /// Milvus failed (after retries).
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The flush this file shared with others failed (after retries).
+    #[error("{0}")]
+    Flush(Arc<SinkError>),
     /// The ledger failed or refused a commit.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -96,6 +105,7 @@ impl Classify for ImportError {
             ImportError::Schema { .. } | ImportError::Changed { .. } | ImportError::Crashed { .. } => Fault::File,
             ImportError::Embed(error) => error.fault(),
             ImportError::Sink(error) => error.fault(),
+            ImportError::Flush(error) => error.fault(),
             ImportError::Ledger(error) => error.fault(),
             ImportError::DeadLetter(error) => error.fault(),
             // Not a fault: the caller resumes the file at the next start.
@@ -112,7 +122,11 @@ pub struct ImportContext {
     pub settings: Arc<Settings>,
     /// The shared model.
     pub embedder: Embedder,
+    /// The queue in front of the model that mixes the texts of all files in flight.
+    pub embed_queue: EmbedQueue,
     pub sink: Arc<MilvusSink>,
+    /// Flushes shared by the files of one collection.
+    pub flusher: GroupFlusher,
     /// Committed positions.
     pub ledger: Ledger,
     /// Show a progress bar when on a terminal.
@@ -141,13 +155,17 @@ impl ImportContext {
         interactive: bool,
     ) -> Self {
         let dead_letters = DeadLetters::new(&settings.state.dir, ledger.clone());
+        let (sink, telemetry) = (Arc::new(sink), Arc::new(Telemetry::default()));
+        let flusher = GroupFlusher::new(Arc::clone(&sink), Arc::clone(&telemetry), settings.milvus.flush_window);
         Self {
             settings: Arc::new(settings),
+            embed_queue: EmbedQueue::start(embedder.clone()),
             embedder,
-            sink: Arc::new(sink),
+            sink,
+            flusher,
             ledger,
             interactive,
-            telemetry: Arc::new(Telemetry::default()),
+            telemetry,
             cancel: CancellationToken::new(),
             plugins,
             dead_letters,
@@ -207,28 +225,65 @@ struct FileJob<'a> {
     force: bool,
 }
 
-/// Imports `path` with `pipeline`: creates or validates the collection, resumes from the ledger's
-/// committed position (or reports the content as already imported unless `force`), streams the
-/// file through the stages, flushes the collection and marks the file imported.
+/// A file whose rows are all upserted and committed, waiting for its collection's flush before
+/// it is marked imported. Holds the file's content lock: no other import of the same content runs
+/// until it is finished or dropped.
+pub struct Upserted {
+    context: ImportContext,
+    pipeline: PipelineSettings,
+    path: PathBuf,
+    identity: FileIdentity,
+    progress: Progress,
+    span: tracing::Span,
+    _only_import_of_this_content: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// How [`upsert_file`] left a file.
+// One per file, matched at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Staged {
+    /// Every row is in Milvus and committed; [`Upserted::finish`] completes the import.
+    Upserted(Upserted),
+    /// The same content was imported before by this pipeline; nothing was done.
+    AlreadyImported(FileEntry),
+}
+
+/// Imports `path` with `pipeline` in one go: [`upsert_file`], then [`Upserted::finish`].
 pub async fn import_file(
     context: &ImportContext,
     pipeline: &PipelineSettings,
     path: &Path,
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
-    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
-    import_file_in_span(context, pipeline, path, force).instrument(span).await
+    match upsert_file(context, pipeline, path, force).await? {
+        Staged::Upserted(upserted) => upserted.finish().await,
+        Staged::AlreadyImported(entry) => Ok(FileOutcome::AlreadyImported(entry)),
+    }
 }
 
-async fn import_file_in_span(
+/// Creates or validates the collection, resumes from the ledger's committed position (or reports
+/// the content as already imported unless `force`) and streams the file through the stages until
+/// every row is upserted and committed.
+pub async fn upsert_file(
     context: &ImportContext,
     pipeline: &PipelineSettings,
     path: &Path,
     force: bool,
-) -> Result<FileOutcome, ImportError> {
+) -> Result<Staged, ImportError> {
+    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
+    upsert_file_in_span(context, pipeline, path, force, span.clone()).instrument(span).await
+}
+
+async fn upsert_file_in_span(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    path: &Path,
+    force: bool,
+    span: tracing::Span,
+) -> Result<Staged, ImportError> {
     let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
     let identity = FileIdentity::of(path).await?;
-    let _only_import_of_this_content = context.active.hold(&pipeline.name, &identity.hash).await;
+    let only_import_of_this_content = context.active.hold(&pipeline.name, &identity.hash).await;
     let job = FileJob { context, pipeline, path, identity: &identity, force };
     // A mirrored source going back to content it held before (A → B → A) is imported again.
     let source_moved_on = pipeline.mirror && incremental::mirrored_elsewhere(&job).await?;
@@ -241,7 +296,7 @@ async fn import_file_in_span(
                 // A crash may have come between `finish` and the end of the mirror deletions.
                 incremental::mirror_deletions(&job).await?;
             }
-            return Ok(FileOutcome::AlreadyImported(entry));
+            return Ok(Staged::AlreadyImported(entry));
         }
         Begin::Crashed { crashes, .. } => return Err(ImportError::Crashed { path: path.display().to_string(), crashes }),
         Begin::From(checkpoint) => checkpoint,
@@ -249,14 +304,53 @@ async fn import_file_in_span(
     if resume != Checkpoint::Start {
         tracing::info!(ordinal = resume.ordinal(), "resuming after the last committed record");
     }
-    let result = match run_stages(&job, format, resume).await {
-        Ok(summary) => finish(&job, summary).await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = &result {
-        record_failure(&job, error).await;
+    match run_stages(&job, format, resume).await {
+        Ok(progress) => Ok(Staged::Upserted(Upserted {
+            context: context.clone(),
+            pipeline: pipeline.clone(),
+            path: path.to_owned(),
+            identity,
+            progress,
+            span,
+            _only_import_of_this_content: only_import_of_this_content,
+        })),
+        Err(error) => {
+            record_failure(&job, &error).await;
+            Err(error)
+        }
     }
-    result
+}
+
+impl Upserted {
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for a flush of the collection (shared with the other files that finished meanwhile),
+    /// checks that the file did not change, marks it imported and applies mirror deletions.
+    pub async fn finish(self) -> Result<FileOutcome, ImportError> {
+        let span = self.span.clone();
+        self.finish_in_span().instrument(span).await
+    }
+
+    async fn finish_in_span(self) -> Result<FileOutcome, ImportError> {
+        let Self { context, pipeline, path, identity, mut progress, .. } = self;
+        let job = FileJob { context: &context, pipeline: &pipeline, path: &path, identity: &identity, force: false };
+        let flush_started = std::time::Instant::now();
+        let flushed = context.flusher.flush(&pipeline.collection.name).await.map_err(ImportError::Flush);
+        let result = match flushed.and_then(|()| identity.check_unchanged(&path)) {
+            Ok(()) => {
+                progress.flushed(flush_started.elapsed());
+                finish(&job, progress.finish()).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = &result {
+            record_failure(&job, error).await;
+        }
+        result
+    }
 }
 
 /// Marks the file imported (its rows are committed and flushed) and applies mirror deletions.
@@ -278,7 +372,7 @@ async fn finish(job: &FileJob<'_>, mut summary: ImportSummary) -> Result<FileOut
 /// closes the attempt (the file stays `importing` at its committed position).
 async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
     let FileJob { context, pipeline, identity, .. } = *job;
-    if matches!(error, ImportError::Sink(_)) {
+    if matches!(error, ImportError::Sink(_) | ImportError::Flush(_)) {
         context.sink.forget_collection(&pipeline.collection.name);
     }
     if matches!(error, ImportError::Crashed { .. }) {
@@ -296,7 +390,8 @@ async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
     }
 }
 
-async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Result<ImportSummary, ImportError> {
+/// Streams the file through the stages; returns its progress once every row is committed.
+async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Result<Progress, ImportError> {
     let FileJob { context, pipeline, path, identity, .. } = *job;
     let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
     context.sink.ensure_collection(&spec).await?;
@@ -319,7 +414,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     let (embedded_sender, mut embedded_receiver) = mpsc::channel::<EmbeddedBatch>(CHANNEL_DEPTH);
     let (row_sender, row_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
     let embed_stage = tokio::spawn(
-        embed_stage(context.embedder.clone(), Arc::clone(&context.telemetry), pipeline.name.clone(), row_receiver, embedded_sender)
+        embed_stage(context.embed_queue.clone(), Arc::clone(&context.telemetry), pipeline.name.clone(), row_receiver, embedded_sender)
             .in_current_span(),
     );
     let read_stage = if pipeline.id_field.is_some() {
@@ -355,11 +450,9 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     if read_end == ReadEnd::Interrupted {
         return Err(ImportError::Interrupted { path: path.display().to_string() });
     }
-    let flush_started = std::time::Instant::now();
-    context.sink.flush(&spec.collection.name).await?;
-    progress.flushed(flush_started.elapsed());
     identity.check_unchanged(path)?;
-    Ok(progress.finish())
+    progress.committed_all();
+    Ok(progress)
 }
 
 /// Upserts one batch, then (Milvus acknowledged) writes its dead letters and commits its delta
@@ -404,7 +497,7 @@ async fn commit_batch(
 }
 
 async fn embed_stage(
-    embedder: Embedder,
+    queue: EmbedQueue,
     telemetry: Arc<Telemetry>,
     pipeline: String,
     mut batches: mpsc::Receiver<RowBatch>,
@@ -413,7 +506,7 @@ async fn embed_stage(
     while let Some(mut batch) = batches.recv().await {
         let started = std::time::Instant::now();
         let texts = batch.rows.iter().filter(|row| row.vector.is_none()).count();
-        let vectors = vectors_for(&embedder, &mut batch.rows).await?;
+        let vectors = vectors_for(&queue, &mut batch.rows).await?;
         if texts > 0 {
             telemetry.embedded(&pipeline, texts, started.elapsed());
         }
@@ -425,9 +518,9 @@ async fn embed_stage(
 }
 
 /// Vectors for `rows`, in order: the ones rows carry (taken out of them), the model's for the rest.
-async fn vectors_for(embedder: &Embedder, rows: &mut [Row]) -> Result<Vec<Vec<f32>>, ImportError> {
+async fn vectors_for(queue: &EmbedQueue, rows: &mut [Row]) -> Result<Vec<Vec<f32>>, ImportError> {
     let texts: Vec<String> = rows.iter().filter(|row| row.vector.is_none()).map(|row| row.text.clone()).collect();
-    let mut embedded = if texts.is_empty() { Vec::new() } else { embedder.embed(texts).await? }.into_iter();
+    let mut embedded = if texts.is_empty() { Vec::new() } else { queue.embed(texts).await? }.into_iter();
     rows.iter_mut()
         .map(|row| {
             row.vector.take().or_else(|| embedded.next()).ok_or_else(|| ImportError::Internal("embedder returned too few vectors".into()))

@@ -80,6 +80,8 @@ pub struct MilvusSettings {
     /// How long one Milvus operation retries transient errors before its file's import stops as
     /// transient.
     pub retry_deadline: Duration,
+    /// A collection is flushed at most once per window; files that finished meanwhile share it.
+    pub flush_window: Duration,
 }
 
 impl Default for MilvusSettings {
@@ -382,6 +384,9 @@ fn check_daemon(daemon: &DaemonSettings) -> Result<(), String> {
     if daemon.max_parallel_files == 0 {
         return Err("daemon.max_parallel_files: expected at least 1".to_owned());
     }
+    if daemon.max_mib_in_flight == 0 {
+        return Err("daemon.max_mib_in_flight: expected at least 1".to_owned());
+    }
     if daemon.queue_capacity == 0 {
         return Err("daemon.queue_capacity: expected at least 1".to_owned());
     }
@@ -414,6 +419,7 @@ impl MilvusSettings {
             lite_command: raw.lite_command.map(|command| resolve(base_dir, &command)),
             connect_timeout,
             retry_deadline: raw.retry_deadline,
+            flush_window: raw.flush_window,
         })
     }
 }

@@ -62,6 +62,11 @@ pub struct RawMilvus {
     pub retry_deadline: Duration,
     /// Replaced by `retry_deadline` (one retry layer); still accepted, ignored with a warning.
     pub max_attempts: Option<u32>,
+    /// Files that finished their upserts into one collection share one flush (the barrier before
+    /// a source is moved or deleted): a collection is flushed at most once per window, e.g. `"1s"`.
+    /// The first flush after a quiet spell starts at once.
+    #[serde(with = "duration")]
+    pub flush_window: Duration,
 }
 
 /// `milvus.connect_timeout` when neither it nor `connect_timeout_secs` is given.
@@ -77,6 +82,7 @@ impl Default for RawMilvus {
             connect_timeout_secs: None,
             retry_deadline: Duration::from_secs(60),
             max_attempts: None,
+            flush_window: Duration::from_secs(1),
         }
     }
 }
@@ -195,8 +201,12 @@ impl Default for StatusSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonSettings {
-    /// Files imported at the same time (they share one model).
+    /// Files imported at the same time. They share one model, whose batches mix rows of every
+    /// file in flight, so small files need not wait for each other's Milvus round trips.
     pub max_parallel_files: usize,
+    /// Files in flight may together be at most this large, in MiB (a larger file runs alone): many
+    /// small files run side by side, big ones do not pile up.
+    pub max_mib_in_flight: u64,
     /// Ready files waiting for a worker; beyond it, discovery waits for the next rescan.
     pub queue_capacity: usize,
     /// Full rescan of the drop folders (file events are only hints), e.g. `"30s"`.
@@ -223,7 +233,8 @@ pub struct DaemonSettings {
 impl Default for DaemonSettings {
     fn default() -> Self {
         Self {
-            max_parallel_files: 2,
+            max_parallel_files: 8,
+            max_mib_in_flight: 64,
             queue_capacity: 64,
             rescan_interval: Duration::from_secs(30),
             settle: Duration::from_secs(2),

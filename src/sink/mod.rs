@@ -10,7 +10,11 @@
 //!
 //! Milvus 2.3.5 lacks expression templates, so key filters are written out (`pk in ["a","b"]`),
 //! and its search results lack the primary-key field name, so hits are read column-wise.
+//!
+//! Flushes are shared: [`GroupFlusher`] gives the files that finished their upserts into one
+//! collection one flush.
 
+pub mod flusher;
 mod lite;
 mod retry;
 mod schema;
@@ -20,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+pub use self::flusher::GroupFlusher;
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,

@@ -10,6 +10,11 @@
 //! The model directory has the Hugging Face layout: `model.onnx` (or `model.int8.onnx` for
 //! `precision = "int8"`) and `tokenizer.json`. The model's output is either `last_hidden_state`
 //! (rank 3, pooled here) or an already pooled `sentence_embedding` (rank 2).
+//!
+//! Imports reach the model through one [`EmbedQueue`]: texts of every file in flight are merged
+//! into the model's batches, so ten-row files run it as efficiently as one big file.
+
+mod queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,10 +24,12 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::{Tensor, ValueType};
 use tokenizers::{Encoding, PaddingParams, Tokenizer, TruncationParams};
 
+pub use self::queue::EmbedQueue;
 use crate::settings::{Device, EmbeddingSettings, Precision};
 
-/// Why the embedder could not be loaded or could not embed.
-#[derive(Debug, thiserror::Error)]
+/// Why the embedder could not be loaded or could not embed. `Clone`: one failed model batch fails
+/// every request it served ([`EmbedQueue`]).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
     /// The ONNX Runtime shared library was not found.
     #[error("ONNX Runtime library not found ({looked}); run `make setup` (installs the PyPI `onnxruntime` wheel into .venv), or set embedding.ort_library or ORT_DYLIB_PATH to libonnxruntime.so")]

@@ -1,0 +1,258 @@
+//! Group flush: the files that finished their upserts into one collection share one flush.
+//!
+//! A flush is the barrier before a source file is moved or deleted, and on Milvus 2.3 it takes
+//! seconds whatever its size, so paying it per file makes many small files crawl. Here the first
+//! file to ask opens a *group* for its collection; every file that asks before the group's flush
+//! starts joins it; one flush then answers them all. Per collection, flushes run one at a time and
+//! at most once per `milvus.flush_window`: the first flush after a quiet spell starts at once
+//! (one big file pays no window), later ones gather whatever finished meanwhile.
+//!
+//! The invariant holds for every member: a file joins only after Milvus acknowledged all its
+//! upserts, the group closes before its flush request is sent, so the flush covers every member's
+//! rows, and a member hears "flushed" only after the flush returned. A failed flush fails the whole
+//! group with the same (shared) error; each member's import then stops as that error's fault says.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{MilvusSink, SinkError};
+use crate::telemetry::Telemetry;
+
+/// How a group's flush ended, as its members see it.
+pub type FlushResult = Result<(), Arc<SinkError>>;
+
+/// What a group flush runs: Milvus's flush of one collection (a fake in unit tests).
+pub trait FlushCollection: Send + Sync + 'static {
+    /// Flushes `collection`: rows acknowledged before the call are durable when it returns.
+    fn flush_collection(&self, collection: &str) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+impl FlushCollection for MilvusSink {
+    fn flush_collection(&self, collection: &str) -> impl Future<Output = Result<(), SinkError>> + Send {
+        self.flush(collection)
+    }
+}
+
+/// Shares flushes among the files of each collection. Cheap to clone.
+pub struct GroupFlusher<F: FlushCollection = MilvusSink> {
+    sink: Arc<F>,
+    telemetry: Arc<Telemetry>,
+    window: Duration,
+    collections: Arc<Mutex<HashMap<String, Arc<CollectionFlushes>>>>,
+}
+
+/// One collection's flushes.
+#[derive(Default)]
+struct CollectionFlushes {
+    /// The group that will be flushed next, while it still takes members.
+    open: Mutex<Option<Group>>,
+    /// Held from the start of a flush until it returned and `window` passed since it started.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// The files waiting for one flush.
+struct Group {
+    members: usize,
+    result: watch::Sender<Option<FlushResult>>,
+}
+
+impl<F: FlushCollection> Clone for GroupFlusher<F> {
+    fn clone(&self) -> Self {
+        Self {
+            sink: Arc::clone(&self.sink),
+            telemetry: Arc::clone(&self.telemetry),
+            window: self.window,
+            collections: Arc::clone(&self.collections),
+        }
+    }
+}
+
+impl<F: FlushCollection> GroupFlusher<F> {
+    /// A flusher for `sink` that flushes each collection at most once per `window`.
+    pub fn new(sink: Arc<F>, telemetry: Arc<Telemetry>, window: Duration) -> Self {
+        Self { sink, telemetry, window, collections: Arc::default() }
+    }
+
+    /// Returns once a flush of `collection` that started after this call returned: every row
+    /// Milvus acknowledged before the call is then flushed. Call it only after the caller's
+    /// upserts were acknowledged.
+    pub async fn flush(&self, collection: &str) -> FlushResult {
+        let flushes = Arc::clone(self.collections.lock().expect("flusher lock").entry(collection.to_owned()).or_default());
+        let (mut result, lead) = {
+            let mut open = flushes.open.lock().expect("flush group lock");
+            match open.as_mut() {
+                Some(group) => {
+                    group.members += 1;
+                    (group.result.subscribe(), false)
+                }
+                None => {
+                    let (sender, receiver) = watch::channel(None);
+                    *open = Some(Group { members: 1, result: sender });
+                    (receiver, true)
+                }
+            }
+        };
+        if lead {
+            // A task of its own: the group is flushed even if this caller is cancelled.
+            tokio::spawn(self.clone().lead(collection.to_owned(), flushes));
+        }
+        let _awaiting = Awaiting::new(&self.telemetry);
+        let outcome = result.wait_for(Option::is_some).await.map(|result| result.clone().expect("waited for Some"));
+        outcome.unwrap_or_else(|_| Err(Arc::new(SinkError::Response { operation: "flush", message: "the flush task ended without an answer".to_owned() })))
+    }
+
+    /// Waits for the collection's turn, closes the open group and flushes it.
+    async fn lead(self, collection: String, flushes: Arc<CollectionFlushes>) {
+        let turn = flushes.turn.lock().await;
+        let started = tokio::time::Instant::now();
+        let group = flushes.open.lock().expect("flush group lock").take().expect("the leader's group is open until it takes it");
+        if crate::failpoint::enabled() {
+            // A pause at this point blocks its thread: not one of the runtime's.
+            let _ = tokio::task::spawn_blocking(|| crate::failpoint::hit("group_flush")).await;
+        }
+        let result = self.sink.flush_collection(&collection).await.map_err(Arc::new);
+        match &result {
+            Ok(()) => {
+                tracing::info!(collection, files = group.members, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "collection flushed");
+                self.telemetry.flushed(&collection, group.members);
+            }
+            Err(error) => tracing::warn!(collection, files = group.members, %error, "collection flush failed"),
+        }
+        let _ = group.result.send(Some(result));
+        tokio::time::sleep_until(started + self.window).await;
+        drop(turn);
+    }
+}
+
+/// Counts a file as waiting for a flush for as long as it lives (also when the wait is dropped).
+struct Awaiting<'a>(&'a Telemetry);
+
+impl<'a> Awaiting<'a> {
+    fn new(telemetry: &'a Telemetry) -> Self {
+        telemetry.awaiting_flush(true);
+        Self(telemetry)
+    }
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        self.0.awaiting_flush(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::Semaphore;
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Counts flushes and when they started; each flush waits for a permit of `gate`.
+    struct FakeMilvus {
+        started: Mutex<Vec<Instant>>,
+        gate: Semaphore,
+        fail: bool,
+    }
+
+    impl FakeMilvus {
+        fn new(open: bool, fail: bool) -> Arc<Self> {
+            let gate = Semaphore::new(if open { Semaphore::MAX_PERMITS } else { 0 });
+            Arc::new(Self { started: Mutex::new(Vec::new()), gate, fail })
+        }
+
+        fn flushes(&self) -> Vec<Instant> {
+            self.started.lock().unwrap().clone()
+        }
+    }
+
+    impl FlushCollection for FakeMilvus {
+        async fn flush_collection(&self, _collection: &str) -> Result<(), SinkError> {
+            self.started.lock().unwrap().push(Instant::now());
+            self.gate.acquire().await.unwrap().forget();
+            if self.fail {
+                return Err(SinkError::Response { operation: "flush", message: "refused".to_owned() });
+            }
+            Ok(())
+        }
+    }
+
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn flusher(milvus: &Arc<FakeMilvus>) -> GroupFlusher<FakeMilvus> {
+        GroupFlusher::new(Arc::clone(milvus), Arc::new(Telemetry::new()), WINDOW)
+    }
+
+    /// Lets the spawned tasks run until `flushes` flushes started.
+    async fn until_started(milvus: &FakeMilvus, flushes: usize) {
+        for _ in 0..1_000_000 {
+            if milvus.flushes().len() >= flushes {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{flushes} flushes never started");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_file_is_flushed_at_once() {
+        let milvus = FakeMilvus::new(true, false);
+        let start = Instant::now();
+        flusher(&milvus).flush("docs").await.unwrap();
+        assert_eq!(milvus.flushes(), [start], "no window is waited before the first flush");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn files_finishing_during_a_flush_share_the_next_one_a_window_later() {
+        let milvus = FakeMilvus::new(false, false);
+        let flusher = flusher(&milvus);
+        let first = tokio::spawn({
+            let flusher = flusher.clone();
+            async move { flusher.flush("docs").await }
+        });
+        until_started(&milvus, 1).await;
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let flusher = flusher.clone();
+                tokio::spawn(async move { flusher.flush("docs").await })
+            })
+            .collect();
+        let other_collection = tokio::spawn({
+            let flusher = flusher.clone();
+            async move { flusher.flush("other").await }
+        });
+        // Another collection does not wait for this one.
+        until_started(&milvus, 2).await;
+        assert!(!first.is_finished(), "not flushed before the flush returned");
+        milvus.gate.add_permits(Semaphore::MAX_PERMITS >> 4);
+        first.await.unwrap().unwrap();
+        other_collection.await.unwrap().unwrap();
+        for member in waiting {
+            member.await.unwrap().unwrap();
+        }
+        let flushes = milvus.flushes();
+        assert_eq!(flushes.len(), 3, "the five later files shared one flush: {flushes:?}");
+        assert!(flushes[2] - flushes[0] >= WINDOW, "at most one flush of a collection per window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_flush_fails_every_member_and_the_next_group_tries_again() {
+        let milvus = FakeMilvus::new(true, true);
+        let flusher = flusher(&milvus);
+        let members: Vec<_> = (0..3)
+            .map(|_| {
+                let flusher = flusher.clone();
+                tokio::spawn(async move { flusher.flush("docs").await })
+            })
+            .collect();
+        for member in members {
+            let error = member.await.unwrap().unwrap_err();
+            assert!(error.to_string().contains("refused"), "{error}");
+        }
+        assert!(flusher.flush("docs").await.is_err());
+        assert_eq!(milvus.flushes().len(), 2, "one failed flush for the group, one for the next");
+    }
+}
