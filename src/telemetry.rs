@@ -213,7 +213,11 @@ impl Telemetry {
         registry.register("flushes", "Collection flushes, each shared by the files that finished meanwhile", flushes.clone());
         registry.register("flushed_files", "Files whose rows a collection flush made durable", flushed_files.clone());
         let files_awaiting_flush = Gauge::default();
-        registry.register("files_awaiting_flush", "Files whose rows are upserted, waiting for their collection's flush", files_awaiting_flush.clone());
+        registry.register(
+            "files_awaiting_flush",
+            "Files whose rows are upserted, waiting for their collection's flush",
+            files_awaiting_flush.clone(),
+        );
         Self {
             registry,
             rows_imported,

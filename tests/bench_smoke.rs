@@ -6,7 +6,19 @@ mod support;
 
 use serde_json::Value;
 
-const PHASES: [&str; 6] = ["model_fp32", "import_embedded", "sdk_upsert", "import_vectors", "model_int8", "reimport_changed"];
+const PHASES: [&str; 8] = [
+    "model_fp32",
+    "import_embedded",
+    "sdk_upsert",
+    "import_vectors",
+    "model_int8",
+    "reimport_changed",
+    "daemon_one_file",
+    "daemon_small_files",
+];
+
+/// Rows of the small-files phases in `--smoke` mode (one file, then ten files of ten rows).
+const SMOKE_SMALL_FILES_ROWS: f64 = 100.0;
 
 fn run_smoke_bench() -> Value {
     let config = support::TestConfig::new(&support::unique_collection("bench_unused"), "");
@@ -56,18 +68,26 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         changed,
         "a re-import embeds exactly the rows whose text changed; unchanged rows skip the model"
     );
+    for daemon_phase in ["daemon_one_file", "daemon_small_files"] {
+        assert_eq!(number(phase(daemon_phase), "items"), SMOKE_SMALL_FILES_ROWS, "the same rows both ways");
+    }
 
     // Ratios are reported, not judged: at smoke size they are noise. `make bench` (full mode)
     // checks the targets and fails when one is missed.
     let ratios = &report["ratios"];
-    for ratio in
-        ["embedded_import_vs_model", "embedded_import_vs_model_without_flush", "vectors_import_vs_sdk", "int8_speedup", "reimport_speedup"]
-    {
+    for ratio in [
+        "embedded_import_vs_model",
+        "embedded_import_vs_model_without_flush",
+        "vectors_import_vs_sdk",
+        "int8_speedup",
+        "reimport_speedup",
+        "small_files_vs_one_file",
+    ] {
         assert!(number(ratios, ratio).is_finite() && number(ratios, ratio) > 0.0, "{ratio} is reported: {ratios}");
     }
     assert!(number(&report["fp32_quality"], "min_cosine") >= 0.999, "{}", report["fp32_quality"]);
     let int8 = &report["int8_quality"];
     assert!(number(int8, "min_cosine") <= number(int8, "mean_cosine") && number(int8, "min_cosine") > 0.9, "{int8}");
     assert!(number(&report, "mean_tokens") > 10.0);
-    assert_eq!(report["targets"].as_array().map(Vec::len), Some(3), "{}", report["targets"]);
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(4), "{}", report["targets"]);
 }

@@ -94,6 +94,17 @@ impl Drop {
         });
     }
 
+    /// Stages `files` files, starts the daemon paused at its first flush, hands them over and
+    /// returns once every one waits for a flush — none of them moved yet.
+    fn all_waiting_for_a_flush(&self, files: usize) -> (Daemon, Vec<String>, Vec<(String, String)>) {
+        let (names, rows) = self.stage(files);
+        let daemon = self.start_paused();
+        self.hand_over(&names);
+        self.wait_until_all_wait_for_flush(&daemon, files);
+        assert!(done_files(&self.drop).is_empty(), "no file is moved before its flush");
+        (daemon, names, rows)
+    }
+
     fn resume(&self) {
         std::fs::write(self.pause.join("resume"), "").unwrap();
     }
@@ -127,12 +138,7 @@ async fn assert_rows_present(drop: &Drop, rows: &[(String, String)]) {
 async fn many_small_files_share_flushes_and_none_is_moved_before_its_rows_are_flushed() {
     assert!(vecdrop::failpoint::enabled(), "the flush pauses at a failure point: run `cargo test --features failpoints` (make test does)");
     let drop = Drop::new("small_files");
-    let (files, rows) = drop.stage(30);
-    let daemon = drop.start_paused();
-    drop.hand_over(&files);
-
-    drop.wait_until_all_wait_for_flush(&daemon, files.len());
-    assert!(done_files(&drop.drop).is_empty(), "no file is moved before its flush");
+    let (daemon, files, rows) = drop.all_waiting_for_a_flush(30);
     assert_eq!(std::fs::read_dir(&drop.drop).unwrap().flatten().filter(|entry| entry.path().is_file()).count(), files.len());
     // Upserted (a strong read sees them) before anything was flushed or moved.
     assert_rows_exactly(&drop, &rows).await;
@@ -159,12 +165,8 @@ async fn many_small_files_share_flushes_and_none_is_moved_before_its_rows_are_fl
 async fn kill_9_while_a_group_flush_is_pending_then_every_file_is_imported_exactly_once() {
     assert!(vecdrop::failpoint::enabled(), "the kill lands at a failure point: run `cargo test --features failpoints` (make test does)");
     let drop = Drop::new("small_files_kill");
-    let (files, rows) = drop.stage(20);
-    let daemon = drop.start_paused();
-    drop.hand_over(&files);
-    drop.wait_until_all_wait_for_flush(&daemon, files.len());
+    let (daemon, files, rows) = drop.all_waiting_for_a_flush(20);
     daemon.kill();
-    assert!(done_files(&drop.drop).is_empty(), "nothing was moved before its flush");
     drop.settle_quickly();
 
     let daemon = Daemon::start(&drop.config, &free_address());

@@ -73,7 +73,14 @@ impl Bench {
 
     /// Writes `documents` in files of `rows_per_file` rows into `<root>/<name>/staging` and
     /// describes a pipeline that watches `<root>/<name>/drop` and feeds `collection`.
-    fn prepare_drop(&self, root: &Path, name: &str, collection: &str, documents: &[Document], rows_per_file: usize) -> Result<Drop, BenchError> {
+    fn prepare_drop(
+        &self,
+        root: &Path,
+        name: &str,
+        collection: &str,
+        documents: &[Document],
+        rows_per_file: usize,
+    ) -> Result<Drop, BenchError> {
         let (staging, drop) = (root.join(name).join("staging"), root.join(name).join("drop"));
         for dir in [&staging, &drop] {
             std::fs::create_dir_all(dir).map_err(|source| BenchError::Io { path: dir.clone(), source })?;

@@ -191,7 +191,10 @@ impl Bench {
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
-        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many"].iter().map(|name| format!("vecdrop_bench_{name}_{run_id}")).collect();
+        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many"]
+            .iter()
+            .map(|name| format!("vecdrop_bench_{name}_{run_id}"))
+            .collect();
         let context = ImportContext::new(settings, embedder, sink, ledger, crate::format::PluginRegistry::default(), false);
         Ok(Self { options: options.clone(), context, bare, collections, milvus_quiet: std::sync::Mutex::new(None) })
     }

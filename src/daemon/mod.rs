@@ -330,3 +330,23 @@ fn finish(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_takes_its_size_in_kib_of_the_budget_and_a_larger_file_takes_all_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sized = |name: &str, bytes: usize| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+            path
+        };
+        assert_eq!(mib_permits(1), 1024);
+        assert_eq!(file_permits(&sized("tiny", 10), 1), 1, "every file takes at least one");
+        assert_eq!(file_permits(&sized("small", 3000), 1), 3);
+        assert_eq!(file_permits(&sized("large", 2 << 20), 1), 1024, "a file over the budget takes all of it and runs alone");
+        assert_eq!(file_permits(&dir.path().join("gone"), 1), 1, "a vanished file still takes its turn (and fails in the import)");
+    }
+}

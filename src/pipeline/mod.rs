@@ -264,12 +264,7 @@ pub async fn import_file(
 /// Creates or validates the collection, resumes from the ledger's committed position (or reports
 /// the content as already imported unless `force`) and streams the file through the stages until
 /// every row is upserted and committed.
-pub async fn upsert_file(
-    context: &ImportContext,
-    pipeline: &PipelineSettings,
-    path: &Path,
-    force: bool,
-) -> Result<Staged, ImportError> {
+pub async fn upsert_file(context: &ImportContext, pipeline: &PipelineSettings, path: &Path, force: bool) -> Result<Staged, ImportError> {
     let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
     upsert_file_in_span(context, pipeline, path, force, span.clone()).instrument(span).await
 }

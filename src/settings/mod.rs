@@ -304,6 +304,7 @@ impl Settings {
     pub fn from_raw(raw: RawSettings, base_dir: &Path, path: &Path) -> Result<Self, String> {
         check_embedding(&raw.embedding)?;
         check_daemon(&raw.daemon)?;
+        check_status(&raw.status)?;
         let mut names = HashSet::new();
         let mut pipelines = Vec::with_capacity(raw.pipelines.len());
         for (index, pipeline) in raw.pipelines.into_iter().enumerate() {
@@ -378,6 +379,15 @@ fn check_embedding(embedding: &EmbeddingSettings) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `status.listen` is `HOST:PORT` (a name or an address; `[v6]:PORT`), resolved when bound.
+fn check_status(status: &StatusSettings) -> Result<(), String> {
+    let port = status.listen.rsplit_once(':').filter(|(host, _)| !host.is_empty()).map(|(_, port)| port.parse::<u16>());
+    match port {
+        Some(Ok(_)) => Ok(()),
+        _ => Err(format!("status.listen: expected HOST:PORT (e.g. \"127.0.0.1:9464\"), got {:?}", status.listen)),
+    }
 }
 
 fn check_daemon(daemon: &DaemonSettings) -> Result<(), String> {

@@ -37,6 +37,8 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!((pipeline.collection.index.index_type, pipeline.collection.index.metric), (IndexType::AutoIndex, Metric::Cosine));
     assert_eq!(pipeline.format, ConfiguredFormat::Auto);
     assert_eq!(settings.milvus.connect_timeout, Duration::from_secs(60));
+    assert_eq!(settings.milvus.flush_window, Duration::from_secs(1));
+    assert_eq!((settings.daemon.max_parallel_files, settings.daemon.max_mib_in_flight), (8, 64));
     assert_eq!(settings.state.dir, dir.path().join("state"));
     assert_eq!(settings.embedding.model_dir, dir.path().join("models/all-MiniLM-L6-v2"));
     assert_eq!(settings.base_dir, dir.path());
@@ -78,6 +80,9 @@ fn errors_name_the_key() {
             with_milvus_and_plugin("connect_timeout_secs = 7\nconnect_timeout = \"7s\"", ""),
             "milvus.connect_timeout_secs: replaced by milvus.connect_timeout",
         ),
+        (format!("[status]\nlisten = \"9464\"\n{MINIMAL}"), "status.listen: expected HOST:PORT"),
+        (format!("[status]\nlisten = \"localhost:http\"\n{MINIMAL}"), "status.listen: expected HOST:PORT"),
+        (format!("[daemon]\nmax_mib_in_flight = 0\n{MINIMAL}"), "daemon.max_mib_in_flight: expected at least 1"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (text, expected) in cases {

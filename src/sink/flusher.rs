@@ -102,7 +102,9 @@ impl<F: FlushCollection> GroupFlusher<F> {
         }
         let _awaiting = Awaiting::new(&self.telemetry);
         let outcome = result.wait_for(Option::is_some).await.map(|result| result.clone().expect("waited for Some"));
-        outcome.unwrap_or_else(|_| Err(Arc::new(SinkError::Response { operation: "flush", message: "the flush task ended without an answer".to_owned() })))
+        outcome.unwrap_or_else(|_| {
+            Err(Arc::new(SinkError::Response { operation: "flush", message: "the flush task ended without an answer".to_owned() }))
+        })
     }
 
     /// Waits for the collection's turn, closes the open group and flushes it.
@@ -117,7 +119,12 @@ impl<F: FlushCollection> GroupFlusher<F> {
         let result = self.sink.flush_collection(&collection).await.map_err(Arc::new);
         match &result {
             Ok(()) => {
-                tracing::info!(collection, files = group.members, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "collection flushed");
+                tracing::info!(
+                    collection,
+                    files = group.members,
+                    seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+                    "collection flushed"
+                );
                 self.telemetry.flushed(&collection, group.members);
             }
             Err(error) => tracing::warn!(collection, files = group.members, %error, "collection flush failed"),
