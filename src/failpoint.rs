@@ -18,7 +18,8 @@
 //!
 //! Names: `after_upsert` (Milvus acknowledged, ledger not yet written), `ledger_before_write`,
 //! `ledger_before_flush`, `after_commit` (a batch committed), `before_finish` (last commit done,
-//! file not yet marked imported).
+//! file not yet marked imported), `group_flush` (a collection's flush is due; its group of files
+//! still takes members).
 
 /// Aborts the process if the `VECDROP_FAILPOINT` environment variable names this point.
 #[cfg(feature = "failpoints")]

@@ -1,11 +1,14 @@
 //! Group flush: the files that finished their upserts into one collection share one flush.
 //!
 //! A flush is the barrier before a source file is moved or deleted, and on Milvus 2.3 it takes
-//! seconds whatever its size, so paying it per file makes many small files crawl. Here the first
-//! file to ask opens a *group* for its collection; every file that asks before the group's flush
-//! starts joins it; one flush then answers them all. Per collection, flushes run one at a time and
-//! at most once per `milvus.flush_window`: the first flush after a quiet spell starts at once
-//! (one big file pays no window), later ones gather whatever finished meanwhile.
+//! seconds whatever its size (the SDK polls the flush state once a second), so paying it per file
+//! makes many small files crawl. Here the first file to ask opens a *group* for its collection;
+//! every file that asks before the group's flush starts joins it; one flush then answers them all.
+//! Per collection, flushes start at most once per `milvus.flush_window`: the first after a quiet
+//! spell starts at once (one big file pays no window), later ones gather whatever finished
+//! meanwhile. A flush does not wait for the previous one to return — most of its time is the
+//! SDK's polling, not Milvus's work — so the last file of a burst waits about one window plus one
+//! flush, not a flush in progress and then its own.
 //!
 //! The invariant holds for every member: a file joins only after Milvus acknowledged all its
 //! upserts, the group closes before its flush request is sent, so the flush covers every member's
@@ -50,8 +53,9 @@ pub struct GroupFlusher<F: FlushCollection = MilvusSink> {
 struct CollectionFlushes {
     /// The group that will be flushed next, while it still takes members.
     open: Mutex<Option<Group>>,
-    /// Held from the start of a flush until it returned and `window` passed since it started.
-    turn: tokio::sync::Mutex<()>,
+    /// When the next flush may start (a window after the last one started); held by the leader
+    /// that waits for it, so leaders take their turns in order.
+    next_start: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// The files waiting for one flush.
@@ -107,15 +111,22 @@ impl<F: FlushCollection> GroupFlusher<F> {
         })
     }
 
-    /// Waits for the collection's turn, closes the open group and flushes it.
+    /// Waits until the collection may be flushed again, closes the open group and flushes it.
     async fn lead(self, collection: String, flushes: Arc<CollectionFlushes>) {
-        let turn = flushes.turn.lock().await;
+        let group = {
+            let mut next_start = flushes.next_start.lock().await;
+            if let Some(when) = *next_start {
+                tokio::time::sleep_until(when).await;
+            }
+            if crate::failpoint::enabled() {
+                // A pause here keeps the group open (files keep joining) and blocks its own
+                // thread, not one of the runtime's.
+                let _ = tokio::task::spawn_blocking(|| crate::failpoint::hit("group_flush")).await;
+            }
+            *next_start = Some(tokio::time::Instant::now() + self.window);
+            flushes.open.lock().expect("flush group lock").take().expect("the leader's group is open until it takes it")
+        };
         let started = tokio::time::Instant::now();
-        let group = flushes.open.lock().expect("flush group lock").take().expect("the leader's group is open until it takes it");
-        if crate::failpoint::enabled() {
-            // A pause at this point blocks its thread: not one of the runtime's.
-            let _ = tokio::task::spawn_blocking(|| crate::failpoint::hit("group_flush")).await;
-        }
         let result = self.sink.flush_collection(&collection).await.map_err(Arc::new);
         match &result {
             Ok(()) => {
@@ -130,8 +141,6 @@ impl<F: FlushCollection> GroupFlusher<F> {
             Err(error) => tracing::warn!(collection, files = group.members, %error, "collection flush failed"),
         }
         let _ = group.result.send(Some(result));
-        tokio::time::sleep_until(started + self.window).await;
-        drop(turn);
     }
 }
 
@@ -158,9 +167,10 @@ mod tests {
 
     use super::*;
 
-    /// Counts flushes and when they started; each flush waits for a permit of `gate`.
+    /// Records which collection each flush was for and when it started; each flush waits for a
+    /// permit of `gate`.
     struct FakeMilvus {
-        started: Mutex<Vec<Instant>>,
+        started: Mutex<Vec<(String, Instant)>>,
         gate: Semaphore,
         fail: bool,
     }
@@ -171,14 +181,18 @@ mod tests {
             Arc::new(Self { started: Mutex::new(Vec::new()), gate, fail })
         }
 
-        fn flushes(&self) -> Vec<Instant> {
+        fn flushes(&self) -> Vec<(String, Instant)> {
             self.started.lock().unwrap().clone()
+        }
+
+        fn flushes_of(&self, collection: &str) -> Vec<Instant> {
+            self.flushes().into_iter().filter(|(name, _)| name == collection).map(|(_, when)| when).collect()
         }
     }
 
     impl FlushCollection for FakeMilvus {
-        async fn flush_collection(&self, _collection: &str) -> Result<(), SinkError> {
-            self.started.lock().unwrap().push(Instant::now());
+        async fn flush_collection(&self, collection: &str) -> Result<(), SinkError> {
+            self.started.lock().unwrap().push((collection.to_owned(), Instant::now()));
             self.gate.acquire().await.unwrap().forget();
             if self.fail {
                 return Err(SinkError::Response { operation: "flush", message: "refused".to_owned() });
@@ -193,13 +207,14 @@ mod tests {
         GroupFlusher::new(Arc::clone(milvus), Arc::new(Telemetry::new()), WINDOW)
     }
 
-    /// Lets the spawned tasks run until `flushes` flushes started.
+    /// Lets the spawned tasks run, a millisecond of the paused clock at a time, until `flushes`
+    /// flushes started.
     async fn until_started(milvus: &FakeMilvus, flushes: usize) {
         for _ in 0..1_000_000 {
             if milvus.flushes().len() >= flushes {
                 return;
             }
-            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         panic!("{flushes} flushes never started");
     }
@@ -209,11 +224,11 @@ mod tests {
         let milvus = FakeMilvus::new(true, false);
         let start = Instant::now();
         flusher(&milvus).flush("docs").await.unwrap();
-        assert_eq!(milvus.flushes(), [start], "no window is waited before the first flush");
+        assert_eq!(milvus.flushes_of("docs"), [start], "no window is waited before the first flush");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn files_finishing_during_a_flush_share_the_next_one_a_window_later() {
+    async fn files_finishing_during_a_flush_share_the_next_one_a_window_later_without_waiting_for_it() {
         let milvus = FakeMilvus::new(false, false);
         let flusher = flusher(&milvus);
         let first = tokio::spawn({
@@ -231,18 +246,22 @@ mod tests {
             let flusher = flusher.clone();
             async move { flusher.flush("other").await }
         });
-        // Another collection does not wait for this one.
-        until_started(&milvus, 2).await;
-        assert!(!first.is_finished(), "not flushed before the flush returned");
+        // The other collection's flush and the five files' shared one both start while the first
+        // flush still runs: the five a window after it, the other collection at once.
+        until_started(&milvus, 3).await;
+        let docs = milvus.flushes_of("docs");
+        assert_eq!(docs.len(), 2, "the five later files share one flush: {docs:?}");
+        assert!(docs[1] - docs[0] >= WINDOW, "at most one flush of a collection per window");
+        let other = milvus.flushes_of("other");
+        assert!(other.len() == 1 && other[0] < docs[1], "another collection does not wait for this one's window");
+        assert!(!first.is_finished(), "a file hears nothing before its flush returned");
         milvus.gate.add_permits(Semaphore::MAX_PERMITS >> 4);
         first.await.unwrap().unwrap();
         other_collection.await.unwrap().unwrap();
         for member in waiting {
             member.await.unwrap().unwrap();
         }
-        let flushes = milvus.flushes();
-        assert_eq!(flushes.len(), 3, "the five later files shared one flush: {flushes:?}");
-        assert!(flushes[2] - flushes[0] >= WINDOW, "at most one flush of a collection per window");
+        assert_eq!(milvus.flushes().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
