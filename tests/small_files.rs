@@ -31,6 +31,10 @@ struct Drop {
 
 impl Drop {
     fn new(prefix: &str) -> Self {
+        assert!(
+            vecdrop::failpoint::enabled(),
+            "these tests pause the flush at a failure point: run `cargo test --features failpoints` (make test does)"
+        );
         let collection = unique_collection(prefix);
         let config = TestConfig::with_sections(&collection, PIPELINE, &daemon_sections_settling(&free_address(), "1h", ""));
         let (drop, staging, pause) = (config.dir.path().join("drop"), config.dir.path().join("staging"), config.dir.path().join("pause"));
@@ -114,6 +118,16 @@ impl Drop {
     }
 }
 
+/// Files of the pipeline that ended with `outcome` (`imported`, `failed`).
+fn files_ended(daemon: &Daemon, outcome: &str) -> f64 {
+    daemon.metric(&format!("vecdrop_files_total{{pipeline=\"test\",outcome=\"{outcome}\"}}"))
+}
+
+/// The pipeline's `vecdrop_rows_<counter>_total` (`embedded`, `imported`).
+fn rows_counted(daemon: &Daemon, counter: &str) -> f64 {
+    daemon.metric(&format!("vecdrop_rows_{counter}_total{{pipeline=\"test\"}}"))
+}
+
 fn names(list: &[String]) -> BTreeSet<String> {
     list.iter().cloned().collect()
 }
@@ -136,7 +150,6 @@ async fn assert_rows_present(drop: &Drop, rows: &[(String, String)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_files_share_flushes_and_none_is_moved_before_its_rows_are_flushed() {
-    assert!(vecdrop::failpoint::enabled(), "the flush pauses at a failure point: run `cargo test --features failpoints` (make test does)");
     let drop = Drop::new("small_files");
     let (daemon, files, rows) = drop.all_waiting_for_a_flush(30);
     assert_eq!(std::fs::read_dir(&drop.drop).unwrap().flatten().filter(|entry| entry.path().is_file()).count(), files.len());
@@ -150,8 +163,8 @@ async fn many_small_files_share_flushes_and_none_is_moved_before_its_rows_are_fl
     // The first flush paused before closing its group: every file joined it, one flush for all.
     assert_eq!(drop.flushes(&daemon), 1.0, "{}", daemon.diagnosis());
     assert_eq!(daemon.metric(&format!("vecdrop_flushed_files_total{{collection=\"{}\"}}", drop.collection)), files.len() as f64);
-    assert_eq!(daemon.metric("vecdrop_rows_embedded_total{pipeline=\"test\"}"), rows.len() as f64, "each text embedded once");
-    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"imported\"}"), files.len() as f64);
+    assert_eq!(rows_counted(&daemon, "embedded"), rows.len() as f64, "each text embedded once");
+    assert_eq!(files_ended(&daemon, "imported"), files.len() as f64);
     let log = daemon.log();
     let first_flush = log.find("collection flushed").expect("flushes are logged");
     let first_move = log.find("file moved").expect("moves are logged");
@@ -162,7 +175,6 @@ async fn many_small_files_share_flushes_and_none_is_moved_before_its_rows_are_fl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_a_group_flush_is_pending_then_every_file_is_imported_exactly_once() {
-    assert!(vecdrop::failpoint::enabled(), "the kill lands at a failure point: run `cargo test --features failpoints` (make test does)");
     let drop = Drop::new("small_files_kill");
     let (daemon, files, rows) = drop.all_waiting_for_a_flush(20);
     daemon.kill();
@@ -172,16 +184,15 @@ async fn kill_9_while_a_group_flush_is_pending_then_every_file_is_imported_exact
     daemon.wait_for("every file in .done after the restart", Duration::from_secs(300), |_| done_files(&drop.drop).len() == files.len());
     assert_eq!(done_files(&drop.drop), names(&files));
     // Every row was committed before the kill: the restart only flushes and finishes.
-    assert_eq!(daemon.metric("vecdrop_rows_embedded_total{pipeline=\"test\"}"), 0.0, "no row embedded again");
-    assert_eq!(daemon.metric("vecdrop_rows_imported_total{pipeline=\"test\"}"), 0.0, "no row written again");
-    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"imported\"}"), files.len() as f64);
+    assert_eq!(rows_counted(&daemon, "embedded"), 0.0, "no row embedded again");
+    assert_eq!(rows_counted(&daemon, "imported"), 0.0, "no row written again");
+    assert_eq!(files_ended(&daemon, "imported"), files.len() as f64);
     assert_rows_exactly(&drop, &rows).await;
     daemon.terminate(Duration::from_secs(60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_that_fails_in_a_shared_flush_window_does_not_hold_back_or_fail_the_others() {
-    assert!(vecdrop::failpoint::enabled(), "the flush pauses at a failure point: run `cargo test --features failpoints` (make test does)");
     let drop = Drop::new("small_files_fail");
     let (files, rows) = drop.stage(8);
     // A file without the text column fails before its upsert; one that changes while it waits
@@ -205,8 +216,8 @@ async fn a_file_that_fails_in_a_shared_flush_window_does_not_hold_back_or_fail_t
     assert!(failed.contains("bad.csv") && failed.contains(changed), "{failed:?}");
     let reason = std::fs::read_to_string(drop.drop.join(format!(".failed/{changed}.error.txt"))).unwrap();
     assert!(reason.contains("changed while it was being imported"), "{reason}");
-    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"imported\"}"), files.len() as f64);
-    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"failed\"}"), 2.0);
+    assert_eq!(files_ended(&daemon, "imported"), files.len() as f64);
+    assert_eq!(files_ended(&daemon, "failed"), 2.0);
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     // The good files' rows, and the changed file's row upserted before it changed.
     assert_eq!(sink.count(&drop.collection).await.unwrap(), rows.len() as u64 + 1);

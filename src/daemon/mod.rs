@@ -36,7 +36,7 @@ use crate::dead_letter;
 use crate::discover::watch::{DropFolder, ScanTiming};
 use crate::discover::{schedule, watch, FileResult, Origin, ReadyFile};
 use crate::fault::{Classify, Fault};
-use crate::pipeline::{upsert_file, FileOutcome, ImportContext, ImportError, Staged};
+use crate::pipeline::{upsert_file, FileOutcome, ImportContext, ImportError};
 use crate::settings::PipelineSettings;
 
 /// Why the daemon could not start.
@@ -198,12 +198,10 @@ impl Workers {
                 return report(context, file, FileResult::Failed(reason));
             }
         }
-        let result = match upsert_file(context, pipeline, &file.path, false).await {
-            Ok(Staged::Upserted(upserted)) => {
-                drop(slot);
-                upserted.finish().await
-            }
-            Ok(Staged::AlreadyImported(entry)) => Ok(FileOutcome::AlreadyImported(entry)),
+        let staged = upsert_file(context, pipeline, &file.path, false).await;
+        drop(slot);
+        let result = match staged {
+            Ok(staged) => staged.finish().await,
             Err(error) => Err(error),
         };
         match result {

@@ -179,13 +179,12 @@ impl Scanner {
         if self.handled.get(&path) == Some(&fingerprint) {
             return;
         }
-        let fresh = Candidate { folder, fingerprint, still_since: now, renamed_in };
-        let candidate = self.candidates.entry(path).or_insert_with(|| fresh.clone());
-        if candidate.fingerprint == fingerprint {
-            candidate.renamed_in |= renamed_in;
-        } else {
-            // A new version: its wait starts now, and only its own arrival counts.
-            *candidate = fresh;
+        match self.candidates.get_mut(&path) {
+            Some(candidate) if candidate.fingerprint == fingerprint => candidate.renamed_in |= renamed_in,
+            // New, or a new version: its wait starts now, and only its own arrival counts.
+            _ => {
+                self.candidates.insert(path, Candidate { folder, fingerprint, still_since: now, renamed_in });
+            }
         }
     }
 

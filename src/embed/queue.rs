@@ -47,11 +47,6 @@ impl EmbedQueue {
         Self { embedder, requests }
     }
 
-    /// The model behind the queue.
-    pub fn embedder(&self) -> &Embedder {
-        &self.embedder
-    }
-
     /// Embeds `texts`: tokenised here (on a blocking thread), run by the model's thread together
     /// with whatever else is queued. Vectors come back in input order.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {

@@ -255,9 +255,17 @@ pub async fn import_file(
     path: &Path,
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
-    match upsert_file(context, pipeline, path, force).await? {
-        Staged::Upserted(upserted) => upserted.finish().await,
-        Staged::AlreadyImported(entry) => Ok(FileOutcome::AlreadyImported(entry)),
+    upsert_file(context, pipeline, path, force).await?.finish().await
+}
+
+impl Staged {
+    /// Completes the import: [`Upserted::finish`] for upserted rows; content imported before
+    /// needs nothing more.
+    pub async fn finish(self) -> Result<FileOutcome, ImportError> {
+        match self {
+            Staged::Upserted(upserted) => upserted.finish().await,
+            Staged::AlreadyImported(entry) => Ok(FileOutcome::AlreadyImported(entry)),
+        }
     }
 }
 
