@@ -138,6 +138,7 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
+    commands::mark_process_start();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

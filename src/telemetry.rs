@@ -91,6 +91,13 @@ struct CauseLabels {
     cause: String,
 }
 
+/// Labels of the lookup counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LookupLabels {
+    pipeline: String,
+    consistency: String,
+}
+
 /// Labels of the ledger's file gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
@@ -134,6 +141,7 @@ pub struct Telemetry {
     retries: Family<CauseLabels, Counter>,
     mirror_held_back: Family<PipelineLabel, Counter>,
     milvus_reachable: Gauge,
+    lookups: Family<LookupLabels, Counter>,
     files: Family<OutcomeLabels, Counter>,
     ledger_files: Family<StateLabel, Gauge>,
     embed_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
@@ -190,6 +198,12 @@ impl Telemetry {
             "1 when Milvus answered the last call, 0 when it could not be reached",
             milvus_reachable.clone(),
         );
+        let lookups = Family::<LookupLabels, Counter>::default();
+        registry.register(
+            "lookups",
+            "Unchanged-row lookups in Milvus, by read consistency (bounded: stale reads plus this process's own writes)",
+            lookups.clone(),
+        );
         let files = Family::<OutcomeLabels, Counter>::default();
         registry.register("files", "Files processed, by outcome", files.clone());
         let ledger_files = Family::<StateLabel, Gauge>::default();
@@ -230,6 +244,7 @@ impl Telemetry {
             retries,
             mirror_held_back,
             milvus_reachable,
+            lookups,
             files,
             ledger_files,
             embed_seconds,
@@ -270,6 +285,11 @@ impl Telemetry {
         let label = PipelineLabel { pipeline: pipeline.to_owned() };
         self.rows_embedded.get_or_create(&label).inc_by(texts as u64);
         self.embed_seconds.get_or_create(&label).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one unchanged-row lookup of `pipeline` read at `consistency` (`strong`, `bounded`).
+    pub fn looked_up(&self, pipeline: &str, consistency: &str) {
+        self.lookups.get_or_create(&LookupLabels { pipeline: pipeline.to_owned(), consistency: consistency.to_owned() }).inc();
     }
 
     /// Records one upsert request round that took `elapsed`.

@@ -6,7 +6,8 @@ mod support;
 
 use serde_json::Value;
 
-const PHASES: [&str; 8] = [
+const PHASES: [&str; 9] = [
+    "model_best_fixed",
     "model_fp32",
     "import_embedded",
     "sdk_upsert",
@@ -82,6 +83,8 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         "int8_speedup",
         "reimport_speedup",
         "small_files_vs_one_file",
+        "model_vs_best_fixed",
+        "import_vs_best_fixed",
     ] {
         assert!(number(ratios, ratio).is_finite() && number(ratios, ratio) > 0.0, "{ratio} is reported: {ratios}");
     }
@@ -89,5 +92,19 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
     let int8 = &report["int8_quality"];
     assert!(number(int8, "min_cosine") <= number(int8, "mean_cosine") && number(int8, "min_cosine") > 0.9, "{int8}");
     assert!(number(&report, "mean_tokens") > 10.0);
-    assert_eq!(report["targets"].as_array().map(Vec::len), Some(4), "{}", report["targets"]);
+    assert_eq!(report["targets"].as_array().map(Vec::len), Some(6), "{}", report["targets"]);
+
+    // The reference tried every fixed batch size on the same sample and reports the fastest; the
+    // model's batch shape was measured on this host (a fresh state directory has none kept).
+    let fixed = report["fixed_batches"].as_array().expect("fixed_batches");
+    let sizes: Vec<f64> = fixed.iter().map(|run| number(run, "batch")).collect();
+    assert_eq!(sizes, vec![4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+    let best = phase("model_best_fixed");
+    assert!(sizes.contains(&number(best, "batch")), "{best}");
+    let fastest = fixed.iter().map(|run| number(run, "tokens") / number(run, "seconds")).fold(0.0, f64::max);
+    assert!((number(best, "tokens_per_second") - fastest).abs() <= 1e-6 * fastest, "{best} is the fastest of {fixed:?}");
+    let shape = &report["environment"]["batch_shape"];
+    assert_eq!(shape["source"], "calibrated", "{shape}");
+    assert_eq!(number(&shape["shape"], "batch_tokens"), number(&report["environment"], "batch_tokens"));
+    assert!(shape["calibration"]["points"].as_array().is_some_and(|points| points.len() >= 3), "{shape}");
 }

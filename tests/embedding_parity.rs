@@ -137,3 +137,57 @@ fn cuda_device_embeds_where_the_runtime_has_cuda_and_fails_at_load_with_what_to_
         }
     }
 }
+
+/// Unconfigured batch limits are measured on this host (a ladder of shapes on synthetic texts),
+/// kept in the state directory and reused by the next load; configured limits always win. The
+/// test checks what was measured and kept, not how fast: any host passes.
+#[test]
+fn batch_shapes_are_calibrated_once_per_host_and_model_and_configured_values_win() {
+    use vecdrop::embed::calibrate::{ladder, ShapeCache, ShapeSource, CALIBRATION_TOKENS};
+    use vecdrop::embed::ShapePolicy;
+    let state = tempfile::tempdir().unwrap();
+    let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(state.path())));
+    let load_with = |batch_tokens: usize, max_batch_texts: usize| {
+        let settings = EmbeddingSettings { model_dir: support::model_dir(), batch_tokens, max_batch_texts, ..Default::default() };
+        Embedder::load_with(&settings, &support::root(), &policy).unwrap_or_else(|error| panic!("{error}"))
+    };
+
+    let calibrated = load_with(0, 0);
+    let choice = calibrated.shape_choice().clone();
+    assert_eq!(choice.source, ShapeSource::Calibrated);
+    let calibration = choice.calibration.clone().expect("a calibrated shape carries its measurement");
+    assert!(calibration.points.len() >= 3, "{calibration:?}");
+    let rungs = ladder(vecdrop::settings::Device::Cpu);
+    assert!(calibration.points.iter().all(|point| rungs.contains(&point.tokens)), "{calibration:?}");
+    // The largest rung within 3 % of the fastest.
+    let fastest = calibration.points.iter().map(|point| point.tokens_per_second).fold(0.0, f64::max);
+    let chosen =
+        calibration.points.iter().filter(|point| point.tokens_per_second >= 0.97 * fastest).max_by_key(|point| point.tokens).unwrap();
+    assert_eq!(choice.shape.max_batch_texts, chosen.texts);
+    assert_eq!(choice.shape.batch_tokens, chosen.tokens.max(256));
+    assert_eq!(calibrated.batch_budget(), (choice.shape.batch_tokens, choice.shape.max_batch_texts));
+    let calibration_texts: u64 = calibration.points.iter().map(|point| point.texts as u64).sum();
+    assert_eq!(calibrated.texts_embedded(), 1 + calibration_texts, "the probe and the calibration's texts");
+    assert!(calibration.points.iter().all(|point| point.tokens == point.texts * CALIBRATION_TOKENS));
+    assert!(state.path().join("embedding-shapes.json").is_file());
+    assert!(choice.describe().contains("calibrated"), "{}", choice.describe());
+
+    // Vectors in the calibrated shape still match sentence-transformers.
+    let references = references();
+    let texts: Vec<&str> = references.iter().map(|(text, _)| text.as_str()).collect();
+    assert_matches(&texts, &calibrated.embed_blocking(&texts).unwrap(), &references, "calibrated shape");
+
+    let cached = load_with(0, 0);
+    assert_eq!(cached.shape_choice().source, ShapeSource::Cached);
+    assert_eq!(cached.shape_choice().shape, choice.shape);
+    assert_eq!(cached.texts_embedded(), 1, "a kept measurement is not repeated");
+
+    let configured = load_with(4096, 7);
+    assert_eq!(configured.shape_choice().source, ShapeSource::Configured);
+    assert_eq!(configured.batch_budget(), (4096, 7));
+    assert_eq!(configured.texts_embedded(), 1);
+
+    let half = load_with(0, 7);
+    assert_eq!(half.shape_choice().source, ShapeSource::Cached);
+    assert_eq!(half.batch_budget(), (choice.shape.batch_tokens, 7), "the configured half wins, the other is measured");
+}

@@ -143,14 +143,19 @@ async fn an_existing_collection_that_does_not_fit_is_refused_by_field_name() {
         assert_eq!(output.status.code(), Some(code));
         String::from_utf8(output.stdout).unwrap()
     };
-    for _ in 0..2 {
+    for shape_source in ["calibrated", "cached"] {
         // `check` looks and never creates: the second look still finds no collection.
         let report = checked(&first, 0);
         assert!(report.contains(&format!("collection {collection} does not exist yet")), "{report}");
         assert!(report.contains("ok    model: ") && report.contains("384-d, embeds"), "{report}");
+        // The batch shape is measured on the first start and kept in the state directory.
+        assert!(report.contains("ok    model batch: ") && report.contains(&format!("per run ({shape_source}")), "{report}");
     }
     let small = write_file(first.dir.path(), "small.csv", "id,text,category,year\nx1,hello,cat,2000\n");
-    assert_eq!(first.run("import", &[small.to_str().unwrap()]).status.code(), Some(0));
+    let imported = first.run("import", &[small.to_str().unwrap()]);
+    assert_eq!(imported.status.code(), Some(0));
+    let summary = String::from_utf8(imported.stdout).unwrap();
+    assert!(summary.contains("start-up: ") && summary.contains("from start to the first model batch"), "{summary}");
     let report = checked(&first, 0);
     assert!(report.contains(&format!("collection {collection} exists and fits")), "{report}");
 

@@ -100,6 +100,7 @@ impl Bench {
     /// Renames the prepared files into the drop folder and times until all are in `.done/`.
     async fn timed_drop(&self, name: &str, prepared: &Drop, rows: usize) -> Result<PhaseResult, BenchError> {
         let (peak, cpu) = (PeakRss::start(), super::cpu::CpuClock::start());
+        let model_before = self.context.embedder.usage();
         let started = Instant::now();
         for file in &prepared.files {
             let (from, to) = (prepared.staging.join(file), prepared.drop.join(file));
@@ -121,6 +122,7 @@ impl Bench {
         let seconds = started.elapsed().as_secs_f64();
         let mut result = PhaseResult::new(name, "rows/s", rows as u64, seconds, peak.peak_bytes());
         result.record_cpu(cpu.elapsed());
+        result.record_model(self.context.embedder.usage().since(&model_before));
         result.began_on_quiet_milvus = self.began_on_quiet_milvus();
         Ok(result)
     }

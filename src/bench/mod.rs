@@ -1,9 +1,10 @@
 //! `vecdrop bench`: how close an import comes to the hardware, measured in one run on one machine.
 //!
 //! ```text
-//!  corpus ──► model_fp32 ──► import_embedded ──► reimport_changed     (CSV, embedded)
-//!  (own       raw model       the pipeline         1 % of texts changed
-//!   data)  ─► sdk_upsert ──► import_vectors                            (Parquet with vectors)
+//!  corpus ──► model_best_fixed ──► model_fp32 ──► import_embedded ──► reimport_changed     (CSV, embedded)
+//!  (own       reference:         raw model       the pipeline         1 % of texts changed
+//!   data)     fixed batches
+//!          ─► sdk_upsert ──► import_vectors                            (Parquet with vectors)
 //!             bare SDK loop   the pipeline
 //!          ─► model_int8 (speed-up, cosine to the reference)
 //!          ─► daemon_one_file ──► daemon_small_files (the same rows as one JSONL file and as
@@ -41,16 +42,22 @@ use self::cpu::CpuClock;
 use self::memory::PeakRss;
 use self::report::{phase, Environment, PhaseResult};
 use self::sdk::BareClient;
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::calibrate::ShapeCache;
+use crate::embed::{EmbedError, Embedder, ShapePolicy};
 use crate::ledger::Ledger;
 use crate::pipeline::{import_file, FileOutcome, ImportContext, ImportError};
-use crate::settings::{PipelineSettings, Precision, Settings};
+use crate::settings::{Device, PipelineSettings, Precision, Settings};
 use crate::sink::{CollectionSpec, MilvusSink, SinkError};
 
 /// Milvus counts as settled between phases below this share of one core…
 const QUIET_MILVUS_SHARE: f64 = 0.25;
 /// …and the bench goes on after this long regardless.
 const QUIET_MILVUS_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+
+/// Fixed batch sizes the reference tries on the CPU…
+const FIXED_BATCHES_CPU: [usize; 6] = [4, 8, 16, 32, 64, 128];
+/// …and on CUDA.
+const FIXED_BATCHES_CUDA: [usize; 6] = [32, 64, 128, 256, 512, 1024];
 
 /// Every hundredth text changes between the first import and the re-import.
 const CHANGED_EVERY: usize = 100;
@@ -110,6 +117,8 @@ pub struct BenchOptions {
     pub keep_collections: bool,
     /// Rows of the small-files phases (the first rows of the corpus; a multiple of 10).
     pub small_files_rows: usize,
+    /// Texts of the fixed-batch reference (spread over the corpus), per batch size tried.
+    pub reference_texts: usize,
 }
 
 impl BenchOptions {
@@ -121,6 +130,7 @@ impl BenchOptions {
             work_dir,
             keep_collections: false,
             small_files_rows: 100,
+            reference_texts: 64,
         }
     }
 
@@ -133,6 +143,7 @@ impl BenchOptions {
             work_dir,
             keep_collections: false,
             small_files_rows: 1_000,
+            reference_texts: 1_000,
         }
     }
 }
@@ -187,7 +198,9 @@ impl Bench {
         settings.state.dir = options.work_dir.join(format!("state-{run_id}"));
         let embedding = settings.embedding.clone();
         let base_dir = settings.base_dir.clone();
-        let embedder = blocking(move || Embedder::load(&embedding, &base_dir)).await??;
+        // Measured afresh: the run's state directory is new, so no kept calibration is found.
+        let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(&settings.state.dir)));
+        let embedder = blocking(move || Embedder::load_with(&embedding, &base_dir, &policy)).await??;
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
@@ -216,7 +229,8 @@ impl Bench {
         let embedder = self.context.embedder.clone();
         let texts_for_tokens = texts.clone();
         let mean_tokens = blocking(move || model::mean_tokens(&embedder, &texts_for_tokens)).await??;
-        let mut phases = vec![self.model_phase(phase::MODEL_FP32, self.context.embedder.clone(), texts.clone()).await?];
+        let (reference, fixed_batches) = self.best_fixed_phase(&texts).await?;
+        let mut phases = vec![reference, self.model_phase(phase::MODEL_FP32, self.context.embedder.clone(), texts.clone()).await?];
         let fp32_quality = self.quality_of(self.context.embedder.clone()).await?;
         let embedded_pipeline = self.pipeline("embedded", &self.collections[0]);
         phases.push(self.import_phase(phase::IMPORT_EMBEDDED, &embedded_pipeline, &first_csv).await?);
@@ -240,12 +254,14 @@ impl Bench {
                 onnx_spinning: settings.embedding.intra_op_spinning,
                 batch_tokens: self.context.embedder.batch_budget().0,
                 max_batch_texts: self.context.embedder.batch_budget().1,
+                batch_shape: Some(self.context.embedder.shape_choice().clone()),
                 batch_rows: self.options.batch_rows,
                 peak_rss_per_phase: PeakRss::start().is_per_phase(),
             },
             corpus: *corpus,
             mean_tokens,
             phases,
+            fixed_batches,
             ratios: Default::default(),
             embedded_gap: None,
             fp32_quality: Some(fp32_quality),
@@ -287,6 +303,29 @@ impl Bench {
         Ok(result)
     }
 
+    /// The reference: a sample of the corpus in fixed batches of each size of [`FIXED_BATCHES`];
+    /// the fastest becomes the `model_best_fixed` phase.
+    async fn best_fixed_phase(&self, texts: &[String]) -> Result<(PhaseResult, Vec<model::FixedBatchRun>), BenchError> {
+        let embedder = self.context.embedder.clone();
+        let sample = model::spread_sample(texts, self.options.reference_texts);
+        let batches = match self.context.settings.embedding.device {
+            Device::Cpu => FIXED_BATCHES_CPU.to_vec(),
+            Device::Cuda => FIXED_BATCHES_CUDA.to_vec(),
+        };
+        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
+        let runs = blocking(move || model::fixed_batches(&embedder, &sample, &batches)).await??;
+        let best = *runs
+            .iter()
+            .max_by(|left, right| left.tokens_per_second().total_cmp(&right.tokens_per_second()))
+            .ok_or_else(|| BenchError::Internal("no fixed batch size to try".to_owned()))?;
+        let mut result = PhaseResult::new(phase::MODEL_BEST_FIXED, "texts/s", best.texts, best.seconds, peak.peak_bytes());
+        // The CPU of every size tried, not only the best one's.
+        result.record_cpu(cpu.elapsed());
+        result.tokens_per_second = Some(best.tokens_per_second());
+        result.batch = Some(best.batch);
+        Ok((result, runs))
+    }
+
     async fn quality_of(&self, embedder: Embedder) -> Result<report::Quality, BenchError> {
         Ok(blocking(move || model::quality(&embedder)).await??)
     }
@@ -295,13 +334,15 @@ impl Bench {
         let mut embedding = self.context.settings.embedding.clone();
         embedding.precision = Precision::Int8;
         let base_dir = self.context.settings.base_dir.clone();
-        Ok(blocking(move || Embedder::load(&embedding, &base_dir)).await??)
+        let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(&self.context.settings.state.dir)));
+        Ok(blocking(move || Embedder::load_with(&embedding, &base_dir, &policy)).await??)
     }
 
     /// Creates the collection (untimed), then times `import_file` of `path`.
     async fn import_phase(&self, name: &str, pipeline: &PipelineSettings, path: &Path) -> Result<PhaseResult, BenchError> {
         self.context.sink.ensure_collection(&self.spec_of(pipeline)).await?;
         let embedded_before = self.context.embedder.texts_embedded();
+        let model_before = self.context.embedder.usage();
         let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let started = Instant::now();
         let outcome = import_file(&self.context, pipeline, path, false).await?;
@@ -316,6 +357,7 @@ impl Bench {
         result.flush_seconds = Some(summary.flush_seconds);
         result.record_cpu(cpu_use);
         result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
+        result.record_model(self.context.embedder.usage().since(&model_before));
         result.began_on_quiet_milvus = self.began_on_quiet_milvus();
         self.bare.wait_for_index(&pipeline.collection.name).await?;
         self.settle_milvus().await;

@@ -52,6 +52,57 @@ pub fn throughput(embedder: &Embedder, texts: &[String], window: usize) -> Resul
     Ok(ModelRun { texts: texts.len() as u64, tokens, seconds, tokenize_seconds })
 }
 
+/// The model over `texts` in batches of exactly `batch` texts each (the last may be shorter).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FixedBatchRun {
+    /// Texts per run.
+    pub batch: usize,
+    /// Texts embedded.
+    pub texts: u64,
+    /// Word pieces in them (no padding).
+    pub tokens: u64,
+    /// Inference seconds.
+    pub seconds: f64,
+}
+
+impl FixedBatchRun {
+    /// Word pieces per second.
+    pub fn tokens_per_second(&self) -> f64 {
+        super::report::rate(self.tokens as f64, self.seconds)
+    }
+}
+
+/// The reference the import and the raw phase are held against: `texts` sorted by length (the
+/// least padding any batching can have), cut into fixed batches of each size in `batches`, each
+/// size timed over all texts. Returns every run; the fastest is the host's best fixed batch.
+/// CPU-bound: call on a blocking thread.
+pub fn fixed_batches(embedder: &Embedder, texts: &[String], batches: &[usize]) -> Result<Vec<FixedBatchRun>, EmbedError> {
+    let encodings = embedder.encode(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut sorted: Vec<&tokenizers::Encoding> = encodings.iter().collect();
+    sorted.sort_by_key(|encoding| std::cmp::Reverse(encoding.get_ids().len()));
+    let tokens: u64 = sorted.iter().map(|encoding| encoding.get_ids().len() as u64).sum();
+    // Warm the session's memory arena at the largest shape, untimed.
+    if let Some(&largest) = batches.iter().max() {
+        embedder.embed_one_batch(&sorted[..largest.min(sorted.len())])?;
+    }
+    let mut runs = Vec::new();
+    for &batch in batches {
+        let started = Instant::now();
+        for chunk in sorted.chunks(batch.max(1)) {
+            embedder.embed_one_batch(chunk)?;
+        }
+        runs.push(FixedBatchRun { batch, texts: sorted.len() as u64, tokens, seconds: started.elapsed().as_secs_f64() });
+    }
+    Ok(runs)
+}
+
+/// Every `len / wanted`-th text (about `wanted` texts spread over the corpus, so their lengths are
+/// the corpus's).
+pub fn spread_sample(texts: &[String], wanted: usize) -> Vec<String> {
+    let step = (texts.len() / wanted.max(1)).max(1);
+    texts.iter().step_by(step).take(wanted.max(1)).cloned().collect()
+}
+
 /// Mean word pieces per text (after truncation).
 pub fn mean_tokens(embedder: &Embedder, texts: &[String]) -> Result<f64, EmbedError> {
     let encodings = embedder.encode(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -109,6 +160,13 @@ mod tests {
             assert_eq!(vector.len(), 384, "{text}");
             assert!((cosine(vector, vector) - 1.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn a_spread_sample_takes_texts_from_the_whole_corpus() {
+        let texts: Vec<String> = (0..10).map(|number| number.to_string()).collect();
+        assert_eq!(spread_sample(&texts, 3), vec!["0", "3", "6"]);
+        assert_eq!(spread_sample(&texts, 20).len(), 10);
     }
 
     #[test]

@@ -15,8 +15,16 @@ pub const TARGET_VECTORS_RATIO: f64 = 0.85;
 /// this (ARCHITECTURE.md, "Performance targets").
 pub const TARGET_SMALL_FILES_RATIO: f64 = 0.80;
 
+/// Raw model phase ÷ the model at its best fixed batch (tokens/s): at least this.
+pub const TARGET_RAW_VS_FIXED: f64 = 0.98;
+/// Import with embedding ÷ the model at its best fixed batch (tokens/s): at least this.
+pub const TARGET_IMPORT_VS_FIXED: f64 = 0.95;
+
 /// Phase names, in the order they run; the JSON and the smoke test use them.
 pub mod phase {
+    /// fp32 model on a sample of the corpus sorted by length, in the fixed batch size that ran
+    /// fastest of a ladder: the host's best shape, the reference for the two phases below.
+    pub const MODEL_BEST_FIXED: &str = "model_best_fixed";
     /// fp32 model alone on pre-tokenised texts, in the import's batches.
     pub const MODEL_FP32: &str = "model_fp32";
     /// `import` of the CSV corpus, embedding every row.
@@ -65,6 +73,12 @@ pub struct PhaseResult {
     pub milvus_cpu_seconds: Option<f64>,
     /// Whether the phase began on a settled Milvus (phases that write to Milvus, after the first).
     pub began_on_quiet_milvus: Option<bool>,
+    /// Texts per model run (the fixed-batch reference).
+    pub batch: Option<usize>,
+    /// Seconds the model ran during the phase (import and daemon phases).
+    pub model_seconds: Option<f64>,
+    /// Model runs during the phase (import and daemon phases).
+    pub model_runs: Option<u64>,
 }
 
 impl PhaseResult {
@@ -84,7 +98,16 @@ impl PhaseResult {
             cpu_seconds: 0.0,
             milvus_cpu_seconds: None,
             began_on_quiet_milvus: None,
+            batch: None,
+            model_seconds: None,
+            model_runs: None,
         }
+    }
+
+    /// Notes how much the model ran during the phase.
+    pub fn record_model(&mut self, usage: crate::embed::ModelUsage) {
+        self.model_seconds = Some(usage.seconds);
+        self.model_runs = Some(usage.runs);
     }
 
     /// Notes the CPU time the phase consumed.
@@ -122,10 +145,12 @@ pub struct Environment {
     pub onnx_threads: usize,
     /// Whether ONNX Runtime's intra-op threads spin while waiting for work.
     pub onnx_spinning: bool,
-    /// `embedding.batch_tokens`.
+    /// Tokens per model run in force (calibrated unless configured).
     pub batch_tokens: usize,
-    /// `embedding.max_batch_texts`.
+    /// Texts per model run in force (calibrated unless configured).
     pub max_batch_texts: usize,
+    /// How that shape was chosen, with the calibration's measurements.
+    pub batch_shape: Option<crate::embed::calibrate::ShapeChoice>,
     /// Rows per pipeline batch (also the model phases' window).
     pub batch_rows: usize,
     /// Whether each phase's peak memory is its own (VmHWM reset) or the process's so far.
@@ -148,6 +173,11 @@ pub struct Ratios {
     pub reimport_speedup: Option<f64>,
     /// `daemon_small_files ÷ daemon_one_file` (rows/s), target ≥ 0.80.
     pub small_files_vs_one_file: Option<f64>,
+    /// `model_fp32 ÷ model_best_fixed` in tokens/s, target ≥ 0.98.
+    pub model_vs_best_fixed: Option<f64>,
+    /// `import_embedded ÷ model_best_fixed` in tokens/s (the import's rows/s × the corpus's mean
+    /// tokens), target ≥ 0.95.
+    pub import_vs_best_fixed: Option<f64>,
 }
 
 /// Where the import with embedding spends the seconds the raw model does not need: the profile of
@@ -193,6 +223,8 @@ pub struct BenchReport {
     pub mean_tokens: f64,
     /// The phases, in the order they ran.
     pub phases: Vec<PhaseResult>,
+    /// Every fixed batch size the reference tried (the fastest is `model_best_fixed`).
+    pub fixed_batches: Vec<super::model::FixedBatchRun>,
     /// Ratios between phases.
     pub ratios: Ratios,
     /// Where `import_embedded` loses time against `model_fp32`.
@@ -217,6 +249,7 @@ impl BenchReport {
     pub fn evaluate(&mut self) {
         let per_second = |name: &str| self.phase(name).map(|phase| phase.per_second);
         let seconds = |name: &str| self.phase(name).map(|phase| phase.seconds);
+        let tokens_per_second = |name: &str| self.phase(name).and_then(|phase| phase.tokens_per_second);
         let ratio = |numerator: Option<f64>, denominator: Option<f64>| match (numerator, denominator) {
             (Some(top), Some(bottom)) if bottom > 0.0 => Some(top / bottom),
             _ => None,
@@ -232,6 +265,11 @@ impl BenchReport {
             int8_speedup: ratio(per_second(phase::MODEL_INT8), per_second(phase::MODEL_FP32)),
             reimport_speedup: ratio(seconds(phase::IMPORT_EMBEDDED), seconds(phase::REIMPORT_CHANGED)),
             small_files_vs_one_file: ratio(per_second(phase::DAEMON_SMALL_FILES), per_second(phase::DAEMON_ONE_FILE)),
+            model_vs_best_fixed: ratio(tokens_per_second(phase::MODEL_FP32), tokens_per_second(phase::MODEL_BEST_FIXED)),
+            import_vs_best_fixed: ratio(
+                per_second(phase::IMPORT_EMBEDDED).map(|rows| rows * self.mean_tokens),
+                tokens_per_second(phase::MODEL_BEST_FIXED),
+            ),
         };
         self.embedded_gap = match (self.phase(phase::IMPORT_EMBEDDED), self.phase(phase::MODEL_FP32)) {
             (Some(import), Some(model)) if model.per_second > 0.0 => {
@@ -258,6 +296,12 @@ impl BenchReport {
         at_least("import with embedding / raw model", self.ratios.embedded_import_vs_model, TARGET_EMBEDDED_RATIO);
         at_least("import of rows with vectors / bare SDK upsert", self.ratios.vectors_import_vs_sdk, TARGET_VECTORS_RATIO);
         at_least("daemon: 10-row files / one file (rows/s)", self.ratios.small_files_vs_one_file, TARGET_SMALL_FILES_RATIO);
+        at_least("raw model / model at its best fixed batch (tokens/s)", self.ratios.model_vs_best_fixed, TARGET_RAW_VS_FIXED);
+        at_least(
+            "import with embedding / model at its best fixed batch (tokens/s)",
+            self.ratios.import_vs_best_fixed,
+            TARGET_IMPORT_VS_FIXED,
+        );
         let reembedded = self.phase(phase::REIMPORT_CHANGED).and_then(|phase| phase.texts_embedded);
         if let (Some(embedded), Some(changed)) = (reembedded, self.reimport_changed_rows) {
             targets.push(TargetCheck {
@@ -289,6 +333,21 @@ impl BenchReport {
             environment.batch_tokens,
             environment.max_batch_texts,
         );
+        if let Some(shape) = &environment.batch_shape {
+            let _ = writeln!(out, "model batch: {}", shape.describe());
+            if let Some(calibration) = &shape.calibration {
+                let rungs: Vec<String> = calibration
+                    .points
+                    .iter()
+                    .map(|point| format!("{}×{}: {:.0}", point.texts, point.tokens / point.texts.max(1), point.tokens_per_second))
+                    .collect();
+                let _ = writeln!(out, "  calibration (texts×tokens: tokens/s): {}", rungs.join(", "));
+            }
+        }
+        if !self.fixed_batches.is_empty() {
+            let runs: Vec<String> = self.fixed_batches.iter().map(|run| format!("{}: {:.0}", run.batch, run.tokens_per_second())).collect();
+            let _ = writeln!(out, "fixed batches, sorted sample (texts per run: tokens/s): {}", runs.join(", "));
+        }
         let _ = writeln!(
             out,
             "corpus: {} texts of ≥ {} words (mean {:.1} tokens), {} rows with {}-d vectors",
@@ -296,14 +355,26 @@ impl BenchReport {
         );
         let _ = writeln!(
             out,
-            "{:<18} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>7} {:>9}",
-            "phase", "items", "seconds", "rate", "unit", "tokens/s", "peak MB", "embedded", "flush s", "cpu s", "milvus s"
+            "{:<18} {:>8} {:>9} {:>10} {:>7} {:>10} {:>9} {:>8} {:>8} {:>7} {:>9} {:>8} {:>6}",
+            "phase",
+            "items",
+            "seconds",
+            "rate",
+            "unit",
+            "tokens/s",
+            "peak MB",
+            "embedded",
+            "flush s",
+            "cpu s",
+            "milvus s",
+            "model s",
+            "runs"
         );
         for phase in &self.phases {
             let optional = |value: Option<f64>, decimals: usize| value.map_or("-".to_owned(), |value| format!("{value:.decimals$}"));
             let _ = writeln!(
                 out,
-                "{:<18} {:>8} {:>9.2} {:>10.1} {:>7} {:>10} {:>9.0} {:>8} {:>8} {:>7.1} {:>9}",
+                "{:<18} {:>8} {:>9.2} {:>10.1} {:>7} {:>10} {:>9.0} {:>8} {:>8} {:>7.1} {:>9} {:>8} {:>6}",
                 phase.name,
                 phase.items,
                 phase.seconds,
@@ -315,6 +386,8 @@ impl BenchReport {
                 optional(phase.flush_seconds, 2),
                 phase.cpu_seconds,
                 optional(phase.milvus_cpu_seconds, 1),
+                optional(phase.model_seconds, 1),
+                phase.model_runs.map_or("-".to_owned(), |runs| runs.to_string()),
             );
         }
         let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.3}"));
@@ -327,6 +400,12 @@ impl BenchReport {
             ratio(self.ratios.int8_speedup),
             ratio(self.ratios.reimport_speedup),
             ratio(self.ratios.small_files_vs_one_file),
+        );
+        let _ = writeln!(
+            out,
+            "against the model at its best fixed batch (tokens/s): raw model {} (target ≥ {TARGET_RAW_VS_FIXED}), import with embedding {} (target ≥ {TARGET_IMPORT_VS_FIXED})",
+            ratio(self.ratios.model_vs_best_fixed),
+            ratio(self.ratios.import_vs_best_fixed),
         );
         if let Some(gap) = self.embedded_gap {
             let _ = writeln!(
@@ -388,12 +467,14 @@ mod tests {
                 onnx_spinning: false,
                 batch_tokens: 8192,
                 max_batch_texts: 128,
+                batch_shape: None,
                 batch_rows: 512,
                 peak_rss_per_phase: true,
             },
             corpus: CorpusSpec { text_rows: 100, vector_rows: 1000, words_per_text: 28, seed: 7, dimension: 384 },
             mean_tokens: 37.2,
             phases,
+            fixed_batches: Vec::new(),
             ratios: Ratios::default(),
             embedded_gap: None,
             fp32_quality: None,
@@ -409,9 +490,13 @@ mod tests {
         reimport.texts_embedded = Some(3);
         let mut model = PhaseResult::new(phase::MODEL_FP32, "texts/s", 100, 0.5, 1);
         model.tokenize_seconds = Some(0.02);
+        model.tokens_per_second = Some(200.0 * 37.2);
+        let mut best_fixed = PhaseResult::new(phase::MODEL_BEST_FIXED, "texts/s", 50, 0.25, 1);
+        best_fixed.tokens_per_second = Some(7500.0);
         let mut import = PhaseResult::new(phase::IMPORT_EMBEDDED, "rows/s", 100, 0.625, 1);
         import.flush_seconds = Some(0.05);
         let mut bench = report(vec![
+            best_fixed,
             model,
             import,
             PhaseResult::new(phase::SDK_UPSERT, "rows/s", 1000, 1.0, 1),
@@ -430,7 +515,9 @@ mod tests {
         assert_eq!(bench.ratios.reimport_speedup, Some(0.625));
         assert_eq!(bench.ratios.small_files_vs_one_file, Some(0.8));
         let met: Vec<bool> = bench.targets.iter().map(|target| target.met).collect();
-        assert_eq!(met, vec![false, true, true, false], "{:?}", bench.targets);
+        assert_eq!(met, vec![false, true, true, true, false, false], "{:?}", bench.targets);
+        assert!((bench.ratios.model_vs_best_fixed.unwrap() - 0.992).abs() < 1e-9);
+        assert!((bench.ratios.import_vs_best_fixed.unwrap() - 160.0 * 37.2 / 7500.0).abs() < 1e-9);
         let gap = bench.embedded_gap.unwrap();
         assert_eq!((gap.model_seconds, gap.tokenize_seconds, gap.flush_seconds), (0.5, 0.02, 0.05));
         assert!((gap.other_seconds - 0.055).abs() < 1e-9, "{gap:?}");

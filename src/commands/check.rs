@@ -27,6 +27,7 @@ pub async fn check(settings: Settings) -> Result<u8, CommandError> {
         Ok(embedder) => match embedder.embed(vec![PROBE_TEXT.to_owned()]).await {
             Ok(vectors) if vectors.len() == 1 && vectors[0].len() == embedder.dimension() => {
                 report.pass("model", &format!("{} ({}-d, embeds)", embedder.identity(), embedder.dimension()));
+                report.pass("model batch", &embedder.shape_choice().describe());
                 Some(embedder)
             }
             Ok(_) => {

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{open_context, require_file, CommandError, EXIT_DEAD_LETTERS, EXIT_OK};
+use super::{open_context_timed, process_start, require_file, CommandError, StartupTimes, EXIT_DEAD_LETTERS, EXIT_OK};
 use crate::fault::{Classify, Fault};
 use crate::pipeline::{import_file, upsert_file, FileOutcome, ImportContext, ImportError, Staged};
 use crate::progress::ImportSummary;
@@ -28,7 +28,8 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
     for file in files {
         require_file(file)?;
     }
-    let context = open_context(settings, true).await?;
+    let (context, startup) = open_context_timed(settings, true).await?;
+    let ready = process_start().elapsed();
     let started = Instant::now();
     let mut finishing = Vec::new();
     let mut stopped = None;
@@ -62,6 +63,7 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         }
     }
     total.seconds = started.elapsed().as_secs_f64();
+    print_startup(&startup, ready, context.embed_queue.first_batch_at());
     if let Some(error) = stopped {
         return Err(error);
     }
@@ -118,6 +120,23 @@ where
 /// A transient fault (not a shutdown): worth another attempt.
 fn is_retryable(error: &ImportError) -> bool {
     error.fault() == Fault::Transient && !matches!(error, ImportError::Interrupted { .. })
+}
+
+/// The start-up line of the summary: process start to the first model batch, and its parts.
+fn print_startup(startup: &StartupTimes, ready: std::time::Duration, first_batch: Option<Instant>) {
+    let seconds = |duration: std::time::Duration| duration.as_secs_f64();
+    let until = match first_batch {
+        Some(first) => format!("{:.2} s from start to the first model batch", seconds(first.duration_since(process_start()))),
+        None => format!("{:.2} s from start to ready (no text needed the model)", seconds(ready)),
+    };
+    println!(
+        "start-up: {until}; opened at once in {:.2} s: model {:.2} s, Milvus {:.2} s, ledger {:.2} s, plugins {:.2} s",
+        seconds(startup.total),
+        seconds(startup.model),
+        seconds(startup.milvus),
+        seconds(startup.ledger),
+        seconds(startup.plugins),
+    );
 }
 
 fn print_already_imported(file: &Path, entry: &crate::ledger::FileEntry) {

@@ -9,6 +9,7 @@ mod search;
 mod status;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub use bench::{bench, BenchArgs};
 pub use check::check;
@@ -18,7 +19,8 @@ pub use run::run;
 pub use search::search;
 pub use status::{http_get, status};
 
-use crate::embed::{EmbedError, Embedder};
+use crate::embed::calibrate::ShapeCache;
+use crate::embed::{EmbedError, Embedder, ShapePolicy};
 use crate::format::plugin::{PluginError, PluginSource};
 use crate::format::PluginRegistry;
 use crate::ledger::{Ledger, LOCK_WAIT};
@@ -75,15 +77,66 @@ impl CommandError {
 /// and `run`. Milvus itself need not answer yet: imports retry until it does (transient faults).
 /// The ledger is waited for briefly when a process that just died still holds it.
 pub async fn open_context(settings: Settings, interactive: bool) -> Result<ImportContext, CommandError> {
+    Ok(open_context_timed(settings, interactive).await?.0)
+}
+
+/// How long each part of opening an [`ImportContext`] took. The parts run at once, so `total`
+/// is about the slowest of them, not their sum.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartupTimes {
+    /// Loading the model (and measuring its batch shape when no measurement is kept).
+    pub model: Duration,
+    /// Connecting to Milvus (starting Milvus Lite for a local path).
+    pub milvus: Duration,
+    /// Opening the ledger.
+    pub ledger: Duration,
+    /// Loading plugins.
+    pub plugins: Duration,
+    /// All of it, from the first part's start to the last part's end.
+    pub total: Duration,
+}
+
+/// [`open_context`], and how long its parts took. Model, Milvus, ledger and plugins are opened
+/// at the same time: the model's load (CPU) overlaps Milvus's handshake or Milvus Lite's start.
+pub async fn open_context_timed(settings: Settings, interactive: bool) -> Result<(ImportContext, StartupTimes), CommandError> {
+    let started = Instant::now();
     let state_dir = settings.state.dir.clone();
-    let ledger = tokio::task::spawn_blocking(move || Ledger::open_waiting(&state_dir, LOCK_WAIT))
-        .await
-        .map_err(|error| CommandError::Other(format!("opening the ledger: {error}")))?
-        .map_err(|error| CommandError::Other(error.to_string()))?;
-    let plugins = load_plugins(&settings).await?;
-    let embedder = load_embedder(&settings).await?;
-    let sink = MilvusSink::open(&settings.milvus, &settings.base_dir).await?;
-    Ok(ImportContext::new(settings, embedder, sink, ledger, plugins, interactive))
+    let ledger = async move {
+        tokio::task::spawn_blocking(move || Ledger::open_waiting(&state_dir, LOCK_WAIT))
+            .await
+            .map_err(|error| CommandError::Other(format!("opening the ledger: {error}")))?
+            .map_err(|error| CommandError::Other(error.to_string()))
+    };
+    let ((ledger, ledger_time), (plugins, plugins_time), (embedder, model_time), (sink, milvus_time)) = tokio::join!(
+        timed(ledger),
+        timed(load_plugins(&settings)),
+        timed(load_embedder(&settings)),
+        timed(async { Ok::<_, CommandError>(MilvusSink::open(&settings.milvus, &settings.base_dir).await?) }),
+    );
+    let times =
+        StartupTimes { model: model_time, milvus: milvus_time, ledger: ledger_time, plugins: plugins_time, total: started.elapsed() };
+    let (ledger, plugins, embedder, sink) = (ledger?, plugins?, embedder?, sink?);
+    Ok((ImportContext::new(settings, embedder, sink, ledger, plugins, interactive), times))
+}
+
+/// When `main` began (set by [`mark_process_start`]); start-up times are counted from it.
+static PROCESS_START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// Notes that the process starts now: call first thing in `main`.
+pub fn mark_process_start() {
+    PROCESS_START.get_or_init(Instant::now);
+}
+
+/// When the process started ([`mark_process_start`]), or the first time this is asked.
+pub fn process_start() -> Instant {
+    *PROCESS_START.get_or_init(Instant::now)
+}
+
+/// `future`'s outcome and how long it took.
+async fn timed<T>(future: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let outcome = future.await;
+    (outcome, started.elapsed())
 }
 
 /// Loads the `[[plugins]]` on a blocking thread (compiled components are cached under
@@ -111,14 +164,21 @@ pub async fn load_plugins(settings: &Settings) -> Result<PluginRegistry, Command
     Ok(registry)
 }
 
-/// Loads the configured model on a blocking thread.
+/// Loads the configured model on a blocking thread; unconfigured batch limits are measured on
+/// this host, or read from the measurement kept in the state directory.
 pub async fn load_embedder(settings: &Settings) -> Result<Embedder, CommandError> {
     let embedding = settings.embedding.clone();
     let base_dir = settings.base_dir.clone();
-    let embedder = tokio::task::spawn_blocking(move || Embedder::load(&embedding, &base_dir))
+    let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(&settings.state.dir)));
+    let embedder = tokio::task::spawn_blocking(move || Embedder::load_with(&embedding, &base_dir, &policy))
         .await
         .map_err(|error| CommandError::Other(format!("model loading panicked: {error}")))??;
-    tracing::info!(model = embedder.identity(), dimension = embedder.dimension(), "model loaded");
+    tracing::info!(
+        model = embedder.identity(),
+        dimension = embedder.dimension(),
+        batch = %embedder.shape_choice().describe(),
+        "model loaded"
+    );
     Ok(embedder)
 }
 

@@ -41,6 +41,8 @@ pub struct StatusReport {
     pub started_at: String,
     /// Whether Milvus answers.
     pub milvus: MilvusReport,
+    /// The model in use.
+    pub model: ModelReport,
     /// Ready files waiting for a worker.
     pub queue_depth: usize,
     /// One entry per pipeline.
@@ -60,6 +62,17 @@ pub struct MilvusReport {
     pub reachable: bool,
     /// Since when that has been so (RFC 3339).
     pub since: String,
+}
+
+/// The model in `/status`.
+#[derive(Debug, Serialize)]
+pub struct ModelReport {
+    /// `dir:precision:max_tokens`.
+    pub identity: String,
+    /// Vector length.
+    pub dimension: usize,
+    /// The batch shape in force, where it came from and the calibration's measurements.
+    pub batch: crate::embed::calibrate::ShapeChoice,
 }
 
 /// One pipeline in `/status`.
@@ -201,6 +214,11 @@ async fn report(state: &DaemonState) -> Result<StatusReport, String> {
         version: env!("CARGO_PKG_VERSION"),
         started_at: state.started_at.clone(),
         milvus: milvus_report(state),
+        model: ModelReport {
+            identity: state.context.embedder.identity().to_owned(),
+            dimension: state.context.embedder.dimension(),
+            batch: state.context.embedder.shape_choice().clone(),
+        },
         queue_depth: state.context.telemetry.queue_depth(),
         pipelines,
         in_flight: state.context.telemetry.in_flight(),

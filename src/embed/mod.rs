@@ -13,17 +13,23 @@
 //!
 //! Imports reach the model through one [`EmbedQueue`]: texts of every file in flight are merged
 //! into the model's batches, so ten-row files run it as efficiently as one big file.
+//!
+//! The batch budget is measured on the host ([`calibrate`]) unless configured. Per run, nothing is
+//! allocated for the inputs: ids, mask and type ids live in buffers reused from run to run and are
+//! lent to ONNX Runtime as views; pooling reads the output tensor in place.
 
+pub mod calibrate;
 mod queue;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use ort::session::{builder::GraphOptimizationLevel, Session};
-use ort::value::{Tensor, ValueType};
+use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
+use ort::value::{TensorRef, ValueType};
 use tokenizers::{Encoding, PaddingParams, Tokenizer, TruncationParams};
 
+use self::calibrate::{BatchShape, Calibration, CalibrationKey, ShapeCache, ShapeChoice, ShapeSource};
 pub use self::queue::EmbedQueue;
 use crate::settings::{Device, EmbeddingSettings, Precision};
 
@@ -90,26 +96,101 @@ pub struct Embedder {
 
 struct Inner {
     tokenizer: Tokenizer,
-    session: Mutex<Session>,
+    model: Mutex<Model>,
     /// Whether the model has a `token_type_ids` input (BERT does, some exports drop it).
     wants_token_type_ids: bool,
     /// Whether the output is already pooled (rank 2).
     output_is_pooled: bool,
     output_name: String,
     dimension: usize,
-    batch_tokens: usize,
-    max_batch_texts: usize,
+    shape: ShapeChoice,
     identity: String,
-    /// Texts run through the model since loading (the probe included): lets the bench and tests
+    /// Texts run through the model since loading (the probe and any calibration included): lets the bench and tests
     /// check that unchanged rows are not embedded again.
     texts_embedded: AtomicU64,
+    /// Model runs and the nanoseconds they took (inference and pooling), since loading.
+    runs: AtomicU64,
+    run_nanos: AtomicU64,
 }
 
+/// How much the model has run since it was loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ModelUsage {
+    /// Texts embedded.
+    pub texts: u64,
+    /// Model runs (batches).
+    pub runs: u64,
+    /// Seconds inside runs.
+    pub seconds: f64,
+}
+
+impl ModelUsage {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &ModelUsage) -> ModelUsage {
+        ModelUsage { texts: self.texts - earlier.texts, runs: self.runs - earlier.runs, seconds: self.seconds - earlier.seconds }
+    }
+}
+
+/// The session and the input buffers its runs borrow (one run at a time: ONNX Runtime runs are
+/// `&mut`).
+struct Model {
+    session: Session,
+    inputs: InputBuffers,
+}
+
+/// Row-major `batch × sequence` inputs of one run, kept between runs so that a run allocates
+/// nothing once the buffers have grown to the largest batch.
+#[derive(Default)]
+struct InputBuffers {
+    ids: Vec<i64>,
+    mask: Vec<i64>,
+    /// All zeros (single-segment texts); only ever grows.
+    type_ids: Vec<i64>,
+}
+
+impl InputBuffers {
+    /// Lays `rows` (token ids, each at most `sequence` long) out padded to `sequence`.
+    fn fill(&mut self, rows: &[&[u32]], sequence: usize) {
+        let cells = rows.len() * sequence;
+        self.ids.clear();
+        self.ids.resize(cells, 0);
+        self.mask.clear();
+        self.mask.resize(cells, 0);
+        if self.type_ids.len() < cells {
+            self.type_ids.resize(cells, 0);
+        }
+        for (row, ids) in rows.iter().enumerate() {
+            let start = row * sequence;
+            for (cell, &id) in self.ids[start..start + ids.len()].iter_mut().zip(ids.iter()) {
+                *cell = i64::from(id);
+            }
+            self.mask[start..start + ids.len()].fill(1);
+        }
+    }
+}
+
+/// How [`Embedder::load`] picks the batch budget when `batch_tokens` or `max_batch_texts` is 0.
+#[derive(Debug, Clone)]
+pub enum ShapePolicy {
+    /// The device's fixed default ([`EmbeddingSettings::batch_budget`]); no measurement.
+    DeviceDefault,
+    /// Measure on this host ([`calibrate`]), reusing a measurement kept in the cache.
+    Calibrate(Option<ShapeCache>),
+}
 impl Embedder {
     /// Loads ONNX Runtime (once per process), the tokenizer and the model described by `settings`
     /// (whose paths the config made absolute); the search for a `.venv` holding ONNX Runtime starts
-    /// in `base_dir`. Runs one probe text to learn the vector dimension.
+    /// in `base_dir`. Runs one probe text to learn the vector dimension. Unconfigured batch limits
+    /// take the device's default (see [`Embedder::load_with`] to measure them).
     pub fn load(settings: &EmbeddingSettings, base_dir: &Path) -> Result<Self, EmbedError> {
+        Self::load_with(settings, base_dir, &ShapePolicy::DeviceDefault)
+    }
+
+    /// [`Embedder::load`], then the batch budget: configured values win; what is unconfigured
+    /// (0) comes from `policy` — the device default, or a calibration on this host (well under a
+    /// second of model time; kept in the cache and reused while host, threads, runtime and model
+    /// are the same).
+    pub fn load_with(settings: &EmbeddingSettings, base_dir: &Path, policy: &ShapePolicy) -> Result<Self, EmbedError> {
         let model_dir = settings.model_dir.clone();
         let library = locate_runtime(settings.ort_library.clone(), base_dir)?;
         let environment = init_runtime(&library)?;
@@ -133,20 +214,72 @@ impl Embedder {
         let mut embedder = Self {
             inner: Arc::new(Inner {
                 tokenizer,
-                session: Mutex::new(session),
+                model: Mutex::new(Model { session, inputs: InputBuffers::default() }),
                 wants_token_type_ids,
                 output_is_pooled,
                 output_name,
                 dimension: 0,
-                batch_tokens,
-                max_batch_texts,
+                shape: ShapeChoice {
+                    shape: BatchShape { batch_tokens, max_batch_texts },
+                    source: ShapeSource::DeviceDefault,
+                    calibration: None,
+                },
                 identity,
                 texts_embedded: AtomicU64::new(0),
+                runs: AtomicU64::new(0),
+                run_nanos: AtomicU64::new(0),
             }),
         };
         let probe = embedder.embed_blocking(&["dimension probe"])?;
         Arc::get_mut(&mut embedder.inner).expect("not shared yet").dimension = probe[0].len();
+        let shape = embedder.choose_shape(settings, &library, policy)?;
+        Arc::get_mut(&mut embedder.inner).expect("not shared yet").shape = shape;
         Ok(embedder)
+    }
+
+    /// The batch budget for `settings` under `policy` (see [`Embedder::load_with`]).
+    fn choose_shape(&self, settings: &EmbeddingSettings, library: &Path, policy: &ShapePolicy) -> Result<ShapeChoice, EmbedError> {
+        let default = self.inner.shape.shape;
+        let configured = |measured: BatchShape| BatchShape {
+            batch_tokens: if settings.batch_tokens == 0 { measured.batch_tokens } else { default.batch_tokens },
+            max_batch_texts: if settings.max_batch_texts == 0 { measured.max_batch_texts } else { default.max_batch_texts },
+        };
+        if settings.batch_tokens != 0 && settings.max_batch_texts != 0 {
+            return Ok(ShapeChoice { shape: default, source: ShapeSource::Configured, calibration: None });
+        }
+        let ShapePolicy::Calibrate(cache) = policy else {
+            return Ok(ShapeChoice { shape: default, source: ShapeSource::DeviceDefault, calibration: None });
+        };
+        let key = CalibrationKey::for_this_host(session_threads(settings), settings.device, library, &self.inner.identity);
+        if let Some(calibration) = cache.as_ref().and_then(|cache| cache.get(&key)) {
+            return Ok(ShapeChoice { shape: configured(calibration.shape), source: ShapeSource::Cached, calibration: Some(calibration) });
+        }
+        let calibration = self.calibrate(key, settings)?;
+        if let Some(cache) = cache {
+            if let Err(error) = cache.put(&calibration) {
+                tracing::warn!(path = %cache.path().display(), %error, "cannot keep the batch calibration; it runs again at the next start");
+            }
+        }
+        Ok(ShapeChoice { shape: configured(calibration.shape), source: ShapeSource::Calibrated, calibration: Some(calibration) })
+    }
+
+    /// Measures the ladder of [`calibrate::ladder`] on synthetic sequences (see [`calibrate`]).
+    fn calibrate(&self, key: CalibrationKey, settings: &EmbeddingSettings) -> Result<Calibration, EmbedError> {
+        let sequence = synthetic_sequence(&self.inner.tokenizer)?;
+        let points = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |texts| {
+            let rows = vec![sequence.as_slice(); texts];
+            let started = std::time::Instant::now();
+            self.run(&rows)?;
+            Ok(started.elapsed())
+        })?;
+        let shape = calibrate::choose(&points, settings.max_tokens).unwrap_or(self.inner.shape.shape);
+        let model_seconds = points.iter().map(|point| point.seconds).sum();
+        Ok(Calibration { key, points, shape, model_seconds, measured_at: crate::timestamp::now_rfc3339() })
+    }
+
+    /// The batch budget in force and where it came from.
+    pub fn shape_choice(&self) -> &ShapeChoice {
+        &self.inner.shape
     }
 
     /// Length of every vector this model returns.
@@ -191,54 +324,71 @@ impl Embedder {
     pub fn embed_encoded(&self, encodings: &[Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let lengths: Vec<usize> = encodings.iter().map(|encoding| encoding.get_ids().len().max(1)).collect();
         let mut vectors = vec![Vec::new(); encodings.len()];
-        for batch in plan_batches(&lengths, self.inner.batch_tokens, self.inner.max_batch_texts) {
-            let batch_encodings: Vec<&Encoding> = batch.iter().map(|&index| &encodings[index]).collect();
-            let batch_vectors = self.run(&batch_encodings)?;
+        let BatchShape { batch_tokens, max_batch_texts } = self.inner.shape.shape;
+        for batch in plan_batches(&lengths, batch_tokens, max_batch_texts) {
+            let rows: Vec<&[u32]> = batch.iter().map(|&index| encodings[index].get_ids()).collect();
+            let batch_vectors = self.run(&rows)?;
             for (index, vector) in batch.into_iter().zip(batch_vectors) {
                 vectors[index] = vector;
             }
         }
-        self.inner.texts_embedded.fetch_add(encodings.len() as u64, Ordering::Relaxed);
         Ok(vectors)
     }
 
-    /// `(batch_tokens, max_batch_texts)` in force (the device's budget unless configured).
+    /// `(batch_tokens, max_batch_texts)` in force ([`Embedder::shape_choice`]).
     pub fn batch_budget(&self) -> (usize, usize) {
-        (self.inner.batch_tokens, self.inner.max_batch_texts)
+        (self.inner.shape.shape.batch_tokens, self.inner.shape.shape.max_batch_texts)
+    }
+
+    /// Runs exactly these texts as one model run (padded to the longest), no batching of its own:
+    /// the bench's fixed-batch reference. Vectors in input order.
+    pub fn embed_one_batch(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let rows: Vec<&[u32]> = encodings.iter().map(|encoding| encoding.get_ids()).collect();
+        self.run(&rows)
     }
 
     /// How many texts this model (all clones of this `Embedder`) has embedded since it was loaded,
-    /// the load's one-text probe included.
+    /// the load's one-text probe and calibration included.
     pub fn texts_embedded(&self) -> u64 {
         self.inner.texts_embedded.load(Ordering::Relaxed)
     }
 
-    /// One inference call on already tokenised texts, padded to the longest.
-    fn run(&self, encodings: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Texts, runs and model seconds since loading (all clones of this `Embedder`).
+    pub fn usage(&self) -> ModelUsage {
+        ModelUsage {
+            texts: self.inner.texts_embedded.load(Ordering::Relaxed),
+            runs: self.inner.runs.load(Ordering::Relaxed),
+            seconds: self.inner.run_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
+    /// One inference call on token ids (one row per text, unpadded), padded to the longest.
+    fn run(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let started = std::time::Instant::now();
+        let outcome = self.run_untimed(rows);
+        self.inner.texts_embedded.fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.inner.runs.fetch_add(1, Ordering::Relaxed);
+        self.inner.run_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        outcome
+    }
+
+    fn run_untimed(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let pace = crate::failpoint::model_pace();
         if pace == crate::failpoint::ModelPace::Instant && self.inner.dimension > 0 {
-            return Ok(encodings.iter().map(|encoding| paced_vector(encoding.get_ids(), self.inner.dimension)).collect());
+            return Ok(rows.iter().map(|ids| paced_vector(ids, self.inner.dimension)).collect());
         }
         let inference = |error: ort::Error| EmbedError::Inference(error.to_string());
-        let batch = encodings.len();
-        let sequence = encodings.iter().map(|encoding| encoding.get_ids().len()).max().unwrap_or(1).max(1);
-        let mut input_ids = vec![0i64; batch * sequence];
-        let mut attention_mask = vec![0i64; batch * sequence];
-        for (row, encoding) in encodings.iter().enumerate() {
-            for (column, (&id, &mask)) in encoding.get_ids().iter().zip(encoding.get_attention_mask()).enumerate() {
-                input_ids[row * sequence + column] = i64::from(id);
-                attention_mask[row * sequence + column] = i64::from(mask);
-            }
-        }
-        let shape = [batch as i64, sequence as i64];
-        let mut inputs = vec![
-            ("input_ids", Tensor::from_array((shape, input_ids)).map_err(inference)?.into_dyn()),
-            ("attention_mask", Tensor::from_array((shape, attention_mask.clone())).map_err(inference)?.into_dyn()),
-        ];
+        let batch = rows.len();
+        let sequence = rows.iter().map(|ids| ids.len()).max().unwrap_or(1).max(1);
+        let cells = batch * sequence;
+        let mut model = self.inner.model.lock().map_err(|_| EmbedError::Inference("session lock poisoned".to_owned()))?;
+        let Model { session, inputs: buffers } = &mut *model;
+        buffers.fill(rows, sequence);
+        let shape = [batch, sequence];
+        let mut inputs = vec![("input_ids", view(shape, &buffers.ids[..cells])?), ("attention_mask", view(shape, &buffers.mask[..cells])?)];
         if self.inner.wants_token_type_ids {
-            inputs.push(("token_type_ids", Tensor::from_array((shape, vec![0i64; batch * sequence])).map_err(inference)?.into_dyn()));
+            inputs.push(("token_type_ids", view(shape, &buffers.type_ids[..cells])?));
         }
-        let mut session = self.inner.session.lock().map_err(|_| EmbedError::Inference("session lock poisoned".to_owned()))?;
         let outputs = session.run(inputs).map_err(inference)?;
         if let crate::failpoint::ModelPace::Slowed(delay) = pace {
             std::thread::sleep(delay);
@@ -246,13 +396,21 @@ impl Embedder {
         let (output_shape, values) = outputs[self.inner.output_name.as_str()].try_extract_tensor::<f32>().map_err(inference)?;
         let vectors = if self.inner.output_is_pooled {
             let hidden = output_shape[1] as usize;
-            values.chunks(hidden).map(<[f32]>::to_vec).collect()
+            values.chunks(hidden).map(|row| l2_normalised(row.to_vec())).collect()
         } else {
             let hidden = output_shape[2] as usize;
-            mean_pool(values, &attention_mask, batch, sequence, hidden)
+            rows.iter()
+                .enumerate()
+                .map(|(row, ids)| l2_normalised(mean_pool_row(&values[row * sequence * hidden..], ids.len().max(1), hidden)))
+                .collect()
         };
-        Ok(vectors.into_iter().map(l2_normalised).collect())
+        Ok(vectors)
     }
+}
+
+/// `data` lent to ONNX Runtime as a `shape` tensor (no copy).
+fn view(shape: [usize; 2], data: &[i64]) -> Result<SessionInputValue<'_>, EmbedError> {
+    TensorRef::from_array_view((shape, data)).map(SessionInputValue::from).map_err(|error| EmbedError::Inference(error.to_string()))
 }
 
 /// A deterministic unit vector for token `ids`, in place of the model's when the test pace is
@@ -296,27 +454,38 @@ pub fn plan_batches(lengths: &[usize], budget: usize, max_texts: usize) -> Vec<V
     batches
 }
 
-/// Mean of the token vectors of each sequence, counting only tokens whose mask is 1.
-fn mean_pool(hidden_states: &[f32], mask: &[i64], batch: usize, sequence: usize, hidden: usize) -> Vec<Vec<f32>> {
-    (0..batch)
-        .map(|row| {
-            let mut sum = vec![0f32; hidden];
-            let mut count = 0f32;
-            for position in 0..sequence {
-                if mask[row * sequence + position] == 0 {
-                    continue;
-                }
-                count += 1.0;
-                let start = (row * sequence + position) * hidden;
-                for (total, value) in sum.iter_mut().zip(&hidden_states[start..start + hidden]) {
-                    *total += value;
-                }
-            }
-            let divisor = count.max(1e-9);
-            sum.iter_mut().for_each(|value| *value /= divisor);
-            sum
-        })
-        .collect()
+/// Mean of the first `tokens` token vectors of one sequence (its real tokens; padding follows
+/// them), `hidden_states` starting at the sequence's first token.
+fn mean_pool_row(hidden_states: &[f32], tokens: usize, hidden: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; hidden];
+    for token in hidden_states[..tokens * hidden].chunks_exact(hidden) {
+        for (total, value) in sum.iter_mut().zip(token) {
+            *total += value;
+        }
+    }
+    let divisor = tokens as f32;
+    sum.iter_mut().for_each(|value| *value /= divisor);
+    sum
+}
+
+/// A sequence of [`calibrate::CALIBRATION_TOKENS`] word pieces of ordinary English from the
+/// model's own tokenizer (ids differ between vocabularies; the cost does not depend on them).
+fn synthetic_sequence(tokenizer: &Tokenizer) -> Result<Vec<u32>, EmbedError> {
+    let text = "the quick brown fox jumps over the lazy dog while a patient reader measures how fast a small model turns sentences into vectors on this machine today";
+    let encoding = tokenizer.encode(text, true).map_err(|error| EmbedError::Tokenizer(error.to_string()))?;
+    let mut ids = encoding.get_ids().to_vec();
+    let filler = ids.get(1).copied().unwrap_or(0);
+    ids.resize(calibrate::CALIBRATION_TOKENS, filler);
+    Ok(ids)
+}
+
+/// ONNX Runtime intra-op threads for `settings` (0 = one per core).
+fn session_threads(settings: &EmbeddingSettings) -> usize {
+    if settings.threads == 0 {
+        std::thread::available_parallelism().map_or(1, usize::from)
+    } else {
+        settings.threads
+    }
 }
 
 fn l2_normalised(mut vector: Vec<f32>) -> Vec<f32> {
@@ -405,7 +574,7 @@ fn build_session(
         };
         return Err(model_error(format!("missing; {hint}")));
     }
-    let threads = if settings.threads == 0 { std::thread::available_parallelism().map_or(1, usize::from) } else { settings.threads };
+    let threads = session_threads(settings);
     let mut builder = Session::builder(environment)
         .map_err(|error| model_error(error.to_string()))?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -459,10 +628,23 @@ mod tests {
     fn pooling_ignores_padding() {
         // Two sequences of length 2, hidden 2; the second has one padded token with huge values.
         let hidden = [1.0, 3.0, 3.0, 5.0, 2.0, 2.0, 100.0, 100.0];
-        let pooled = mean_pool(&hidden, &[1, 1, 1, 0], 2, 2, 2);
-        assert_eq!(pooled, vec![vec![2.0, 4.0], vec![2.0, 2.0]]);
+        assert_eq!(mean_pool_row(&hidden, 2, 2), vec![2.0, 4.0]);
+        assert_eq!(mean_pool_row(&hidden[4..], 1, 2), vec![2.0, 2.0]);
         let normalised = l2_normalised(vec![3.0, 4.0]);
         assert_eq!(normalised, vec![0.6, 0.8]);
+    }
+
+    #[test]
+    fn input_buffers_pad_rows_and_are_reused() {
+        let mut buffers = InputBuffers::default();
+        buffers.fill(&[&[7, 8, 9], &[5]], 3);
+        assert_eq!(buffers.ids, vec![7, 8, 9, 5, 0, 0]);
+        assert_eq!(buffers.mask, vec![1, 1, 1, 1, 0, 0]);
+        assert!(buffers.type_ids.iter().all(|&id| id == 0) && buffers.type_ids.len() >= 6);
+        let capacity = buffers.ids.capacity();
+        buffers.fill(&[&[4], &[3, 2]], 2);
+        assert_eq!((buffers.ids.as_slice(), buffers.mask.as_slice()), (&[4, 0, 3, 2][..], &[1, 0, 1, 1][..]));
+        assert_eq!(buffers.ids.capacity(), capacity, "a smaller batch reuses the buffer");
     }
 
     #[test]

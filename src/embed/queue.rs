@@ -8,7 +8,8 @@
 //! file's batches go straight through; many small files fill each other's batches because they
 //! queue while the model runs.
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Instant;
 
 use tokenizers::Encoding;
 use tokio::sync::oneshot;
@@ -33,6 +34,8 @@ struct Request {
 pub struct EmbedQueue {
     embedder: Embedder,
     requests: mpsc::Sender<Request>,
+    /// When the model's thread took its first request (start-up is counted up to it).
+    first_batch: Arc<OnceLock<Instant>>,
 }
 
 impl EmbedQueue {
@@ -40,11 +43,18 @@ impl EmbedQueue {
     pub fn start(embedder: Embedder) -> Self {
         let (requests, receiver) = mpsc::channel();
         let model = embedder.clone();
+        let first_batch = Arc::new(OnceLock::new());
+        let first = Arc::clone(&first_batch);
         std::thread::Builder::new()
             .name("vecdrop-embed".to_owned())
-            .spawn(move || serve(&model, &receiver))
+            .spawn(move || serve(&model, &receiver, &first))
             .expect("the embedding thread can be started");
-        Self { embedder, requests }
+        Self { embedder, requests, first_batch }
+    }
+
+    /// When the model's thread began its first batch of queued texts, if it has.
+    pub fn first_batch_at(&self) -> Option<Instant> {
+        self.first_batch.get().copied()
     }
 
     /// Embeds `texts`: tokenised here (on a blocking thread), run by the model's thread together
@@ -71,9 +81,10 @@ fn stopped() -> EmbedError {
 }
 
 /// The model's thread: serves windows of queued requests until every sender is gone.
-fn serve(embedder: &Embedder, requests: &mpsc::Receiver<Request>) {
+fn serve(embedder: &Embedder, requests: &mpsc::Receiver<Request>, first_batch: &OnceLock<Instant>) {
     let (_, max_batch_texts) = embedder.batch_budget();
     while let Ok(first) = requests.recv() {
+        first_batch.get_or_init(Instant::now);
         let window = gather(first, requests, GATHER_BATCHES * max_batch_texts);
         answer(embedder, window);
     }

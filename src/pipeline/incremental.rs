@@ -73,7 +73,7 @@ pub(super) fn spawn(
     mut input: mpsc::Receiver<RowBatch>,
     output: mpsc::Sender<RowBatch>,
 ) -> tokio::task::JoinHandle<Result<(), ImportError>> {
-    let (sink, ledger) = (job.context.sink.clone(), job.context.ledger.clone());
+    let (sink, ledger, telemetry) = (job.context.sink.clone(), job.context.ledger.clone(), job.context.telemetry.clone());
     let (pipeline, file_hash) = (job.pipeline.name.clone(), job.identity.hash.clone());
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
     let stage = async move {
@@ -86,7 +86,8 @@ pub(super) fn spawn(
             }
             let needing_model = batch.rows.iter().filter(|row| row.vector.is_none()).count();
             if skip_unchanged && policy.should_look_up(keys.len(), needing_model) {
-                let stored = sink.stored_hashes(&spec, &keys).await?;
+                let (stored, read) = sink.stored_hashes(&spec, &keys).await?;
+                telemetry.looked_up(&pipeline, read.as_str());
                 policy.looked_up(stored.len());
                 let before = batch.rows.len();
                 batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));

@@ -82,6 +82,8 @@ pub struct MilvusSettings {
     pub retry_deadline: Duration,
     /// A collection is flushed at most once per window; files that finished meanwhile share it.
     pub flush_window: Duration,
+    /// The server's bounded-consistency staleness (`common.gracefulTime`); zero: strong lookups.
+    pub graceful_time: Duration,
 }
 
 impl Default for MilvusSettings {
@@ -356,8 +358,9 @@ impl Settings {
 }
 
 impl EmbeddingSettings {
-    /// `(batch_tokens, max_batch_texts)` with 0s replaced by the device's budget: a GPU wants
-    /// batches 8 times larger than the CPU to be kept busy (more parallel work per kernel launch).
+    /// `(batch_tokens, max_batch_texts)` with 0s replaced by the device's fixed budget — what a
+    /// model loaded without calibration uses ([`crate::embed::ShapePolicy::DeviceDefault`]): a GPU
+    /// wants batches 8 times larger than the CPU to be kept busy.
     pub fn batch_budget(&self) -> (usize, usize) {
         let (tokens, texts) = match self.device {
             Device::Cpu => (8192, 128),
@@ -430,6 +433,7 @@ impl MilvusSettings {
             connect_timeout,
             retry_deadline: raw.retry_deadline,
             flush_window: raw.flush_window,
+            graceful_time: raw.graceful_time,
         })
     }
 }

@@ -67,6 +67,13 @@ pub struct RawMilvus {
     /// The first flush after a quiet spell starts at once.
     #[serde(with = "duration")]
     pub flush_window: Duration,
+    /// How stale Milvus's bounded-consistency reads may be: the server's `common.gracefulTime`
+    /// (5 s by default). Unchanged-row lookups read with bounded staleness and lay this process's
+    /// own recent writes over the answer, instead of waiting for a strongly consistent read
+    /// (~200 ms each on Milvus 2.3). Set it to the server's value if that was changed; `"0s"`
+    /// makes every lookup strongly consistent.
+    #[serde(with = "duration")]
+    pub graceful_time: Duration,
 }
 
 /// `milvus.connect_timeout` when neither it nor `connect_timeout_secs` is given.
@@ -83,6 +90,7 @@ impl Default for RawMilvus {
             retry_deadline: Duration::from_secs(60),
             max_attempts: None,
             flush_window: Duration::from_secs(1),
+            graceful_time: Duration::from_secs(5),
         }
     }
 }
@@ -118,10 +126,11 @@ pub struct EmbeddingSettings {
     pub device: Device,
     /// `fp32` (default, `model.onnx`) or `int8` (`model.int8.onnx`).
     pub precision: Precision,
-    /// Upper bound on `batch size × longest sequence` of one inference call; 0 = by device
-    /// ([`EmbeddingSettings::batch_budget`]: 8192 on the CPU, 8 × that on CUDA).
+    /// Upper bound on `batch size × longest sequence` of one inference call; 0 = measured on this
+    /// host at the first start and kept in the state directory ([`crate::embed::calibrate`]), or
+    /// the device's fixed budget where nothing is measured ([`EmbeddingSettings::batch_budget`]).
     pub batch_tokens: usize,
-    /// Upper bound on texts in one inference call; 0 = by device (128 on the CPU, 1024 on CUDA).
+    /// Upper bound on texts in one inference call; 0 = measured with `batch_tokens`.
     pub max_batch_texts: usize,
     /// ONNX Runtime intra-op threads; 0 = one per core.
     pub threads: usize,

@@ -16,6 +16,7 @@
 
 pub mod flusher;
 mod lite;
+pub mod recent;
 mod retry;
 mod schema;
 
@@ -39,6 +40,7 @@ pub use retry::{backoff_delay, classify, is_rate_limited, jittered, ErrorClass, 
 pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
 use tokio::sync::OnceCell;
 
+use self::recent::{ReadPlan, RecentWrites};
 use crate::fault::{Classify, Fault};
 use crate::mapping::{Row, ScalarValue};
 use crate::settings::{self, MilvusSettings, ROW_HASH_FIELD};
@@ -142,6 +144,9 @@ pub struct MilvusSink {
     /// Per collection: fingerprints of the specs already checked (or created) by this process, so
     /// that files after the first skip the checks and concurrent files create a collection once.
     collections: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
+    /// Row hashes this process wrote lately: lets unchanged-row lookups read with bounded
+    /// staleness ([`recent`]).
+    recent: RecentWrites,
     /// Kept so that Milvus Lite lives as long as the sink; dropped (stopped) with it.
     _embedded: Option<EmbeddedMilvus>,
 }
@@ -184,6 +189,7 @@ impl MilvusSink {
             policy: RetryPolicy { deadline: settings.retry_deadline },
             reachability: Mutex::new(Reachability { reachable: true, since: SystemTime::now() }),
             collections: Mutex::new(HashMap::new()),
+            recent: RecentWrites::new(settings.graceful_time, std::time::Instant::now()),
             _embedded: embedded,
         })
     }
@@ -295,7 +301,8 @@ impl MilvusSink {
         self.load(spec).await
     }
 
-    async fn has_collection(&self, collection: &str) -> Result<bool, SinkError> {
+    /// Whether `collection` exists (also a cheap "does Milvus serve requests" probe).
+    pub async fn has_collection(&self, collection: &str) -> Result<bool, SinkError> {
         self.retrying("has_collection", collection, || async {
             let request = HasCollectionRequest::builder().collection_name(collection.to_owned()).build()?;
             Ok(self.client().await?.has_collection(request).await?.exists())
@@ -415,7 +422,11 @@ impl MilvusSink {
                 )
                 .await;
             match result {
-                Ok(count) => acknowledged += count,
+                Ok(count) => {
+                    let written = rows[start..end].iter().map(|row| (row.primary_key.as_str(), row.row_hash));
+                    self.recent.wrote(&spec.collection.name, written, std::time::Instant::now());
+                    acknowledged += count;
+                }
                 Err(error) if splittable && is_rate_limited(&error) => {
                     halvings += 1;
                     let middle = start + (end - start) / 2;
@@ -426,11 +437,13 @@ impl MilvusSink {
                     pending.push((start, middle));
                 }
                 Err(source) => {
+                    // It may have landed: lookups of this collection are strong for a while.
+                    self.recent.wrote_unknown(&spec.collection.name, std::time::Instant::now());
                     return Err(SinkError::Operation {
                         operation: "upsert",
                         collection: spec.collection.name.clone(),
                         source: Box::new(source),
-                    })
+                    });
                 }
             }
         }
@@ -482,14 +495,21 @@ impl MilvusSink {
     }
 
     /// Primary key → stored row hash (`_vecdrop_hash`) of the rows whose keys are in `keys`
-    /// (missing keys are absent). Used to skip rows whose content did not change.
-    pub async fn stored_hashes(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, i64>, SinkError> {
+    /// (missing keys are absent), as of every write acknowledged to this process and every write
+    /// older than `milvus.graceful_time` ([`recent`]). Used to skip rows whose content did not
+    /// change. Also says how Milvus was read.
+    pub async fn stored_hashes(&self, spec: &CollectionSpec, keys: &[String]) -> Result<(HashMap<String, i64>, ReadPlan), SinkError> {
+        let collection = &spec.collection.name;
+        let plan = self.recent.plan(collection, std::time::Instant::now());
+        let consistency = match plan {
+            ReadPlan::Strong => ConsistencyLevel::Strong,
+            ReadPlan::Bounded => ConsistencyLevel::Bounded,
+        };
         let mut hashes = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
             let filter = key_filter(&spec.collection.primary_key, chunk);
-            let response = self
-                .query("query", &spec.collection.name, &filter, &[spec.collection.primary_key.clone(), ROW_HASH_FIELD.to_owned()])
-                .await?;
+            let output_fields = [spec.collection.primary_key.clone(), ROW_HASH_FIELD.to_owned()];
+            let response = self.query_with("query", collection, &filter, &output_fields, consistency).await?;
             let failed =
                 |source| SinkError::Operation { operation: "query", collection: spec.collection.name.clone(), source: Box::new(source) };
             for row in response.results().rows().map_err(failed)? {
@@ -499,7 +519,18 @@ impl MilvusSink {
                 );
             }
         }
-        Ok(hashes)
+        if plan == ReadPlan::Bounded {
+            self.recent.overlay(collection, keys, &mut hashes);
+        }
+        Ok((hashes, plan))
+    }
+
+    /// Ends the start-up window of strong lookups now (tests of the bounded path, see
+    /// [`recent`]).
+    #[doc(hidden)]
+    pub fn skip_strong_lookup_window(&mut self) {
+        let window = self.recent.window();
+        self.recent.backdate(window);
     }
 
     /// A strongly consistent query of `collection` under the retry policy.
@@ -510,12 +541,24 @@ impl MilvusSink {
         filter: &str,
         output_fields: &[String],
     ) -> Result<QueryResponse, SinkError> {
+        self.query_with(operation, collection, filter, output_fields, ConsistencyLevel::Strong).await
+    }
+
+    /// A query of `collection` at `consistency` under the retry policy.
+    async fn query_with(
+        &self,
+        operation: &'static str,
+        collection: &str,
+        filter: &str,
+        output_fields: &[String],
+        consistency: ConsistencyLevel,
+    ) -> Result<QueryResponse, SinkError> {
         self.retrying(operation, collection, || async {
             let request = QueryRequest::builder()
                 .collection_name(collection.to_owned())
                 .filter(filter.to_owned())
                 .output_fields(output_fields.to_vec())
-                .consistency_level(ConsistencyLevel::Strong)
+                .consistency_level(consistency)
                 .build()?;
             self.client().await?.query(request).await
         })
@@ -525,15 +568,24 @@ impl MilvusSink {
     /// Deletes the rows whose primary keys are in `keys` (absent keys are ignored, so repeating a
     /// delete is harmless).
     pub async fn delete_keys(&self, spec: &CollectionSpec, keys: &[String]) -> Result<(), SinkError> {
-        for chunk in keys.chunks(KEYS_PER_REQUEST) {
-            let filter = key_filter(&spec.collection.primary_key, chunk);
-            self.retrying("delete", &spec.collection.name, || async {
-                let request = DeleteRequest::builder().collection_name(spec.collection.name.clone()).filter(filter.clone()).build()?;
-                self.client().await?.delete(request).await
-            })
-            .await?;
+        // Deleted keys are not remembered one by one: lookups of this collection are strong for a
+        // window after the delete instead (deletes are rare: mirror passes).
+        let collection = &spec.collection.name;
+        self.recent.wrote_unknown(collection, std::time::Instant::now());
+        let outcome = async {
+            for chunk in keys.chunks(KEYS_PER_REQUEST) {
+                let filter = key_filter(&spec.collection.primary_key, chunk);
+                self.retrying("delete", collection, || async {
+                    let request = DeleteRequest::builder().collection_name(collection.clone()).filter(filter.clone()).build()?;
+                    self.client().await?.delete(request).await
+                })
+                .await?;
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.recent.wrote_unknown(collection, std::time::Instant::now());
+        outcome
     }
 
     /// The `k` rows nearest to `vector`.
