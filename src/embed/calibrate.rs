@@ -30,7 +30,7 @@ use crate::settings::Device;
 /// Word pieces per synthetic calibration sequence (a short sentence).
 pub const CALIBRATION_TOKENS: usize = 32;
 /// The calibration stops before a rung that would take its model time past this.
-pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(800);
+pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(700);
 /// Rungs this close to the fastest count as equally fast; the largest of them is chosen (fewer,
 /// bigger runs lose less when reading, upserts and Milvus interrupt the model's threads).
 const EQUALLY_FAST: f64 = 0.97;
@@ -171,15 +171,17 @@ pub fn ladder(device: Device) -> Vec<usize> {
 
 /// Measures the rungs of `ladder` (tokens per run) with `run`, which runs `texts` synthetic
 /// sequences of [`CALIBRATION_TOKENS`] once and returns how long it took. Stops before a rung
-/// whose projected time would take the total past `budget` (after [`MIN_RUNGS`]), and after two
-/// rungs in a row well below the best.
+/// whose projected time (at the last rung's rate, if slower than the best) would take the total
+/// past `budget` (after [`MIN_RUNGS`]), and after two rungs in a row well below the best.
 pub fn measure<E>(ladder: &[usize], budget: Duration, mut run: impl FnMut(usize) -> Result<Duration, E>) -> Result<Vec<ShapePoint>, E> {
     let mut points: Vec<ShapePoint> = Vec::new();
     let mut spent = 0.0;
     let mut below_peak = 0;
     for &tokens in ladder {
         let best = best_point(&points).map_or(0.0, |point| point.tokens_per_second);
-        if points.len() >= MIN_RUNGS && best > 0.0 && spent + tokens as f64 / best > budget.as_secs_f64() {
+        // Projected at the slower of the best and the last rate: bigger rungs tend to run slower.
+        let rate = points.last().map_or(best, |last| last.tokens_per_second.min(best));
+        if points.len() >= MIN_RUNGS && rate > 0.0 && spent + tokens as f64 / rate > budget.as_secs_f64() {
             break;
         }
         let texts = (tokens / CALIBRATION_TOKENS).max(1);
