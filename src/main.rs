@@ -210,7 +210,8 @@ async fn shutdown_signal() {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VECDROP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn,h2=warn,tonic=warn,hyper=warn"));
+        // vecdrop's own events at INFO; every other crate (scheduler, gRPC, ONNX Runtime) at WARN.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,vecdrop=info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

@@ -253,3 +253,16 @@ fn a_file_that_changes_during_its_import_is_failed_not_mixed() {
     assert_eq!(status[0]["state"], "failed");
     assert_eq!(status[0]["rows_imported"], 0, "the changed file's batch was not committed");
 }
+
+/// The export `make run` imports on a schedule is clean: no row of it is dead-lettered.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundled_faq_export_imports_without_a_rejected_row() {
+    let collection = unique_collection("faq");
+    let config =
+        TestConfig::new(&collection, "id_field = \"id\"\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 64 }\n");
+    let faq = support::root().join("examples/exports/faq.csv");
+    let output = config.run("import", &[faq.to_str().unwrap()]);
+    let summary = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{summary}");
+    assert!(summary.contains(" 0 rejected"), "{summary}");
+}
