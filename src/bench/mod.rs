@@ -341,7 +341,6 @@ impl Bench {
     /// Creates the collection (untimed), then times `import_file` of `path`.
     async fn import_phase(&self, name: &str, pipeline: &PipelineSettings, path: &Path) -> Result<PhaseResult, BenchError> {
         self.context.sink.ensure_collection(&self.spec_of(pipeline)).await?;
-        let embedded_before = self.context.embedder.texts_embedded();
         let model_before = self.context.embedder.usage();
         let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let started = Instant::now();
@@ -356,8 +355,9 @@ impl Bench {
         let mut result = PhaseResult::new(name, "rows/s", rows, seconds, peak_bytes);
         result.flush_seconds = Some(summary.flush_seconds);
         result.record_cpu(cpu_use);
-        result.texts_embedded = Some(self.context.embedder.texts_embedded() - embedded_before);
-        result.record_model(self.context.embedder.usage().since(&model_before));
+        let model = self.context.embedder.usage().since(&model_before);
+        result.texts_embedded = Some(model.texts);
+        result.record_model(model);
         result.began_on_quiet_milvus = self.began_on_quiet_milvus();
         self.bare.wait_for_index(&pipeline.collection.name).await?;
         self.settle_milvus().await;

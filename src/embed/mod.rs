@@ -350,7 +350,7 @@ impl Embedder {
     /// How many texts this model (all clones of this `Embedder`) has embedded since it was loaded,
     /// the load's one-text probe and calibration included.
     pub fn texts_embedded(&self) -> u64 {
-        self.inner.texts_embedded.load(Ordering::Relaxed)
+        self.usage().texts
     }
 
     /// Texts, runs and model seconds since loading (all clones of this `Embedder`).

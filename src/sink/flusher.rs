@@ -7,10 +7,9 @@
 //! Per collection, one flush runs at a time, and flushes start at most once per
 //! `milvus.flush_window`: the first after a quiet spell starts at once (one big file pays no
 //! window); under a steady stream of files the next flush starts when the running one returned
-//! and gathers every file that finished meanwhile. Each flush costs Milvus about 0.4 s of CPU
-//! whatever its size (it seals segments, writes their binlogs and loads them; measured on Milvus
-//! 2.3.5), CPU that a two-core host takes from the model: overlapping flushes once a second cost
-//! four times what back-to-back ones do, for the same files (bench `daemon_small_files`).
+//! and gathers every file that finished meanwhile. Each flush costs Milvus about half a second of
+//! CPU whatever its size (it seals segments, writes their binlogs and loads them; Milvus 2.3.5,
+//! `scripts/milvus-costs.py`), CPU that a two-core host takes from the model.
 //!
 //! The invariant holds for every member: a file joins only after Milvus acknowledged all its
 //! upserts, the group closes before its flush request is sent, so the flush covers every member's

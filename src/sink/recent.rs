@@ -3,9 +3,9 @@
 //!
 //! Before a batch is embedded, the stored row hashes of its keys are looked up (an unchanged row
 //! is neither embedded nor written). A strongly consistent query waits until Milvus has caught up
-//! with "now" — on Milvus 2.3 up to one time tick, ~200 ms, and ~18 ms of its CPU per query
-//! (measured) — which made every ten-row file wait 200 ms for its lookup. A bounded-staleness
-//! query is answered at once (~3 ms, ~2.5 ms of CPU) but may miss writes of the last
+//! with "now" — on Milvus 2.3 a time tick, 200–300 ms, and ~17 ms of its CPU per query
+//! (`scripts/milvus-costs.py`) — which made every ten-row file wait that long for its lookup. A
+//! bounded-staleness query is answered at once (~3.5 ms, ~3 ms of CPU) but may miss writes of the last
 //! `gracefulTime` (Milvus's `common.gracefulTime`, 5 s by default, `milvus.graceful_time` here).
 //!
 //! What it may miss is known: writes this process made in that time. [`RecentWrites`] keeps the
