@@ -139,6 +139,7 @@ pub struct Telemetry {
     rows_superseded: Family<PipelineLabel, Counter>,
     rejections: Family<CauseLabels, Counter>,
     retries: Family<CauseLabels, Counter>,
+    refused_entries: Family<CauseLabels, Counter>,
     mirror_held_back: Family<PipelineLabel, Counter>,
     milvus_reachable: Gauge,
     lookups: Family<LookupLabels, Counter>,
@@ -185,6 +186,12 @@ impl Telemetry {
         registry.register("rejections", "Records dead-lettered, by cause (malformed, invalid_value)", rejections.clone());
         let retries = Family::<CauseLabels, Counter>::default();
         registry.register("retries", "Files tried again after a fault that was not theirs, by fault class", retries.clone());
+        let refused_entries = Family::<CauseLabels, Counter>::default();
+        registry.register(
+            "refused_entries",
+            "Drop-folder entries refused and left alone (never read, moved or deleted), by cause (symlink, special_file, hard_link)",
+            refused_entries.clone(),
+        );
         let mirror_held_back = Family::<PipelineLabel, Counter>::default();
         registry.register(
             "mirror_held_back",
@@ -242,6 +249,7 @@ impl Telemetry {
             rows_superseded,
             rejections,
             retries,
+            refused_entries,
             mirror_held_back,
             milvus_reachable,
             lookups,
@@ -305,6 +313,11 @@ impl Telemetry {
     /// Counts a retry of a file of `pipeline` after a `fault` that was not the file's.
     pub fn retried(&self, pipeline: &str, fault: Fault) {
         self.retries.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: fault.as_str().to_owned() }).inc();
+    }
+
+    /// Counts a drop-folder entry of `pipeline` refused for `cause` (once per version of it).
+    pub fn refused_entry(&self, pipeline: &str, cause: &str) {
+        self.refused_entries.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: cause.to_owned() }).inc();
     }
 
     /// Counts a mirror pass of `pipeline` that was held back.

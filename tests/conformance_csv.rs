@@ -12,7 +12,7 @@ fn suite() -> PathBuf {
 }
 
 fn read(name: &str) -> Vec<ReadItem> {
-    let mut reader = CsvReader::open(&suite().join("csvs").join(format!("{name}.csv")), b',').unwrap();
+    let mut reader = CsvReader::open(suite().join("csvs").join(format!("{name}.csv")), b',').unwrap();
     let mut items = Vec::new();
     while let Some(item) = reader.next_item().unwrap() {
         items.push(item);

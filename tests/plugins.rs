@@ -2,8 +2,9 @@
 //! the example plugins import real files end to end into real Milvus, their output does not depend
 //! on the chunk size, files resume exactly after SIGKILL and at every record, and hostile plugins
 //! (endless loop, memory bomb, deep recursion, panic, huge output, bad offsets, file and socket
-//! access, wrong interface version) fail their own file with a clear reason while the same
-//! process goes on importing.
+//! access, sleeping, oversized checkpoint state, memories beyond the shared budget or the count,
+//! wrong interface version) fail their own file with a clear reason while the same process goes
+//! on importing. A tampered compiled-plugin cache is compiled again, never run.
 //!
 //! Needs the `failpoints` feature for the crash test (`make test` enables it).
 
@@ -18,7 +19,7 @@ use support::{
     assert_exactly_once, connect_sink, import_through_failpoint, import_through_sigkills, milvus_uri, plugin_wasm, unique_collection,
     write_file, TestConfig,
 };
-use vecdrop::format::plugin::{LoadedPlugin, PluginLimits};
+use vecdrop::format::plugin::{LoadedPlugin, PluginError, PluginLimits};
 use vecdrop::format::{Checkpoint, FieldValue, Format, PluginFormat, ReadItem, ReadOptions, RecordReader};
 use vecdrop::pipeline::import_file;
 
@@ -259,6 +260,8 @@ async fn hostile_plugins_fail_only_their_own_file_with_a_clear_reason() {
         ("hostile-offsets", "past the 21 bytes fed so far"),
         ("hostile-file", "cannot open /etc/passwd"),
         ("hostile-socket", "cannot connect to 127.0.0.1:9"),
+        ("hostile-sleep", "which plugins cannot use (they must not sleep or wait)"),
+        ("hostile-state", "checkpoint state of 102400 bytes, more than the cap of 65536 bytes (64 KiB)"),
     ];
     for (format, expected) in cases {
         let started = Instant::now();
@@ -272,6 +275,166 @@ async fn hostile_plugins_fail_only_their_own_file_with_a_clear_reason() {
         let outcome = import_file(&context, &pipeline, &good, false).await;
         assert!(matches!(outcome, Ok(vecdrop::pipeline::FileOutcome::Imported(ref summary)) if summary.rows_imported == 1), "{outcome:?}");
     }
+}
+
+/// The error reading `format` of the hostile plugin (one 21-byte file) ends with, and how long
+/// the read took.
+fn hostile_read_error(format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(dir.path(), &format!("input.{format}"), &format!("{format:<20}\n"));
+    let plugin = plugin_format("hostile", "{}", 64 << 10, format);
+    let mut reader = RecordReader::open(Format::Plugin(plugin), path.as_path(), &ReadOptions::default(), &Checkpoint::Start).unwrap();
+    let error = loop {
+        match reader.next_item() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("{format}: the file was read to the end"),
+            Err(error) => break error.to_string(),
+        }
+    };
+    eprintln!("{format}: {error}");
+    assert!(error.contains("plugin hostile") && error.contains(&format!("input.{format}")), "{format}: names plugin and file: {error}");
+    error
+}
+
+#[test]
+fn a_sleeping_plugin_is_refused_the_wait_not_timed_out() {
+    // The default time budget is 2 s and the plugin sleeps for an hour: only a refusal of the
+    // WASI call (not the deadline, which cannot interrupt a host call) makes this a failure
+    // that names the call.
+    let error = hostile_read_error("hostile-sleep");
+    assert!(error.contains("the plugin called wasi:"), "{error}");
+    assert!(error.contains("which plugins cannot use (they must not sleep or wait)"), "{error}");
+    assert!(!error.contains("time budget"), "refused, not timed out: {error}");
+}
+
+#[test]
+fn a_checkpoint_state_over_64_kib_fails_the_file_naming_the_cap() {
+    let error = hostile_read_error("hostile-state");
+    assert!(error.contains("checkpoint state of 102400 bytes, more than the cap of 65536 bytes (64 KiB)"), "{error}");
+}
+
+/// `component` plus one more core module, instantiated at the component's top level, that defines
+/// `count` memories of `pages` 64 KiB pages: what any toolchain could add to a plugin.
+fn with_extra_memories(component: &[u8], count: u32, pages: u32) -> Vec<u8> {
+    use wasm_encoder::{ComponentSection, Encode};
+    // Core modules are numbered in order of their sections at the component's top level.
+    let (mut modules, mut depth) = (0u32, 0usize);
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        match payload.unwrap() {
+            wasmparser::Payload::ModuleSection { .. } => {
+                modules += u32::from(depth == 0);
+                depth += 1;
+            }
+            wasmparser::Payload::ComponentSection { .. } => depth += 1,
+            wasmparser::Payload::End(_) => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    let mut memories = wasm_encoder::MemorySection::new();
+    for _ in 0..count {
+        memories.memory(wasm_encoder::MemoryType {
+            minimum: u64::from(pages),
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        });
+    }
+    let mut module = wasm_encoder::Module::new();
+    module.section(&memories);
+    let mut instances = wasm_encoder::InstanceSection::new();
+    instances.instantiate(modules, std::iter::empty::<(&str, wasm_encoder::ModuleArg)>());
+    let mut extended = component.to_vec();
+    let module_section = wasm_encoder::ModuleSection(&module);
+    extended.push(module_section.id());
+    module_section.encode(&mut extended);
+    extended.push(instances.id());
+    instances.encode(&mut extended);
+    extended
+}
+
+#[test]
+fn memories_beyond_the_shared_budget_or_the_count_fail_the_plugin_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = std::fs::read(plugin_wasm("hostile")).unwrap();
+    let limits = PluginLimits { memory_bytes: 64 << 20, ..PluginLimits::default() };
+    let load = |name: &str, wasm: Vec<u8>| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, wasm).unwrap();
+        LoadedPlugin::load(&path, "{}", limits.clone(), None)
+    };
+    // Two extra memories of 20 MiB fit next to the program's own; three of 30 MiB do not.
+    load("two-memories.wasm", with_extra_memories(&hostile, 2, 320)).unwrap();
+    let error = load("budget.wasm", with_extra_memories(&hostile, 3, 480)).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("budget.wasm") && message.contains("exceeded its memory limit of 64 MiB, shared by all its memories"),
+        "{message}"
+    );
+    assert!(
+        matches!(&error, PluginError::Load { source, .. } if matches!(**source, PluginError::MemoryLimit { asked, .. } if asked == 30 << 20))
+    );
+
+    // Twenty memories of 10 MiB: refused by the memory count before any is made.
+    let message = load("twenty.wasm", with_extra_memories(&hostile, 20, 160)).unwrap_err().to_string();
+    assert!(message.contains("twenty.wasm") && message.contains("memory count too high") && message.contains("4 memories"), "{message}");
+}
+
+/// The cache entry of plugin `name` in `cache`, and its record.
+fn cache_entry(cache: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let prefix = blake3::hash(&std::fs::read(plugin_wasm(name)).unwrap()).to_hex()[..32].to_owned();
+    let entry = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            let file = path.file_name().unwrap().to_string_lossy();
+            file.starts_with(&prefix) && file.ends_with(".cwasm")
+        })
+        .unwrap_or_else(|| panic!("no cache entry for {name}"));
+    let record = std::path::PathBuf::from(format!("{}.blake3", entry.display()));
+    (entry, record)
+}
+
+#[test]
+fn a_tampered_plugin_cache_is_compiled_again_and_never_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let load = |name: &str| LoadedPlugin::load(&plugin_wasm(name), "{}", PluginLimits::default(), Some(cache.path())).unwrap();
+    let xml_name = load("xml").name().to_owned();
+    let logline_name = load("logline").name().to_owned();
+    assert_ne!(xml_name, logline_name);
+    let (xml_entry, xml_record) = cache_entry(cache.path(), "xml");
+    let (logline_entry, logline_record) = cache_entry(cache.path(), "logline");
+    let logline_artifact = std::fs::read(&logline_entry).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!((mode(&xml_entry), mode(&xml_record)), (0o600, 0o600));
+
+    // Garbage in place of the entry.
+    std::fs::write(&xml_entry, b"garbage, not machine code").unwrap();
+    assert_eq!(load("xml").name(), xml_name);
+    assert_ne!(std::fs::read(&xml_entry).unwrap(), b"garbage, not machine code", "recompiled and replaced");
+
+    // Another plugin's valid artifact under xml's name: its hash is not the one recorded.
+    std::fs::write(&xml_entry, &logline_artifact).unwrap();
+    assert_eq!(load("xml").name(), xml_name, "the planted code did not run");
+    assert_ne!(std::fs::read(&xml_entry).unwrap(), logline_artifact);
+
+    // The same with the record rewritten to match, but the entry writable by others.
+    std::fs::write(&xml_entry, &logline_artifact).unwrap();
+    std::fs::copy(&logline_record, &xml_record).unwrap();
+    std::fs::set_permissions(&xml_entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    assert_eq!(load("xml").name(), xml_name, "the planted code did not run");
+    assert_ne!(std::fs::read(&xml_entry).unwrap(), logline_artifact);
+    assert_eq!(mode(&xml_entry), 0o600, "the replacement is closed to others");
+
+    // Control: an entry and record that vecdrop's own user wrote, closed to others, are trusted
+    // (the cache does not defend against its own user): this is what the cases above refused.
+    std::fs::write(&xml_entry, &logline_artifact).unwrap();
+    std::fs::copy(&logline_record, &xml_record).unwrap();
+    std::fs::set_permissions(&xml_entry, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&xml_record, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(load("xml").name(), logline_name, "a trusted entry is loaded as is");
 }
 
 #[test]

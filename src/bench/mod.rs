@@ -202,7 +202,7 @@ impl Bench {
         let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(&settings.state.dir)));
         let embedder = blocking(move || Embedder::load_with(&embedding, &base_dir, &policy)).await??;
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
-        let bare = BareClient::connect(&settings.milvus.uri, &settings.milvus.token).await?;
+        let bare = BareClient::connect(&settings.milvus.uri, settings.milvus.token.expose()).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
         let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many"]
             .iter()
@@ -370,7 +370,8 @@ impl Bench {
         self.context.sink.ensure_collection(&spec).await?;
         let (peak, cpu) = (PeakRss::start(), CpuClock::start());
         let corpus = &self.options.corpus;
-        let times = self.bare.upsert_loop(&spec, corpus, corpus::vector_documents(corpus), self.options.batch_rows).await?;
+        let times =
+            self.bare.upsert_loop(&spec, corpus, corpus::vector_documents(corpus), self.options.batch_rows, &self.context.sink).await?;
         let mut result = PhaseResult::new(phase::SDK_UPSERT, "rows/s", times.rows, times.total_seconds, peak.peak_bytes());
         result.record_cpu(cpu.elapsed());
         result.flush_seconds = Some(times.flush_seconds);

@@ -90,7 +90,7 @@ fn check_sources(report: &mut Report, pipeline: &PipelineSettings) {
         }
     }
     if let Some(schedule) = &pipeline.schedule {
-        let files = expand(&schedule.paths);
+        let files = expand(&schedule.paths, schedule.links);
         let detail = format!("\"{}\" ({}): {:?} match {} file(s) now", schedule.cron, schedule.timezone, schedule.paths, files.len());
         report.pass(&format!("pipeline {} schedule", pipeline.name), &detail);
     }

@@ -64,7 +64,16 @@ fn daemon_status(settings: &Settings, ledger: &Path) -> Result<u8, CommandError>
             ledger.display()
         ))
     };
-    let body = match http_get(address, "/status") {
+    let token = match &settings.status.token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(settings.base_dir.join(file))
+                .map_err(|error| CommandError::Other(format!("status.token_file {}: {error}", file.display())))?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let body = match http_get(address, "/status", token.as_deref()) {
         Ok((200, body)) => body,
         Ok((status, _)) => return Err(unreachable(format!("answered {status}"))),
         Err(error) => return Err(unreachable(error.to_string())),
@@ -74,12 +83,14 @@ fn daemon_status(settings: &Settings, ledger: &Path) -> Result<u8, CommandError>
     Ok(EXIT_OK)
 }
 
-/// A minimal HTTP/1.0 GET of `path` from `address` (the status endpoint): the answer's status
-/// code and body, whatever the status; `Err` when nothing answers or the answer is not HTTP.
-pub fn http_get(address: &str, path: &str) -> std::io::Result<(u16, String)> {
+/// A minimal HTTP/1.0 GET of `path` from `address` (the status endpoint), with `bearer` as its
+/// `Authorization` token if given: the answer's status code and body, whatever the status; `Err`
+/// when nothing answers or the answer is not HTTP.
+pub fn http_get(address: &str, path: &str, bearer: Option<&str>) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(address)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let authorization = bearer.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     let malformed = || std::io::Error::other("malformed HTTP answer");

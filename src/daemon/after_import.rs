@@ -5,28 +5,129 @@
 //! the rows are committed and flushed (the pipeline returned). A file that failed goes to
 //! `<dir>/.failed/` with `<name>.error.txt` saying why and what to do. Files found by schedules are
 //! never moved: they are re-read on the next run.
+//!
+//! `.done/` and `.failed/` are the daemon's: [`prepare`] creates them at start (mode 0700, or 2750
+//! in a setgid drop folder so that its group can read them) and refuses to start when one is a
+//! link or not a directory. Every move and write goes through directory descriptors opened
+//! without following links (`openat` with `O_NOFOLLOW`, `renameat2` with `RENAME_NOREPLACE`,
+//! error files with `O_EXCL`): a link planted in a drop folder is never followed and a name
+//! collision never overwrites.
 
-use std::io;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags, RenameFlags};
+
 use crate::settings::AfterImport;
+
+/// The daemon's subfolders of a drop folder.
+const SUBFOLDERS: [&str; 2] = [".done", ".failed"];
+
+/// A drop folder whose `.done/` or `.failed/` cannot be the daemon's.
+#[derive(Debug, thiserror::Error)]
+#[error("drop folder {dir}: {subfolder} {problem}; remove it (vecdrop creates its own) and start again")]
+pub struct PrepareError {
+    /// The drop folder.
+    pub dir: PathBuf,
+    /// `.done` or `.failed`.
+    pub subfolder: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Creates the drop folder (if missing) and its `.done/` and `.failed/`, and checks that they are
+/// directories owned by the daemon's user (not links, not writable by others; a group- or
+/// world-writable one is tightened).
+pub fn prepare(dir: &Path) -> Result<(), PrepareError> {
+    let failed = |subfolder, problem: String| PrepareError { dir: dir.to_owned(), subfolder, problem };
+    std::fs::create_dir_all(dir).map_err(|error| failed("the folder itself", error.to_string()))?;
+    let folder = open_dir(dir).map_err(|error| failed("the folder itself", error.to_string()))?;
+    let mode = subfolder_mode(&folder).map_err(|error| failed("the folder itself", error.to_string()))?;
+    for subfolder in SUBFOLDERS {
+        let created = match rustix::fs::mkdirat(&folder, subfolder, mode) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
+            Err(error) => return Err(failed(subfolder, format!("cannot be created: {error}"))),
+        };
+        let opened = open_subdir(&folder, subfolder).map_err(|error| failed(subfolder, error.to_string()))?;
+        if created {
+            // The mode exactly, whatever the umask took away (a setgid folder's group keeps write).
+            rustix::fs::fchmod(&opened, mode).map_err(|error| failed(subfolder, error.to_string()))?;
+        }
+        check_owned(&opened, mode).map_err(|problem| failed(subfolder, problem))?;
+    }
+    Ok(())
+}
+
+/// 0700, or 2750 when the drop folder is setgid (its group may look, not change anything).
+fn subfolder_mode(folder: &OwnedFd) -> io::Result<Mode> {
+    let stat = rustix::fs::fstat(folder)?;
+    Ok(if stat.st_mode & libc::S_ISGID != 0 { Mode::from_raw_mode(0o2750) } else { Mode::from_raw_mode(0o700) })
+}
+
+/// Owned by the daemon's user and writable by nobody else; a group-writable one in a folder that
+/// is not setgid is tightened to `mode`.
+fn check_owned(dir: &OwnedFd, mode: Mode) -> Result<(), String> {
+    let stat = rustix::fs::fstat(dir).map_err(|error| error.to_string())?;
+    // SAFETY: geteuid has no preconditions.
+    let user = unsafe { libc::geteuid() };
+    if stat.st_uid != user {
+        return Err(format!("belongs to user {} instead of the daemon's ({user})", stat.st_uid));
+    }
+    let writable_by_others = stat.st_mode & 0o002 != 0 || (stat.st_mode & 0o020 != 0 && mode.as_raw_mode() & 0o020 == 0);
+    if writable_by_others {
+        rustix::fs::fchmod(dir, mode).map_err(|error| format!("is writable by others and cannot be tightened: {error}"))?;
+        tracing::warn!(mode = format!("{:o}", mode.as_raw_mode()), "a drop folder's subfolder was writable by others: tightened");
+    }
+    Ok(())
+}
+
+/// `path` as a directory descriptor (the configured folder may itself be a link: the operator's).
+fn open_dir(path: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// `name` inside `parent`, only if it is a directory and not a link.
+fn open_subdir(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    rustix::fs::openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(
+        |error| match error {
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+                io::Error::new(io::ErrorKind::InvalidInput, "is a link or not a directory (never followed)")
+            }
+            error => io::Error::from(error),
+        },
+    )
+}
 
 /// Applies `after_import` to `path`, a file of drop folder `dir` whose rows are all committed.
 /// Returns where the file went (`None` when deleted or kept).
 pub fn after_success(path: &Path, dir: &Path, action: AfterImport, today: &str) -> io::Result<Option<PathBuf>> {
     match action {
-        AfterImport::Move => move_into(path, &dir.join(".done").join(today)).map(Some),
-        AfterImport::Delete => std::fs::remove_file(path).map(|()| None),
+        AfterImport::Move => {
+            let folder = open_dir(dir)?;
+            let done = subfolder(&folder, ".done")?;
+            let day = subfolder(&done, today)?;
+            let name = file_name(path)?;
+            let moved = move_into(&folder, &name, &day)?;
+            Ok(Some(dir.join(".done").join(today).join(moved)))
+        }
+        AfterImport::Delete => {
+            let folder = open_dir(dir)?;
+            rustix::fs::unlinkat(&folder, file_name(path)?.as_str(), rustix::fs::AtFlags::empty())?;
+            Ok(None)
+        }
         AfterImport::Keep => Ok(None),
     }
 }
 
 /// Moves `path` to `<dir>/.failed/` and writes `<name>.error.txt` next to it with `reason` and
-/// what to do. Returns the new path of the file.
-pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_letters: &Path) -> io::Result<PathBuf> {
-    let failed_dir = dir.join(".failed");
-    let moved = move_into(path, &failed_dir)?;
-    let name = moved.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+/// what to do (created exclusively: an entry planted under that name is neither followed nor
+/// overwritten; the text then goes to the next free `<stem>.N.<extensions>.error.txt`). Returns the new path of the file
+/// and the explanation written.
+pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_letters: &Path) -> io::Result<(PathBuf, String)> {
+    let folder = open_dir(dir)?;
+    let failed = subfolder(&folder, ".failed")?;
     let explanation = format!(
         "vecdrop could not import {original}\n\
          pipeline: {pipeline}\n\
@@ -43,37 +144,80 @@ pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_le
         dead_letters = dead_letters.display(),
         dir = dir.display(),
     );
-    std::fs::write(failed_dir.join(format!("{name}.error.txt")), explanation)?;
-    Ok(moved)
-}
-
-/// Moves `path` into `target_dir` (created), keeping its name or adding `.1`, `.2`… before the
-/// extension when the name is taken. Falls back to copy + remove across file systems.
-fn move_into(path: &Path, target_dir: &Path) -> io::Result<PathBuf> {
-    std::fs::create_dir_all(target_dir)?;
-    let name = path.file_name().ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let target = free_name(target_dir, &name.to_string_lossy());
-    if let Err(error) = std::fs::rename(path, &target) {
-        if error.raw_os_error() != Some(libc::EXDEV) {
-            return Err(error);
+    let moved = move_into(&folder, &file_name(path)?, &failed)?;
+    let mut written = false;
+    for candidate in candidates(&format!("{moved}.error.txt")).take(10_000) {
+        match write_new(&failed, &candidate, &explanation) {
+            Ok(()) => {
+                written = true;
+                break;
+            }
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(error) => return Err(error),
         }
-        std::fs::copy(path, &target)?;
-        std::fs::remove_file(path)?;
     }
-    Ok(target)
+    if !written {
+        return Err(io::Error::other(format!("no free name for {moved}.error.txt")));
+    }
+    Ok((dir.join(".failed").join(moved), explanation))
 }
 
-/// `dir/name`, or `dir/stem.N.ext` with the smallest free N.
-fn free_name(dir: &Path, name: &str) -> PathBuf {
-    let candidate = dir.join(name);
-    if !candidate.exists() {
-        return candidate;
+/// `name` inside `parent`, created when missing (mode as [`subfolder_mode`] says for `parent`),
+/// opened only if it is a directory and not a link.
+fn subfolder(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    let mode = subfolder_mode(parent)?;
+    let created = match rustix::fs::mkdirat(parent, name, mode) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::EXIST) => false,
+        Err(error) => return Err(error.into()),
+    };
+    let opened = open_subdir(parent, name)?;
+    if created {
+        rustix::fs::fchmod(&opened, mode)?;
     }
+    Ok(opened)
+}
+
+/// Creates `name` in `dir` (never following or replacing an existing entry) with `content`.
+fn write_new(dir: &OwnedFd, name: &str, content: &str) -> io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(content.as_bytes())?;
+    file.sync_all()
+}
+
+/// The last component of `path`, as UTF-8 or lossily.
+fn file_name(path: &Path) -> io::Result<String> {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))
+}
+
+/// Renames `name` of `from` into `to`, keeping the name or adding `.1`, `.2`… before the extension
+/// when it is taken (`RENAME_NOREPLACE`: never over an existing entry). Returns the name taken.
+fn move_into(from: &OwnedFd, name: &str, to: &OwnedFd) -> io::Result<String> {
+    for candidate in candidates(name).take(10_000) {
+        match rustix::fs::renameat_with(from, name, to, candidate.as_str(), RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(candidate),
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(io::Error::other(format!("no free name for {name}")))
+}
+
+/// `name`, then `stem.1.ext`, `stem.2.ext`…
+fn candidates(name: &str) -> impl Iterator<Item = String> + '_ {
     let (stem, extension) = match name.split_once('.') {
         Some((stem, extension)) if !stem.is_empty() => (stem, format!(".{extension}")),
         _ => (name, String::new()),
     };
-    (1..).map(|n| dir.join(format!("{stem}.{n}{extension}"))).find(|candidate| !candidate.exists()).expect("some suffix is free")
+    std::iter::once(name.to_owned()).chain((1..).map(move |n| format!("{stem}.{n}{extension}")))
 }
 
 #[cfg(test)]
@@ -112,12 +256,82 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.parquet");
         std::fs::write(&path, "not parquet").unwrap();
-        let moved =
+        let (moved, explanation) =
             quarantine(&path, dir.path(), "docs", "bad.parquet: truncated footer", Path::new("state/dead-letters/docs.jsonl")).unwrap();
         assert_eq!(moved, dir.path().join(".failed/bad.parquet"));
+        assert!(explanation.contains("truncated footer"));
         let error = std::fs::read_to_string(dir.path().join(".failed/bad.parquet.error.txt")).unwrap();
         assert!(error.contains("truncated footer"), "{error}");
         assert!(error.contains("what to do"), "{error}");
         assert!(error.contains("docs.jsonl"), "{error}");
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn prepare_makes_private_subfolders_and_refuses_planted_links() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        assert_eq!(mode_of(&dir.path().join(".done")), 0o700);
+        assert_eq!(mode_of(&dir.path().join(".failed")), 0o700);
+
+        let planted = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), planted.path().join(".failed")).unwrap();
+        let error = prepare(planted.path()).unwrap_err().to_string();
+        assert!(error.contains(".failed") && error.contains("link"), "{error}");
+        assert!(std::fs::read_dir(elsewhere.path()).unwrap().next().is_none(), "nothing was written through the link");
+        let not_a_directory = tempfile::tempdir().unwrap();
+        std::fs::write(not_a_directory.path().join(".done"), "a file").unwrap();
+        let error = prepare(not_a_directory.path()).unwrap_err().to_string();
+        assert!(error.contains(".done") && error.contains("not a directory"), "{error}");
+    }
+
+    #[test]
+    fn a_setgid_drop_folder_shares_its_subfolders_with_its_group() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o2770)).unwrap();
+        prepare(dir.path()).unwrap();
+        assert_eq!(mode_of(&dir.path().join(".failed")), 0o2750);
+        std::fs::write(dir.path().join("x.csv"), "x").unwrap();
+        after_success(&dir.path().join("x.csv"), dir.path(), AfterImport::Move, "d").unwrap();
+        assert_eq!(mode_of(&dir.path().join(".done/d")), 0o2750, "the day's folder too");
+    }
+
+    #[test]
+    fn moves_and_error_files_never_follow_or_overwrite_planted_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("ledger.db");
+        std::fs::write(&victim, "precious").unwrap();
+        prepare(dir.path()).unwrap();
+        // A planted error file that is a link to something precious, and a planted file under
+        // the name the quarantined file would take.
+        std::os::unix::fs::symlink(&victim, dir.path().join(".failed/x.error.txt")).unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, "junk").unwrap();
+        let (moved, _) = quarantine(&path, dir.path(), "docs", "bad", Path::new("dead.jsonl")).unwrap();
+        assert_eq!(moved, dir.path().join(".failed/x"));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "the link was not followed");
+        assert!(std::fs::read_to_string(dir.path().join(".failed/x.1.error.txt")).unwrap().contains("bad"));
+
+        std::fs::write(dir.path().join("y.csv"), "new").unwrap();
+        std::fs::create_dir_all(dir.path().join(".done/d")).unwrap();
+        std::fs::write(dir.path().join(".done/d/y.csv"), "older").unwrap();
+        let moved = after_success(&dir.path().join("y.csv"), dir.path(), AfterImport::Move, "d").unwrap().unwrap();
+        assert_eq!(moved, dir.path().join(".done/d/y.1.csv"));
+        assert_eq!(std::fs::read_to_string(dir.path().join(".done/d/y.csv")).unwrap(), "older");
+
+        // `.done` swapped for a link at run time: the move fails, nothing lands outside.
+        std::fs::rename(dir.path().join(".done"), dir.path().join("old-done")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(".done")).unwrap();
+        std::fs::write(dir.path().join("z.csv"), "z").unwrap();
+        assert!(after_success(&dir.path().join("z.csv"), dir.path(), AfterImport::Move, "d").is_err());
+        assert!(dir.path().join("z.csv").is_file(), "the file stays where it was");
+        assert!(!outside.path().join("d").exists());
     }
 }

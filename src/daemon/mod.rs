@@ -34,8 +34,9 @@ use tokio::task::JoinSet;
 use self::gate::{Gates, Verdict};
 use crate::dead_letter;
 use crate::discover::watch::{DropFolder, ScanTiming};
-use crate::discover::{schedule, watch, FileResult, Origin, ReadyFile};
+use crate::discover::{entry, schedule, watch, FileResult, Origin, ReadyFile};
 use crate::fault::{Classify, Fault};
+use crate::format::Source;
 use crate::pipeline::{upsert_file, FileOutcome, ImportContext, ImportError};
 use crate::settings::PipelineSettings;
 
@@ -49,9 +50,15 @@ pub enum DaemonError {
         address: String,
         source: std::io::Error,
     },
+    /// `status.token_file` cannot be used, or the address needs a token and has none.
+    #[error("status: {0}")]
+    StatusAccess(String),
     /// A drop folder cannot be created or watched.
     #[error("drop folders: {0}")]
     Watch(std::io::Error),
+    /// A drop folder's `.done/` or `.failed/` is not the daemon's own directory.
+    #[error(transparent)]
+    DropFolder(after_import::PrepareError),
     /// The scheduler refused a schedule.
     #[error(transparent)]
     Schedule(#[from] schedule::ScheduleError),
@@ -72,8 +79,16 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
         .flat_map(|pipeline| pipeline.watch.iter().map(|dir| DropFolder { pipeline: pipeline.name.clone(), dir: dir.clone() }))
         .collect();
     let discovery = context.cancel.child_token();
-    let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval };
-    let scanner = watch::spawn(folders, timing, queue.clone(), discovery.clone()).map_err(DaemonError::Watch)?;
+    for folder in &folders {
+        after_import::prepare(&folder.dir).map_err(DaemonError::DropFolder)?;
+    }
+    let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval, links: daemon.drop_folder_links };
+    let telemetry = Arc::clone(&context.telemetry);
+    let on_refusal: watch::RefusalSink = Box::new(move |pipeline, path, refusal| {
+        tracing::warn!(pipeline, file = %path.display(), reason = %refusal, "drop-folder entry refused: not read, moved or deleted");
+        telemetry.refused_entry(pipeline, refusal.label());
+    });
+    let scanner = watch::spawn(folders, timing, queue.clone(), on_refusal, discovery.clone()).map_err(DaemonError::Watch)?;
     let mut scheduler = schedule::start(&settings, queue.clone(), context.ledger.clone()).await?;
     // Files whose pipeline backs off come back through the queue; so the queue never closes by
     // itself, and the loop below ends on shutdown.
@@ -198,7 +213,14 @@ impl Workers {
                 return report(context, file, FileResult::Failed(reason));
             }
         }
-        let staged = upsert_file(context, pipeline, &file.path, false).await;
+        let source = match open_ready(context, &file) {
+            Ok(source) => source,
+            Err(outcome) => {
+                drop(slot);
+                return report(context, file, outcome);
+            }
+        };
+        let staged = upsert_file(context, pipeline, source, false).await;
         drop(slot);
         let result = match staged {
             Ok(staged) => staged.finish().await,
@@ -261,6 +283,27 @@ impl Workers {
     }
 }
 
+/// Opens a ready file for its import: a drop-folder entry through [`entry::open`] (no links
+/// followed, regular files only, and only the version that settled), a scheduled file by name.
+/// A refused or changed entry is left where it is: a changed one is looked at again by the scanner.
+fn open_ready(context: &ImportContext, file: &ReadyFile) -> Result<Source, FileResult> {
+    let (Origin::DropFolder { dir }, Some(settled)) = (&file.origin, &file.settled) else {
+        return Ok(Source::from(&file.path));
+    };
+    entry::open(&file.path, dir, context.settings.daemon.drop_folder_links, settled).map_err(|error| {
+        match &error {
+            entry::OpenError::Refused(refusal) => {
+                tracing::warn!(pipeline = %file.pipeline, file = %file.path.display(), reason = %refusal, "drop-folder entry refused: not read, moved or deleted");
+                context.telemetry.refused_entry(&file.pipeline, refusal.label());
+            }
+            entry::OpenError::Changed | entry::OpenError::Io(_) => {
+                tracing::info!(pipeline = %file.pipeline, file = %file.path.display(), %error, "not imported now");
+            }
+        }
+        FileResult::Failed(format!("{}: {error}", file.path.display()))
+    })
+}
+
 /// Counts the file's outcome and tells whoever waits for it (schedules).
 fn report(context: &ImportContext, file: ReadyFile, result: FileResult) {
     let outcome = match &result {
@@ -317,7 +360,10 @@ fn finish(
     let moved = match &result {
         FileResult::Failed(reason) => {
             let dead_letters = dead_letter::path_for(&context.settings.state.dir, &pipeline.name);
-            after_import::quarantine(path, dir, &pipeline.name, reason, &dead_letters).map(Some)
+            after_import::quarantine(path, dir, &pipeline.name, reason, &dead_letters).map(|(moved, explanation)| {
+                keep_explanation(&context.settings.state.dir, &pipeline.name, &moved, &explanation);
+                Some(moved)
+            })
         }
         _ => after_import::after_success(path, dir, pipeline.after_import, &crate::timestamp::today()),
     };
@@ -327,6 +373,17 @@ fn finish(
         Err(error) => tracing::error!(file = %path.display(), %error, "cannot apply after_import to the file"),
     }
     result
+}
+
+/// Keeps a copy of a quarantined file's explanation in the state directory
+/// (`failed/<pipeline>/<name>.error.txt`), where no dropper can plant or alter it.
+fn keep_explanation(state_dir: &Path, pipeline: &str, moved: &Path, explanation: &str) {
+    let folder = state_dir.join("failed").join(pipeline);
+    let name = moved.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let written = std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(folder.join(format!("{name}.error.txt")), explanation));
+    if let Err(error) = written {
+        tracing::warn!(folder = %folder.display(), %error, "cannot keep the failure's explanation in the state directory");
+    }
 }
 
 #[cfg(test)]

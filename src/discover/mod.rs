@@ -9,6 +9,7 @@
 //! A full queue is back-pressure: the drop-folder scanner keeps the file pending and offers it
 //! again on its next tick; a schedule run waits for room.
 
+pub mod entry;
 pub mod schedule;
 pub mod watch;
 
@@ -48,22 +49,35 @@ pub enum FileResult {
     Interrupted,
 }
 
-/// Size, modification time and inode change time of a regular file: when they hold still, its
-/// writer is done; when they are what they were, its content is what it was. The change time
-/// cannot be set by tools that restore modification times (`cp -p`, `rsync -t`), so a rewrite of
-/// the same size with the old mtime still shows.
+/// Device and inode, size, modification time and inode change time of a file: when they hold
+/// still, its writer is done; when they are what they were, it is the same file with the same
+/// content. The change time cannot be set by tools that restore modification times (`cp -p`,
+/// `rsync -t`), so a rewrite of the same size with the old mtime still shows; the inode shows a
+/// file replaced by another under the same name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Fingerprint {
+pub struct Fingerprint {
+    inode: (u64, u64),
     size: u64,
     modified: Option<SystemTime>,
     changed: (i64, i64),
 }
 
 impl Fingerprint {
-    /// The file's fingerprint, or `None` when it is gone or not a regular file.
+    /// The fingerprint of the file `path` leads to (links followed), or `None` when it is gone or
+    /// not a regular file.
     pub(crate) fn of(path: &Path) -> Option<Self> {
         let metadata = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-        Some(Self { size: metadata.len(), modified: metadata.modified().ok(), changed: (metadata.ctime(), metadata.ctime_nsec()) })
+        Some(Self::from_metadata(&metadata))
+    }
+
+    /// The fingerprint in `metadata`.
+    pub(crate) fn from_metadata(metadata: &std::fs::Metadata) -> Self {
+        Self {
+            inode: (metadata.dev(), metadata.ino()),
+            size: metadata.len(),
+            modified: metadata.modified().ok(),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
     }
 }
 
@@ -75,6 +89,9 @@ pub struct ReadyFile {
     pub path: PathBuf,
     /// Where it was found.
     pub origin: Origin,
+    /// What the file looked like when it was found ready (drop folders): the import opens it
+    /// only if it still is that file.
+    pub settled: Option<Fingerprint>,
     /// Told how the import ended (schedules wait for their files).
     pub done: Option<oneshot::Sender<FileResult>>,
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{FileResult, Fingerprint, Origin, ReadyFile};
 use crate::ledger::{Ledger, ScheduleEntry};
-use crate::settings::{Schedule, Settings};
+use crate::settings::{LinkPolicy, Schedule, Settings};
 use crate::timestamp::now_rfc3339;
 
 /// Outcome recorded while a run is in progress.
@@ -42,6 +42,8 @@ struct Recurring {
     expression: String,
     /// Absolute globs.
     patterns: Vec<String>,
+    /// Whether the globs follow symbolic links below their fixed part.
+    links: LinkPolicy,
     queue: mpsc::Sender<ReadyFile>,
     ledger: Ledger,
     busy: AtomicBool,
@@ -93,6 +95,7 @@ impl Recurring {
             pipeline: pipeline.to_owned(),
             expression: schedule.cron.to_string(),
             patterns: schedule.paths.clone(),
+            links: schedule.links,
             queue,
             ledger,
             busy: AtomicBool::new(false),
@@ -120,7 +123,7 @@ impl Recurring {
             entry.last_outcome = Some(RUNNING.to_owned());
             entry.next_run = next;
         });
-        let files = expand(&self.patterns);
+        let files = expand(&self.patterns, self.links);
         tracing::info!(pipeline = %self.pipeline, files = files.len(), "scheduled run started");
         let mut waiting = Vec::with_capacity(files.len());
         let mut results = Vec::with_capacity(files.len());
@@ -131,7 +134,13 @@ impl Recurring {
                 continue;
             }
             let (done, result) = oneshot::channel();
-            let file = ReadyFile { pipeline: self.pipeline.clone(), path: path.clone(), origin: Origin::Schedule, done: Some(done) };
+            let file = ReadyFile {
+                pipeline: self.pipeline.clone(),
+                path: path.clone(),
+                origin: Origin::Schedule,
+                settled: None,
+                done: Some(done),
+            };
             if self.queue.send(file).await.is_err() {
                 self.busy.store(false, Ordering::SeqCst);
                 return; // shutting down: the run stays `running` and is repeated at the next start
@@ -193,18 +202,69 @@ impl Recurring {
 }
 
 /// Regular files matching `patterns` (absolute: [`Schedule::paths`]), sorted, without duplicates.
-pub fn expand(patterns: &[String]) -> Vec<PathBuf> {
+/// A pattern without wildcards is the operator's path and followed wherever it leads; a match of
+/// a wildcard that passes a symbolic link below the pattern's fixed part is kept only as `links`
+/// allows (skipped with a warning otherwise).
+pub fn expand(patterns: &[String], links: LinkPolicy) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for pattern in patterns {
         let Ok(matches) = glob::glob(pattern) else {
             tracing::warn!(%pattern, "not a valid glob");
             continue;
         };
-        files.extend(matches.flatten().filter(|path| path.is_file()));
+        let base = fixed_part(pattern);
+        for path in matches.flatten().filter(|path| path.is_file()) {
+            match link_allowed(&base, &path, links) {
+                Ok(()) => files.push(path),
+                Err(link) => tracing::warn!(
+                    %pattern,
+                    file = %path.display(),
+                    link = %link.display(),
+                    "skipped: the glob reaches it through a symbolic link (set glob_links = \"inside\" or \"follow\" to allow)"
+                ),
+            }
+        }
     }
     files.sort();
     files.dedup();
     files
+}
+
+/// The directories of `pattern` before its first wildcard (`/srv/exports` of
+/// `/srv/exports/*/x.csv`); the whole pattern when it has none.
+fn fixed_part(pattern: &str) -> PathBuf {
+    let mut fixed = PathBuf::new();
+    let components: Vec<_> = Path::new(pattern).components().collect();
+    for (index, component) in components.iter().enumerate() {
+        let text = component.as_os_str().to_string_lossy();
+        if text.contains(['*', '?', '[']) {
+            return fixed;
+        }
+        if index + 1 == components.len() {
+            return Path::new(pattern).to_owned(); // no wildcard at all
+        }
+        fixed.push(component);
+    }
+    fixed
+}
+
+/// `Ok` when `path` (a match below `base`) passes no symbolic link below `base`, or `links`
+/// allows the ones it passes; `Err` names the first link in the way.
+fn link_allowed(base: &Path, path: &Path, links: LinkPolicy) -> Result<(), PathBuf> {
+    if links == LinkPolicy::Follow || path == base {
+        return Ok(());
+    }
+    let Ok(below) = path.strip_prefix(base) else { return Ok(()) };
+    let mut current = base.to_owned();
+    for component in below.components() {
+        current.push(component);
+        if std::fs::symlink_metadata(&current).is_ok_and(|metadata| metadata.is_symlink()) {
+            let inside = links == LinkPolicy::Inside
+                && matches!((std::fs::canonicalize(path), std::fs::canonicalize(base)), (Ok(target), Ok(base)) if target.starts_with(&base));
+            return if inside { Ok(()) } else { Err(current) };
+        }
+    }
+    Ok(())
 }
 
 /// `ok: 3 files (1 imported, 2 already imported; 40 rows written, 960 unchanged)` or
@@ -236,6 +296,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn globs_do_not_escape_through_links_unless_allowed_and_plain_paths_are_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.csv"), "x").unwrap();
+        let exports = dir.path().join("exports");
+        std::fs::create_dir_all(exports.join("real")).unwrap();
+        std::fs::write(exports.join("real/a.csv"), "x").unwrap();
+        std::fs::write(exports.join("real/inner.csv"), "x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), exports.join("escape")).unwrap();
+        std::os::unix::fs::symlink(exports.join("real/inner.csv"), exports.join("real/alias.csv")).unwrap();
+        let glob = vec![format!("{}/*/*.csv", exports.display())];
+        let names =
+            |files: Vec<PathBuf>| files.iter().map(|file| file.strip_prefix(&exports).unwrap().display().to_string()).collect::<Vec<_>>();
+        assert_eq!(names(expand(&glob, LinkPolicy::Refuse)), ["real/a.csv", "real/inner.csv"]);
+        assert_eq!(names(expand(&glob, LinkPolicy::Inside)), ["real/a.csv", "real/alias.csv", "real/inner.csv"]);
+        assert_eq!(names(expand(&glob, LinkPolicy::Follow)), ["escape/secret.csv", "real/a.csv", "real/alias.csv", "real/inner.csv"]);
+        let plain = vec![format!("{}/escape/secret.csv", exports.display())];
+        assert_eq!(names(expand(&plain, LinkPolicy::Refuse)), ["escape/secret.csv"], "the operator's own path is followed");
+    }
+
+    #[test]
     fn globs_expand_sorted_and_deduplicated() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("exports")).unwrap();
@@ -243,7 +324,7 @@ mod tests {
             std::fs::write(dir.path().join("exports").join(name), "x").unwrap();
         }
         let exports = dir.path().join("exports");
-        let files = expand(&[format!("{}/*.csv", exports.display()), format!("{}/a.*", exports.display())]);
+        let files = expand(&[format!("{}/*.csv", exports.display()), format!("{}/a.*", exports.display())], LinkPolicy::Refuse);
         let names: Vec<_> = files.iter().map(|path| path.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["a.csv", "b.csv"]);
     }
@@ -259,6 +340,7 @@ mod tests {
             pipeline: "p".into(),
             expression: "*/5 * * * * *".into(),
             patterns: vec![format!("{}/*.csv", dir.path().display())],
+            links: LinkPolicy::Refuse,
             queue,
             ledger: ledger.clone(),
             busy: AtomicBool::new(false),

@@ -6,8 +6,10 @@
 //! folder, or its size and modification time held still for `settle`. A ready file is offered to
 //! the queue; once accepted it is *handled* until its size or modification time change (a file
 //! kept in place with `after_import = "keep"` is not offered again and again). An event-channel
-//! overflow or a watcher error triggers a full rescan. Only regular files directly in the folder
-//! count: subfolders (`.done/`, `.failed/`) and [`super::is_ignored`] names are skipped.
+//! overflow or a watcher error triggers a full rescan. Only regular files with one name directly in
+//! the folder count ([`super::entry`]): subfolders (`.done/`, `.failed/`) and [`super::is_ignored`]
+//! names are skipped silently; symbolic links, FIFOs, sockets, devices and hard-linked files are
+//! refused — logged and counted once per version of the entry, never read, moved or deleted.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,7 +21,9 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
+use super::entry::{classify, Look, Refusal};
 use super::{is_ignored, Fingerprint, Origin, ReadyFile};
+use crate::settings::LinkPolicy;
 
 /// File events buffered between notify's thread and the scanner; beyond it, a rescan catches up.
 const EVENT_BUFFER: usize = 4096;
@@ -40,7 +44,12 @@ pub struct ScanTiming {
     pub settle: Duration,
     /// Full rescan interval.
     pub rescan_interval: Duration,
+    /// Whether symbolic links to files in the same folder are followed.
+    pub links: LinkPolicy,
 }
+
+/// Told about every refused entry, once per version of it: `(pipeline, path, why)`.
+pub type RefusalSink = Box<dyn Fn(&str, &Path, &Refusal) + Send + Sync>;
 
 /// What the scanner knows about one file.
 #[derive(Debug, Clone)]
@@ -57,6 +66,9 @@ struct Scanner {
     timing: ScanTiming,
     candidates: HashMap<PathBuf, Candidate>,
     handled: HashMap<PathBuf, Fingerprint>,
+    /// Entries refused, with the version (`lstat` fingerprint) that was reported.
+    refused: HashMap<PathBuf, Fingerprint>,
+    on_refusal: RefusalSink,
 }
 
 /// Creates the drop folders (canonicalised), watches them and offers ready files to `queue` until `cancel`.
@@ -65,6 +77,7 @@ pub fn spawn(
     folders: Vec<DropFolder>,
     timing: ScanTiming,
     queue: mpsc::Sender<ReadyFile>,
+    on_refusal: RefusalSink,
     cancel: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut folders = folders;
@@ -85,7 +98,7 @@ pub fn spawn(
     for folder in &folders {
         watcher.watch(&folder.dir, RecursiveMode::NonRecursive).map_err(std::io::Error::other)?;
     }
-    let scanner = Scanner { folders, timing, candidates: HashMap::new(), handled: HashMap::new() };
+    let scanner = Scanner { folders, timing, candidates: HashMap::new(), handled: HashMap::new(), refused: HashMap::new(), on_refusal };
     Ok(tokio::spawn(scanner.run(watcher, events, queue, cancel)))
 }
 
@@ -139,6 +152,7 @@ impl Scanner {
         let seen: std::collections::HashSet<&PathBuf> = present.iter().map(|(_, path)| path).collect();
         self.handled.retain(|path, _| seen.contains(path));
         self.candidates.retain(|path, _| seen.contains(path));
+        self.refused.retain(|path, _| seen.contains(path));
         for (index, path) in present {
             self.consider(index, path, false, now);
         }
@@ -175,7 +189,11 @@ impl Scanner {
         if is_ignored(name) {
             return;
         }
-        let Some(fingerprint) = Fingerprint::of(&path) else { return };
+        let fingerprint = match classify(&path, &self.folders[folder].dir, self.timing.links) {
+            Look::Accepted(fingerprint) => fingerprint,
+            Look::Refused { refusal, seen } => return self.refuse(folder, path, &refusal, seen),
+            Look::Gone => return,
+        };
         if self.handled.get(&path) == Some(&fingerprint) {
             return;
         }
@@ -188,26 +206,45 @@ impl Scanner {
         }
     }
 
+    /// Reports a refused entry unless this version of it was reported already.
+    fn refuse(&mut self, folder: usize, path: PathBuf, refusal: &Refusal, seen: Fingerprint) {
+        self.candidates.remove(&path);
+        if self.refused.get(&path) == Some(&seen) {
+            return;
+        }
+        (self.on_refusal)(&self.folders[folder].pipeline, &path, refusal);
+        self.refused.insert(path, seen);
+    }
+
     /// Re-examines the candidates and offers the ready ones; `false` once the queue is closed.
     /// `now` is passed in (the clock is the caller's), so tests step time instead of sleeping.
     fn offer_ready(&mut self, queue: &mpsc::Sender<ReadyFile>, now: Instant) -> bool {
         let mut ready = Vec::new();
-        self.candidates.retain(|path, candidate| match Fingerprint::of(path) {
-            None => false,
-            Some(fingerprint) if fingerprint != candidate.fingerprint => {
+        let mut refused = Vec::new();
+        let (folders, links) = (&self.folders, self.timing.links);
+        self.candidates.retain(|path, candidate| match classify(path, &folders[candidate.folder].dir, links) {
+            Look::Gone => false,
+            Look::Refused { refusal, seen } => {
+                refused.push((candidate.folder, path.clone(), refusal, seen));
+                false
+            }
+            Look::Accepted(fingerprint) if fingerprint != candidate.fingerprint => {
                 // Changed since the last look (written after a rename, say): wait for it to settle.
                 candidate.fingerprint = fingerprint;
                 candidate.still_since = now;
                 candidate.renamed_in = false;
                 true
             }
-            Some(_) => {
+            Look::Accepted(_) => {
                 if candidate.renamed_in || now.duration_since(candidate.still_since) >= self.timing.settle {
                     ready.push(path.clone());
                 }
                 true
             }
         });
+        for (folder, path, refusal, seen) in refused {
+            self.refuse(folder, path, &refusal, seen);
+        }
         ready.sort();
         for path in ready {
             let candidate = self.candidates[&path].clone();
@@ -216,6 +253,7 @@ impl Scanner {
                 pipeline: folder.pipeline.clone(),
                 path: path.clone(),
                 origin: Origin::DropFolder { dir: folder.dir.clone() },
+                settled: Some(candidate.fingerprint),
                 done: None,
             };
             match queue.try_send(file) {
@@ -242,12 +280,48 @@ mod tests {
     use super::*;
 
     fn scanner(dir: &Path, settle: Duration) -> Scanner {
+        scanner_reporting(dir, settle, Box::new(|_: &str, _: &Path, _: &Refusal| {}))
+    }
+
+    fn scanner_reporting(dir: &Path, settle: Duration, on_refusal: RefusalSink) -> Scanner {
         Scanner {
-            folders: vec![DropFolder { pipeline: "docs".into(), dir: dir.to_owned() }],
-            timing: ScanTiming { settle, rescan_interval: Duration::from_secs(30) },
+            folders: vec![DropFolder { pipeline: "docs".into(), dir: std::fs::canonicalize(dir).unwrap() }],
+            timing: ScanTiming { settle, rescan_interval: Duration::from_secs(30), links: LinkPolicy::Refuse },
             candidates: HashMap::new(),
             handled: HashMap::new(),
+            refused: HashMap::new(),
+            on_refusal,
         }
+    }
+
+    #[test]
+    fn links_and_special_files_are_refused_once_per_version_and_never_offered() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::fs::write(dir.path().join("good.csv"), "id,text\n1,a\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link.csv")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.csv")).unwrap();
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&reports);
+        let mut scanner = scanner_reporting(
+            dir.path(),
+            Duration::ZERO,
+            Box::new(move |pipeline: &str, path: &Path, refusal: &Refusal| {
+                sink.lock().unwrap().push(format!("{pipeline} {} {}", path.file_name().unwrap().to_string_lossy(), refusal.label()));
+            }),
+        );
+        let (sender, mut receiver) = mpsc::channel(8);
+        let start = Instant::now();
+        for round in 0..3 {
+            scanner.rescan(start);
+            assert!(scanner.offer_ready(&sender, start + Duration::from_secs(round)));
+        }
+        assert_eq!(drain(&mut receiver), ["good.csv"]);
+        let mut reported = reports.lock().unwrap().clone();
+        reported.sort();
+        assert_eq!(reported, ["docs link.csv symlink", "docs zero.csv symlink"], "each refusal is reported once");
+        assert_eq!(std::fs::read_to_string(outside.path().join("secret")).unwrap(), "s");
     }
 
     fn drain(receiver: &mut mpsc::Receiver<ReadyFile>) -> Vec<String> {
@@ -459,7 +533,9 @@ mod tests {
             };
             let (queue, mut receiver) = mpsc::channel(64);
             let (full_queue, _full_receiver) = mpsc::channel(1);
-            full_queue.try_send(ReadyFile { pipeline: "x".into(), path: "x".into(), origin: Origin::Schedule, done: None }).unwrap();
+            full_queue
+                .try_send(ReadyFile { pipeline: "x".into(), path: "x".into(), origin: Origin::Schedule, settled: None, done: None })
+                .unwrap();
             for step in steps {
                 let now = world.start + Duration::from_millis(world.clock);
                 match step {

@@ -3,11 +3,10 @@
 //! survive a resume, per-record rejection and a cap on record size.
 
 use std::io::{self, BufRead, Read};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::source::{open_text, Compression};
+use super::source::{open_text, Compression, Source};
 use super::{raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES, UTF8_BOM};
 
 /// Streaming CSV reader (see the module doc).
@@ -32,13 +31,15 @@ pub struct CsvReader {
 
 impl CsvReader {
     /// Opens `path` at its first data record.
-    pub fn open(path: &Path, delimiter: u8) -> Result<Self, ReadError> {
+    pub fn open(path: impl Into<Source>, delimiter: u8) -> Result<Self, ReadError> {
         Self::open_at(path, delimiter, &Checkpoint::Start)
     }
 
     /// Opens `path` at `resume` (a [`Checkpoint::Text`] produced by this reader, or `Start`).
-    pub fn open_at(path: &Path, delimiter: u8, resume: &Checkpoint) -> Result<Self, ReadError> {
-        let display = path.display().to_string();
+    pub fn open_at(source: impl Into<Source>, delimiter: u8, resume: &Checkpoint) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
+        let display = source.name().display().to_string();
         let io_error = |source| ReadError::Io { path: display.clone(), source };
         let (headers, first_record) = read_headers(path, &display, delimiter)?;
         let (byte_offset, line, ordinal) = match resume {
@@ -55,8 +56,8 @@ impl CsvReader {
         let input = open_text(path, byte_offset).map_err(io_error)?;
         let record_start = Arc::new(AtomicU64::new(0));
         let guarded = GuardedRead { inner: input, consumed: 0, record_start: Arc::clone(&record_start) };
-        let total_bytes = match Compression::of(path) {
-            Compression::None => std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0),
+        let total_bytes = match Compression::of(source.name()) {
+            Compression::None => source.metadata().map(|metadata| metadata.len()).unwrap_or(0),
             _ => 0,
         };
         Ok(Self {
@@ -143,7 +144,7 @@ type FirstRecord = (u64, u64, u64);
 
 /// Reads the header row; returns the column names and `(byte offset, line, ordinal)` of the first
 /// data record.
-fn read_headers(path: &Path, display: &str, delimiter: u8) -> Result<(Vec<String>, FirstRecord), ReadError> {
+fn read_headers(path: &Source, display: &str, delimiter: u8) -> Result<(Vec<String>, FirstRecord), ReadError> {
     let io_error = |source| ReadError::Io { path: display.to_owned(), source };
     let mut input = open_text(path, 0).map_err(io_error)?;
     let bom_length = if input.fill_buf().map_err(io_error)?.starts_with(&UTF8_BOM) { 3 } else { 0 };

@@ -35,12 +35,11 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::io::{BufRead, Read};
-use std::path::Path;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::json_scan::{describe_byte, is_json_whitespace, ByteCursor, Capture, ElementScanner, ScanError};
-use super::source::{open_text, Compression};
+use super::source::{open_text, Compression, Source};
 use super::{
     raw_excerpt, Checkpoint, FieldValue, ReadError, ReadItem, ReadOptions, Record, RecordPosition, RejectedRecord, MAX_RECORD_BYTES,
     UTF8_BOM,
@@ -66,17 +65,19 @@ pub struct JsonlReader {
 
 impl JsonlReader {
     /// Opens `path` at its first line.
-    pub fn open(path: &Path) -> Result<Self, ReadError> {
+    pub fn open(path: impl Into<Source>) -> Result<Self, ReadError> {
         Self::open_at(path, &Checkpoint::Start)
     }
 
     /// Opens `path` at `resume` (a [`Checkpoint::Text`] produced by this reader, or `Start`).
-    pub fn open_at(path: &Path, resume: &Checkpoint) -> Result<Self, ReadError> {
+    pub fn open_at(path: impl Into<Source>, resume: &Checkpoint) -> Result<Self, ReadError> {
         Self::open_capped(path, resume, MAX_RECORD_BYTES)
     }
 
-    fn open_capped(path: &Path, resume: &Checkpoint, record_byte_cap: usize) -> Result<Self, ReadError> {
-        let display = path.display().to_string();
+    fn open_capped(source: impl Into<Source>, resume: &Checkpoint, record_byte_cap: usize) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
+        let display = source.name().display().to_string();
         let (next_offset, next_line, next_ordinal) = text_position(&display, resume)?.unwrap_or((0, 1, 0));
         let input = open_text(path, next_offset).map_err(|source| ReadError::Io { path: display.clone(), source })?;
         Ok(Self {
@@ -164,18 +165,25 @@ pub struct JsonReader {
 
 impl JsonReader {
     /// Opens `path` at its first record.
-    pub fn open(path: &Path, options: &ReadOptions) -> Result<Self, ReadError> {
+    pub fn open(path: impl Into<Source>, options: &ReadOptions) -> Result<Self, ReadError> {
         Self::open_at(path, options, &Checkpoint::Start)
     }
 
     /// Opens `path` at `resume` (a [`Checkpoint::Text`] produced by this reader with the same
     /// `options`, or `Start`).
-    pub fn open_at(path: &Path, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
+    pub fn open_at(path: impl Into<Source>, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
         Self::open_capped(path, options, resume, MAX_RECORD_BYTES)
     }
 
-    fn open_capped(path: &Path, options: &ReadOptions, resume: &Checkpoint, record_byte_cap: usize) -> Result<Self, ReadError> {
-        let display = path.display().to_string();
+    fn open_capped(
+        source: impl Into<Source>,
+        options: &ReadOptions,
+        resume: &Checkpoint,
+        record_byte_cap: usize,
+    ) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
+        let display = source.name().display().to_string();
         let pointer = options.json_pointer.as_ref().map(|pointer| pointer.tokens().to_vec()).unwrap_or_default();
         let position = text_position(&display, resume)?;
         let input = open_text(path, position.map_or(0, |(offset, _, _)| offset))
@@ -264,9 +272,9 @@ fn text_position(path: &str, resume: &Checkpoint) -> Result<Option<(u64, u64, u6
     }
 }
 
-fn uncompressed_size(path: &Path) -> u64 {
-    match Compression::of(path) {
-        Compression::None => std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0),
+fn uncompressed_size(source: &Source) -> u64 {
+    match Compression::of(source.name()) {
+        Compression::None => source.metadata().map(|metadata| metadata.len()).unwrap_or(0),
         Compression::Gzip | Compression::Zstd => 0,
     }
 }

@@ -22,7 +22,7 @@ pub use self::json::{validate_json_document, JsonReader, JsonlReader};
 pub use self::json_scan::{parse_json_pointer, JsonPointer};
 pub use self::parquet::ParquetReader;
 pub use self::plugin::{PluginFormat, PluginReader, PluginRegistry};
-pub use self::source::{open_text, Compression};
+pub use self::source::{describe_kind, open_regular, open_text, Compression, Source};
 
 /// Records longer than this are rejected instead of being buffered (bounded memory, no bombs).
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
@@ -170,16 +170,19 @@ pub enum Checkpoint {
         byte_offset: u64,
         /// Ordinal of the next record.
         ordinal: u64,
-        /// The plugin's state at the checkpoint (base64 in the ledger).
+        /// The plugin's state at the checkpoint (base64 in the ledger; at most
+        /// [`plugin::MAX_CHECKPOINT_STATE_BYTES`]), shared by every record after it.
         #[serde(with = "base64_bytes")]
-        state: Vec<u8>,
+        state: std::sync::Arc<[u8]>,
         /// Records between the checkpoint and the next record (dropped on resume).
         skip_rows: u64,
     },
 }
 
-/// `Vec<u8>` as a base64 string in serde formats.
+/// Bytes (`Arc<[u8]>`) as a base64 string in serde formats.
 mod base64_bytes {
+    use std::sync::Arc;
+
     use base64::Engine as _;
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -187,9 +190,9 @@ mod base64_bytes {
         serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[u8]>, D::Error> {
         let text = String::deserialize(deserializer)?;
-        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
+        base64::engine::general_purpose::STANDARD.decode(text).map(Arc::from).map_err(serde::de::Error::custom)
     }
 }
 
@@ -397,7 +400,9 @@ pub enum RecordReader {
 
 impl RecordReader {
     /// Opens `path` as `format`, positioned at `resume` (the first record for [`Checkpoint::Start`]).
-    pub fn open(format: Format, path: &Path, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
+    pub fn open(format: Format, source: impl Into<Source>, options: &ReadOptions, resume: &Checkpoint) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
         match format {
             Format::Csv => Ok(RecordReader::Csv(CsvReader::open_at(path, b',', resume)?)),
             Format::Tsv => Ok(RecordReader::Csv(CsvReader::open_at(path, b'\t', resume)?)),

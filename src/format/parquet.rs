@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -26,6 +25,7 @@ use parquet::file::reader::{ChunkReader, Length};
 
 use super::parquet_guard::{check_footer, check_page_sizes};
 use super::parquet_values::field_value;
+use super::source::Source;
 use super::{raw_excerpt, Checkpoint, ReadError, ReadItem, Record, RecordPosition, RejectedRecord};
 
 /// Rows decoded at a time: bounds the memory of one batch.
@@ -74,21 +74,23 @@ pub struct ParquetReader {
 
 impl ParquetReader {
     /// Opens `path` at its first row.
-    pub fn open(path: &Path) -> Result<Self, ReadError> {
+    pub fn open(path: impl Into<Source>) -> Result<Self, ReadError> {
         Self::open_at(path, &Checkpoint::Start)
     }
 
     /// Opens `path` at `resume` (a [`Checkpoint::Parquet`] produced by this reader, or `Start`).
     /// Fails with [`ReadError::Corrupt`] when the file is not Parquet, its footer is damaged, or
     /// the checkpoint lies beyond the file.
-    pub fn open_at(path: &Path, resume: &Checkpoint) -> Result<Self, ReadError> {
+    pub fn open_at(path: impl Into<Source>, resume: &Checkpoint) -> Result<Self, ReadError> {
         Self::open_with_batch_rows(path, resume, BATCH_ROWS)
     }
 
     /// [`Self::open_at`] decoding `batch_rows` rows at a time (tests use small batches to cross
     /// batch boundaries often).
-    fn open_with_batch_rows(path: &Path, resume: &Checkpoint, batch_rows: usize) -> Result<Self, ReadError> {
-        let display = path.display().to_string();
+    fn open_with_batch_rows(source: impl Into<Source>, resume: &Checkpoint, batch_rows: usize) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
+        let display = source.name().display().to_string();
         let corrupt = |message: String| ReadError::Corrupt { path: display.clone(), byte_offset: 0, message };
         let file = BoundedFile::open(path).map_err(|source| ReadError::Io { path: display.clone(), source })?;
         check_trailer_and_footer(&file).map_err(corrupt)?;
@@ -327,8 +329,8 @@ struct BoundedFile {
 }
 
 impl BoundedFile {
-    fn open(path: &Path) -> io::Result<Self> {
-        let file = File::open(path)?;
+    fn open(source: &Source) -> io::Result<Self> {
+        let file = source.open()?;
         let length = file.metadata()?.len();
         Ok(Self { file: Arc::new(file), length })
     }
@@ -390,6 +392,7 @@ impl Read for ReadFrom {
 }
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::Arc;
 
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder, ListBuilder};

@@ -27,6 +27,7 @@ mod incremental;
 mod read;
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -39,7 +40,7 @@ use self::read::{open_reader, ReadEnd, ReadJob, RowBatch};
 use crate::dead_letter::{DeadLetterError, DeadLetters, RejectCause};
 use crate::embed::{EmbedError, EmbedQueue, Embedder};
 use crate::fault::{Classify, Fault};
-use crate::format::{Checkpoint, Format, PluginRegistry, ReadError, ReadOptions};
+use crate::format::{open_regular, Checkpoint, Format, PluginRegistry, ReadError, ReadOptions, Source};
 use crate::ledger::{crash_reason, BatchCounts, Begin, BeginOptions, FileEntry, Ledger, LedgerError};
 use crate::mapping::{Row, RowSchema};
 use crate::progress::{ImportSummary, Progress};
@@ -203,11 +204,15 @@ pub enum FileOutcome {
     AlreadyImported(FileEntry),
 }
 
-/// A file's content identity and the metadata that tells whether it changed since.
+/// A file's content identity and the metadata that tells whether it changed since: the inode
+/// (device, number) its name must still lead to, and the size, modification and change times its
+/// content must still have.
 struct FileIdentity {
     hash: String,
     size: u64,
     modified: Option<SystemTime>,
+    changed: (i64, i64),
+    inode: (u64, u64),
 }
 
 /// A batch with one vector per row.
@@ -221,6 +226,7 @@ struct FileJob<'a> {
     context: &'a ImportContext,
     pipeline: &'a PipelineSettings,
     path: &'a Path,
+    source: &'a Source,
     identity: &'a FileIdentity,
     force: bool,
 }
@@ -232,6 +238,7 @@ pub struct Upserted {
     context: ImportContext,
     pipeline: PipelineSettings,
     path: PathBuf,
+    source: Source,
     identity: FileIdentity,
     progress: Progress,
     span: tracing::Span,
@@ -248,14 +255,14 @@ pub enum Staged {
     AlreadyImported(FileEntry),
 }
 
-/// Imports `path` with `pipeline` in one go: [`upsert_file`], then [`Upserted::finish`].
+/// Imports `source` with `pipeline` in one go: [`upsert_file`], then [`Upserted::finish`].
 pub async fn import_file(
     context: &ImportContext,
     pipeline: &PipelineSettings,
-    path: &Path,
+    source: impl Into<Source>,
     force: bool,
 ) -> Result<FileOutcome, ImportError> {
-    upsert_file(context, pipeline, path, force).await?.finish().await
+    upsert_file(context, pipeline, source, force).await?.finish().await
 }
 
 impl Staged {
@@ -271,23 +278,45 @@ impl Staged {
 
 /// Creates or validates the collection, resumes from the ledger's committed position (or reports
 /// the content as already imported unless `force`) and streams the file through the stages until
-/// every row is upserted and committed.
-pub async fn upsert_file(context: &ImportContext, pipeline: &PipelineSettings, path: &Path, force: bool) -> Result<Staged, ImportError> {
-    let span = tracing::info_span!("import", pipeline = %pipeline.name, file = %path.display(), collection = %pipeline.collection.name);
-    upsert_file_in_span(context, pipeline, path, force, span.clone()).instrument(span).await
+/// every row is upserted and committed. An unpinned `source` (a path) is opened here, following
+/// links but refusing anything that is not a regular file; every read of the import goes through
+/// that one descriptor.
+pub async fn upsert_file(
+    context: &ImportContext,
+    pipeline: &PipelineSettings,
+    source: impl Into<Source>,
+    force: bool,
+) -> Result<Staged, ImportError> {
+    let source = source.into();
+    let span =
+        tracing::info_span!("import", pipeline = %pipeline.name, file = %source.name().display(), collection = %pipeline.collection.name);
+    upsert_file_in_span(context, pipeline, source, force, span.clone()).instrument(span).await
+}
+
+/// `source`, pinned to a descriptor if it is not yet.
+fn pin(source: Source) -> Result<Source, ReadError> {
+    if source.is_pinned() {
+        return Ok(source);
+    }
+    let file =
+        open_regular(source.name(), true).map_err(|error| ReadError::Io { path: source.name().display().to_string(), source: error })?;
+    Ok(Source::pinned(source.name(), file))
 }
 
 async fn upsert_file_in_span(
     context: &ImportContext,
     pipeline: &PipelineSettings,
-    path: &Path,
+    source: Source,
     force: bool,
     span: tracing::Span,
 ) -> Result<Staged, ImportError> {
+    let path = source.name().to_owned();
+    let path = path.as_path();
     let format = Format::resolve_with(&pipeline.format, path, &context.plugins)?;
-    let identity = FileIdentity::of(path).await?;
+    let source = pin(source)?;
+    let identity = FileIdentity::of(&source).await?;
     let only_import_of_this_content = context.active.hold(&pipeline.name, &identity.hash).await;
-    let job = FileJob { context, pipeline, path, identity: &identity, force };
+    let job = FileJob { context, pipeline, path, source: &source, identity: &identity, force };
     // A mirrored source going back to content it held before (A → B → A) is imported again.
     let source_moved_on = pipeline.mirror && incremental::mirrored_elsewhere(&job).await?;
     let options = BeginOptions { restart: force || source_moved_on, max_crashes: context.settings.daemon.max_crashes };
@@ -312,6 +341,7 @@ async fn upsert_file_in_span(
             context: context.clone(),
             pipeline: pipeline.clone(),
             path: path.to_owned(),
+            source: source.clone(),
             identity,
             progress,
             span,
@@ -338,11 +368,11 @@ impl Upserted {
     }
 
     async fn finish_in_span(self) -> Result<FileOutcome, ImportError> {
-        let Self { context, pipeline, path, identity, mut progress, .. } = self;
-        let job = FileJob { context: &context, pipeline: &pipeline, path: &path, identity: &identity, force: false };
+        let Self { context, pipeline, path, source, identity, mut progress, .. } = self;
+        let job = FileJob { context: &context, pipeline: &pipeline, path: &path, source: &source, identity: &identity, force: false };
         let flush_started = std::time::Instant::now();
         let flushed = context.flusher.flush(&pipeline.collection.name).await.map_err(ImportError::Flush);
-        let result = match flushed.and_then(|()| identity.check_unchanged(&path)) {
+        let result = match flushed.and_then(|()| identity.check_unchanged(&source)) {
             Ok(()) => {
                 progress.flushed(flush_started.elapsed());
                 finish(&job, progress.finish()).await
@@ -395,12 +425,12 @@ async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
 
 /// Streams the file through the stages; returns its progress once every row is committed.
 async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Result<Progress, ImportError> {
-    let FileJob { context, pipeline, path, identity, .. } = *job;
+    let FileJob { context, pipeline, path, source, identity, .. } = *job;
     let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
     context.sink.ensure_collection(&spec).await?;
     let schema = RowSchema::of(pipeline, spec.dimension);
     let options = ReadOptions { json_pointer: pipeline.json_pointer.clone() };
-    let reader = open_reader(format, path, options, &resume, &schema).await?;
+    let reader = open_reader(format, source, options, &resume, &schema).await?;
     let total_units = reader.total_units();
     let read_job = ReadJob {
         reader,
@@ -453,7 +483,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     if read_end == ReadEnd::Interrupted {
         return Err(ImportError::Interrupted { path: path.display().to_string() });
     }
-    identity.check_unchanged(path)?;
+    identity.check_unchanged(source)?;
     progress.committed_all();
     Ok(progress)
 }
@@ -467,7 +497,7 @@ async fn commit_batch(
     progress: &mut Progress,
     tracked: &InFlight,
 ) -> Result<(), ImportError> {
-    let FileJob { context, pipeline, path, identity, .. } = *job;
+    let FileJob { context, pipeline, path, source, identity, .. } = *job;
     let EmbeddedBatch { batch, vectors } = embedded;
     let started = std::time::Instant::now();
     let imported = if batch.rows.is_empty() { 0 } else { context.sink.upsert(spec, &batch.rows, &vectors).await? };
@@ -475,7 +505,7 @@ async fn commit_batch(
         context.telemetry.upserted(&pipeline.name, started.elapsed());
     }
     crate::failpoint::hit_for("after_upsert", &path.display().to_string());
-    identity.check_unchanged(path)?;
+    identity.check_unchanged(source)?;
     let counts =
         BatchCounts { imported, rejected: batch.dead_letters.len() as u64, unchanged: batch.unchanged, superseded: batch.superseded };
     let causes: Vec<RejectCause> = batch.dead_letters.iter().map(|letter| letter.cause).collect();
@@ -540,17 +570,25 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, LedgerErro
 }
 
 impl FileIdentity {
-    /// Hashes the file (streamed, on a blocking thread) and notes its size and modification time.
-    async fn of(path: &Path) -> Result<Self, ReadError> {
-        let path = path.to_owned();
+    /// Hashes the file (streamed through its descriptor, on a blocking thread) and notes its
+    /// inode, size, modification and change times.
+    async fn of(source: &Source) -> Result<Self, ReadError> {
+        let source = source.clone();
         tokio::task::spawn_blocking(move || {
-            let io_error = |source| ReadError::Io { path: path.display().to_string(), source };
-            let metadata = std::fs::metadata(&path).map_err(io_error)?;
+            let display = source.name().display().to_string();
+            let io_error = |error| ReadError::Io { path: display.clone(), source: error };
+            let metadata = source.metadata().map_err(io_error)?;
             let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(std::fs::File::open(&path).map_err(io_error)?).map_err(io_error)?;
-            let identity = Self { hash: hasher.finalize().to_hex().to_string(), size: metadata.len(), modified: metadata.modified().ok() };
-            identity.check_unchanged(&path).map_err(|_| ReadError::Io {
-                path: path.display().to_string(),
+            hasher.update_reader(source.open().map_err(io_error)?).map_err(io_error)?;
+            let identity = Self {
+                hash: hasher.finalize().to_hex().to_string(),
+                size: metadata.len(),
+                modified: metadata.modified().ok(),
+                changed: (metadata.ctime(), metadata.ctime_nsec()),
+                inode: (metadata.dev(), metadata.ino()),
+            };
+            identity.check_unchanged(&source).map_err(|_| ReadError::Io {
+                path: display.clone(),
                 source: std::io::Error::other("the file changed while it was being hashed"),
             })?;
             Ok(identity)
@@ -559,11 +597,22 @@ impl FileIdentity {
         .map_err(|error| ReadError::Io { path: String::new(), source: std::io::Error::other(error.to_string()) })?
     }
 
-    /// Fails when the file's size or modification time differ from when it was hashed.
-    fn check_unchanged(&self, path: &Path) -> Result<(), ImportError> {
-        let changed = || ImportError::Changed { path: path.display().to_string() };
-        let metadata = std::fs::metadata(path).map_err(|_| changed())?;
-        if metadata.len() != self.size || metadata.modified().ok() != self.modified {
+    /// Fails when the content's size, modification or change time differ from when it was hashed
+    /// (written in place), or when its name no longer leads to the same inode (replaced, removed):
+    /// a file moved or deleted afterwards must be the one imported.
+    fn check_unchanged(&self, source: &Source) -> Result<(), ImportError> {
+        let changed = || ImportError::Changed { path: source.name().display().to_string() };
+        let metadata = source.metadata().map_err(|_| changed())?;
+        if metadata.len() != self.size
+            || metadata.modified().ok() != self.modified
+            || (metadata.ctime(), metadata.ctime_nsec()) != self.changed
+        {
+            return Err(changed());
+        }
+        let named = std::fs::symlink_metadata(source.name())
+            .and_then(|metadata| if metadata.is_symlink() { std::fs::metadata(source.name()) } else { Ok(metadata) })
+            .map_err(|_| changed())?;
+        if (named.dev(), named.ino()) != self.inode {
             return Err(changed());
         }
         Ok(())

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ImportError;
 use crate::dead_letter::{DeadLetter, RejectCause};
-use crate::format::{raw_excerpt, Checkpoint, Format, ReadItem, ReadOptions, Record, RecordPosition, RecordReader};
+use crate::format::{raw_excerpt, Checkpoint, Format, ReadItem, ReadOptions, Record, RecordPosition, RecordReader, Source};
 use crate::mapping::{Row, RowSchema};
 use crate::timestamp::now_rfc3339;
 
@@ -78,15 +78,15 @@ pub enum ReadEnd {
 /// Opens the reader on a blocking thread and checks its columns against the schema.
 pub async fn open_reader(
     format: Format,
-    path: &Path,
+    source: &Source,
     options: ReadOptions,
     resume: &Checkpoint,
     schema: &RowSchema,
 ) -> Result<RecordReader, ImportError> {
-    let (path, resume, schema) = (path.to_owned(), resume.clone(), schema.clone());
+    let (source, resume, schema) = (source.clone(), resume.clone(), schema.clone());
     tokio::task::spawn_blocking(move || {
-        let reader = RecordReader::open(format, &path, &options, &resume)?;
-        check_columns(&reader, &schema, &path)?;
+        let reader = RecordReader::open(format, &source, &options, &resume)?;
+        check_columns(&reader, &schema, source.name())?;
         Ok(reader)
     })
     .await

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::raw::{
-    AfterImport, DaemonSettings, Device, EmbeddingSettings, FieldSpec, ImportSettings, Precision, ScalarType, StateSettings, StatusSettings,
+    AfterImport, DaemonSettings, Device, EmbeddingSettings, FieldSpec, ImportSettings, LinkPolicy, Precision, ScalarType, StateSettings,
+    StatusSettings,
 };
 use self::raw::{RawIndex, RawMilvus, RawPipeline, RawPlugin, RawSettings};
 use crate::format::plugin::PluginLimits;
@@ -66,13 +67,63 @@ pub struct Settings {
     pub path: PathBuf,
 }
 
+/// A secret (the Milvus token): `Debug` shows `[redacted]`, so it appears in no log, `check`
+/// output or `/status`. [`Secret::expose`] is the one way to read it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// No secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+/// The systemd credential (`LoadCredential=milvus-token:…`) read as the token when the config
+/// gives none.
+pub const TOKEN_CREDENTIAL: &str = "milvus-token";
+
+/// `[milvus.tls]`, validated: paths absolute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// TLS is on (a key below was given, or the uri is `https://`).
+    pub enabled: bool,
+    /// CA certificate (PEM); `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's key.
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry.
+    pub server_name: Option<String>,
+}
+
 /// `[milvus]`, validated.
 #[derive(Debug, Clone)]
 pub struct MilvusSettings {
     /// `http://host:port` of a Milvus server, or the absolute data directory of embedded Milvus Lite.
     pub uri: String,
-    /// `user:password` or an API key; empty for none.
-    pub token: String,
+    /// `user:password` or an API key; empty for none. From `token_file`, `token` (or
+    /// `VECDROP__MILVUS__TOKEN`), or the systemd credential [`TOKEN_CREDENTIAL`], in that order.
+    pub token: Secret,
+    /// How the connection is encrypted.
+    pub tls: TlsSettings,
     /// Command that starts Milvus Lite (absolute); `None` looks in `.venv/bin`, then on `PATH`.
     pub lite_command: Option<PathBuf>,
     /// How long start-up waits for Milvus (or Milvus Lite) to answer.
@@ -257,6 +308,8 @@ pub struct Schedule {
     pub timezone: chrono_tz::Tz,
     /// Globs imported on each run, absolute (the config's directory escaped).
     pub paths: Vec<String>,
+    /// Whether globs follow symbolic links below their fixed part.
+    pub links: LinkPolicy,
 }
 
 /// One `[[plugins]]` entry, validated.
@@ -426,9 +479,25 @@ impl MilvusSettings {
             raw::DEFAULT_CONNECT_TIMEOUT,
         )?;
         let uri = if crate::sink::is_local_path(&raw.uri) { resolve(base_dir, Path::new(&raw.uri)).display().to_string() } else { raw.uri };
+        let token = token_of(&raw.token, raw.token_file.as_deref().map(|file| resolve(base_dir, file)).as_deref())?;
+        let tls = TlsSettings {
+            enabled: uri.starts_with("https://")
+                || raw.tls.ca_file.is_some()
+                || raw.tls.client_cert.is_some()
+                || raw.tls.client_key.is_some()
+                || raw.tls.server_name.is_some(),
+            ca_file: raw.tls.ca_file.map(|file| resolve(base_dir, &file)),
+            client_cert: raw.tls.client_cert.map(|file| resolve(base_dir, &file)),
+            client_key: raw.tls.client_key.map(|file| resolve(base_dir, &file)),
+            server_name: raw.tls.server_name,
+        };
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err("milvus.tls: client_cert and client_key go together".to_owned());
+        }
         Ok(Self {
             uri,
-            token: raw.token,
+            token,
+            tls,
             lite_command: raw.lite_command.map(|command| resolve(base_dir, &command)),
             connect_timeout,
             retry_deadline: raw.retry_deadline,
@@ -436,6 +505,38 @@ impl MilvusSettings {
             graceful_time: raw.graceful_time,
         })
     }
+}
+
+/// The token: read from `token_file` (which must not be readable by others), else `token` as
+/// written (or set through `VECDROP__MILVUS__TOKEN`), else the systemd credential
+/// `$CREDENTIALS_DIRECTORY/milvus-token`, else none. Both `token` and `token_file` is refused.
+fn token_of(token: &str, token_file: Option<&Path>) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    match (token.is_empty(), token_file) {
+        (false, Some(_)) => Err("milvus.token_file: give either token or token_file, not both".to_owned()),
+        (_, Some(file)) => {
+            let metadata = std::fs::metadata(file).map_err(|error| format!("milvus.token_file {}: {error}", file.display()))?;
+            if metadata.permissions().mode() & 0o004 != 0 {
+                return Err(format!("milvus.token_file {}: readable by every user; chmod o-r it (e.g. 0600 or 0640)", file.display()));
+            }
+            read_token(file).map_err(|error| format!("milvus.token_file {}: {error}", file.display()))
+        }
+        (false, None) => Ok(Secret::new(token)),
+        (true, None) => match std::env::var_os("CREDENTIALS_DIRECTORY").map(|dir| PathBuf::from(dir).join(TOKEN_CREDENTIAL)) {
+            Some(file) if file.is_file() => read_token(&file).map_err(|error| format!("systemd credential {}: {error}", file.display())),
+            _ => Ok(Secret::default()),
+        },
+    }
+}
+
+/// The first line of `file`, without its line ending; an empty file is an error.
+fn read_token(file: &Path) -> Result<Secret, String> {
+    let content = std::fs::read_to_string(file).map_err(|error| error.to_string())?;
+    let token = content.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    Ok(Secret::new(token))
 }
 
 /// A duration under its `current` key, or under the numeric `old` key it replaced (accepted with
@@ -567,7 +668,7 @@ fn schedule_of(raw: &RawPipeline, base_dir: &Path) -> Result<Option<Schedule>, S
     };
     let cron = parse_schedule(expression).map_err(|message| format!("schedule: {message}"))?;
     let paths = raw.paths.iter().map(|pattern| absolute_glob(base_dir, pattern)).collect::<Result<_, _>>()?;
-    Ok(Some(Schedule { cron, timezone, paths }))
+    Ok(Some(Schedule { cron, timezone, paths, links: raw.glob_links }))
 }
 
 /// `pattern` made absolute against `base_dir` (whose own glob characters are escaped), checked.
@@ -641,14 +742,36 @@ fn resolve(base_dir: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// Folders that may hold the project's `.venv` (ONNX Runtime, Milvus Lite): the config's folder,
-/// the working directory, and the checkout a `target/{debug,release}/vecdrop` binary was built in.
+/// Folders that may hold the project's `.venv` (ONNX Runtime, Milvus Lite): the config's folder
+/// and the install or checkout the binary belongs to (`<prefix>/bin/vecdrop` → `<prefix>`,
+/// `<checkout>/target/{debug,release}/vecdrop` → `<checkout>`). Never the working directory: run
+/// from a folder others can write to, vecdrop would load a library planted there.
 pub fn venv_roots(base_dir: &Path) -> Vec<PathBuf> {
-    let mut roots = vec![base_dir.to_owned(), PathBuf::from(".")];
-    if let Some(checkout) = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf)) {
-        roots.push(checkout);
+    let mut roots = vec![base_dir.to_owned()];
+    if let Some(root) = std::env::current_exe().ok().and_then(|exe| install_root(&exe)) {
+        if root != base_dir {
+            roots.push(root);
+        }
     }
     roots
+}
+
+/// The install prefix or checkout of the binary `exe`: `<checkout>` for
+/// `<checkout>/target/<profile>/vecdrop` (and its `deps/` and `examples/` binaries), `<prefix>`
+/// for `<prefix>/bin/vecdrop`.
+fn install_root(exe: &Path) -> Option<PathBuf> {
+    let name = |path: Option<&Path>| path.and_then(Path::file_name).and_then(|name| name.to_str()).map(str::to_owned);
+    let mut dir = exe.parent()?;
+    if matches!(name(Some(dir)).as_deref(), Some("deps" | "examples")) {
+        dir = dir.parent()?;
+    }
+    if name(dir.parent()).as_deref() == Some("target") {
+        return dir.parent()?.parent().map(Path::to_path_buf);
+    }
+    if name(Some(dir)).as_deref() == Some("bin") {
+        return dir.parent().map(Path::to_path_buf);
+    }
+    None
 }
 
 fn is_identifier(value: &str) -> bool {

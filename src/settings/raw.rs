@@ -43,8 +43,15 @@ pub struct RawMilvus {
     /// `http://host:port` of a Milvus server, or a local path (e.g. `data/milvus.db`) that starts
     /// embedded Milvus Lite with its data in that directory.
     pub uri: String,
-    /// `user:password` or an API key; empty for none.
+    /// `user:password` or an API key; empty for none. Prefer `token_file` (or the environment
+    /// variable `VECDROP__MILVUS__TOKEN`, or systemd's `LoadCredential=milvus-token:…`): a token
+    /// written here sits in a file that is often readable by more people than the daemon.
     pub token: String,
+    /// A file holding the token (trailing newline ignored); must not be readable by others. Relative
+    /// to the config's folder.
+    pub token_file: Option<PathBuf>,
+    /// TLS to the Milvus server (an `https://` uri turns it on with the system's roots).
+    pub tls: RawTls,
     /// Command that starts Milvus Lite for a local `uri`; default: `.venv/bin/milvus-lite` next to the
     /// config or the working directory, else `milvus-lite` on `PATH`.
     pub lite_command: Option<PathBuf>,
@@ -76,6 +83,21 @@ pub struct RawMilvus {
     pub graceful_time: Duration,
 }
 
+/// `[milvus.tls]`: how the connection to Milvus is encrypted and whom it trusts. Any key set turns
+/// TLS on. Paths are relative to the config's folder.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file of the CA that signed the server's certificate; default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (with `client_key`).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it differs from the uri's host.
+    pub server_name: Option<String>,
+}
+
 /// `milvus.connect_timeout` when neither it nor `connect_timeout_secs` is given.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -84,6 +106,8 @@ impl Default for RawMilvus {
         Self {
             uri: "http://127.0.0.1:19530".to_owned(),
             token: String::new(),
+            token_file: None,
+            tls: RawTls::default(),
             lite_command: None,
             connect_timeout: None,
             connect_timeout_secs: None,
@@ -198,11 +222,18 @@ impl Default for StateSettings {
 pub struct StatusSettings {
     /// Address of `/metrics`, `/status`, `/healthz`.
     pub listen: String,
+    /// A file holding the bearer token that every path but `/healthz` and `/metrics` then needs
+    /// (`Authorization: Bearer …`); surrounding whitespace ignored; must not be readable by others.
+    /// Relative to the config's folder. Required when `listen` is beyond loopback.
+    pub token_file: Option<PathBuf>,
+    /// Host names (the `Host` header, any port) served besides `localhost`, loopback and the
+    /// connection's own addresses and `listen`'s host: e.g. the name Prometheus scrapes this host by.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for StatusSettings {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9464".to_owned() }
+        Self { listen: "127.0.0.1:9464".to_owned(), token_file: None, allowed_hosts: Vec::new() }
     }
 }
 
@@ -237,6 +268,24 @@ pub struct DaemonSettings {
     /// A file whose import started this many times in a row and each time ended with the process
     /// dying before any progress (a crash, an OOM kill) is quarantined instead of tried again.
     pub max_crashes: u32,
+    /// Symbolic links in drop folders: `"refuse"` (default: never read, moved or deleted; logged
+    /// and counted) or `"inside"` (followed when the link resolves to a regular file inside the
+    /// same drop folder; the link itself is what gets moved).
+    pub drop_folder_links: LinkPolicy,
+}
+
+/// What to do with a symbolic link found where files are picked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPolicy {
+    /// Never follow.
+    #[default]
+    Refuse,
+    /// Follow when the target lies inside the folder being watched (drop folders) or below the
+    /// glob's fixed base directory (schedules).
+    Inside,
+    /// Always follow (schedules only: the operator wrote the globs).
+    Follow,
 }
 
 impl Default for DaemonSettings {
@@ -251,6 +300,7 @@ impl Default for DaemonSettings {
             retry_backoff: Duration::from_secs(1),
             retry_backoff_max: Duration::from_secs(300),
             max_crashes: 3,
+            drop_folder_links: LinkPolicy::Refuse,
         }
     }
 }
@@ -291,6 +341,10 @@ pub struct RawPipeline {
     pub after_import: AfterImport,
     /// Globs imported on `schedule`.
     pub paths: Vec<String>,
+    /// Symbolic links met below a glob's fixed part (`/srv/exports/` of `/srv/exports/*/x.csv`):
+    /// `"refuse"` (default: skipped with a warning), `"inside"` (followed when they stay below the
+    /// fixed part) or `"follow"`. Paths without wildcards are the operator's and always followed.
+    pub glob_links: LinkPolicy,
     /// Cron expression, seconds field first.
     pub schedule: Option<String>,
     /// Time zone of `schedule` (IANA name such as `"Europe/Berlin"`); default UTC.
@@ -316,6 +370,7 @@ impl Default for RawPipeline {
             text_max_length: 65_535,
             watch: Vec::new(),
             paths: Vec::new(),
+            glob_links: LinkPolicy::Refuse,
             schedule: None,
             after_import: AfterImport::default(),
             timezone: None,
@@ -404,7 +459,7 @@ pub struct RawPlugin {
     pub path: Option<PathBuf>,
     /// Handed to the plugin's `open` as JSON text (e.g. the XML plugin's `fields`).
     pub config: BTreeMap<String, serde_json::Value>,
-    /// Linear memory cap of the plugin, per file, in MiB.
+    /// Memory budget of the plugin, per file, in MiB, shared by all its linear memories.
     pub memory_mib: u64,
     /// Time budget of one call into the plugin (one chunk), e.g. `"2s"`; default
     /// [`DEFAULT_CHUNK_TIME`]. Optional here only so that a file giving both it and

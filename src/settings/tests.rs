@@ -202,3 +202,52 @@ fn every_example_config_parses() {
     }
     assert!(parsed >= 1, "expected example configs under examples/ or etc/");
 }
+
+#[test]
+fn the_token_comes_from_a_private_file_and_never_shows_in_debug_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("milvus-token");
+    std::fs::write(&token_file, "root:S3cret-from-file\n").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let settings = Settings::from_file(&write(dir.path(), &with_milvus_and_plugin("token_file = \"milvus-token\"", ""))).unwrap();
+    assert_eq!(settings.milvus.token.expose(), "root:S3cret-from-file");
+    let shown = format!("{settings:?}");
+    assert!(!shown.contains("S3cret"), "the token leaked into Debug output");
+    assert!(shown.contains("[redacted]"));
+
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = Settings::from_file(&write(dir.path(), &with_milvus_and_plugin("token_file = \"milvus-token\"", ""))).unwrap_err();
+    assert!(error.to_string().contains("readable by every user"), "{error}");
+
+    let both = with_milvus_and_plugin("token = \"a:b\"\ntoken_file = \"milvus-token\"", "");
+    assert!(Settings::from_file(&write(dir.path(), &both)).unwrap_err().to_string().contains("not both"));
+}
+
+#[test]
+fn tls_keys_turn_tls_on_and_client_certificates_need_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::from_file(&write(
+        dir.path(),
+        &with_milvus_and_plugin("uri = \"http://milvus.internal:19530\"\n[milvus.tls]\nca_file = \"ca.pem\"\nserver_name = \"milvus\"", ""),
+    ))
+    .unwrap();
+    assert!(settings.milvus.tls.enabled);
+    assert_eq!(settings.milvus.tls.ca_file, Some(dir.path().join("ca.pem")));
+    assert_eq!(settings.milvus.tls.server_name.as_deref(), Some("milvus"));
+    assert!(!MilvusSettings::default().tls.enabled);
+    let half = with_milvus_and_plugin("[milvus.tls]\nclient_cert = \"c.pem\"", "");
+    assert!(Settings::from_file(&write(dir.path(), &half)).unwrap_err().to_string().contains("go together"));
+}
+
+#[test]
+fn the_venv_is_looked_for_beside_the_config_and_the_binary_never_in_the_working_directory() {
+    assert_eq!(install_root(Path::new("/src/vecdrop/target/release/vecdrop")), Some(PathBuf::from("/src/vecdrop")));
+    assert_eq!(install_root(Path::new("/src/vecdrop/target/debug/deps/daemon-1234")), Some(PathBuf::from("/src/vecdrop")));
+    assert_eq!(install_root(Path::new("/opt/vecdrop/bin/vecdrop")), Some(PathBuf::from("/opt/vecdrop")));
+    assert_eq!(install_root(Path::new("/somewhere/vecdrop")), None);
+    let roots = venv_roots(Path::new("/etc/vecdrop"));
+    assert_eq!(roots[0], Path::new("/etc/vecdrop"));
+    assert!(roots.iter().all(|root| root.is_absolute()), "{roots:?}");
+    assert!(!roots.contains(&PathBuf::from(".")), "{roots:?}");
+}

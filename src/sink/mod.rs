@@ -15,6 +15,7 @@
 //! collection one flush.
 
 pub mod flusher;
+mod grpc;
 mod lite;
 pub mod recent;
 mod retry;
@@ -29,8 +30,8 @@ pub use self::flusher::GroupFlusher;
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
     ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,
-    DescribeCollectionRequest, FieldData, FlushRequest, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest,
-    LoadCollectionRequest, MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
+    DescribeCollectionRequest, FieldData, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest,
+    MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
 };
 use milvus::v2::response::dql::QueryResponse;
 
@@ -50,6 +51,28 @@ pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// Keys per `pk in [...]` query or delete: keeps expressions and answers small.
 const KEYS_PER_REQUEST: usize = 1024;
+
+/// Whether a token sent to `uri` would cross the network unencrypted: plain `http://` (or no
+/// scheme) to a host other than a loopback name or address.
+pub fn plain_text_beyond_loopback(uri: &str, tls: bool) -> bool {
+    if tls || uri.starts_with("https://") {
+        return false;
+    }
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback());
+    !loopback
+}
+
+/// The limit of one Milvus call (the transport's own timeout).
+const RPC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a flush may take before it is reported as a (transient) failure.
+pub const FLUSH_WAIT_LIMIT: Duration = Duration::from_secs(120);
 
 /// Why a Milvus operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +162,8 @@ pub struct MilvusSink {
     uri: String,
     config: ConnectConfig,
     client: OnceCell<ClientV2>,
+    /// The same server through the generated gRPC client, for the calls in [`grpc`].
+    raw: grpc::RawMilvus,
     policy: RetryPolicy,
     reachability: Mutex<Reachability>,
     /// Per collection: fingerprints of the specs already checked (or created) by this process, so
@@ -175,17 +200,36 @@ impl MilvusSink {
         let mut config = ConnectConfig::new()
             .uri(uri.clone())
             .connect_timeout(timeout)
-            .rpc_timeout(Duration::from_secs(120))
+            .rpc_timeout(RPC_TIMEOUT)
             // One attempt per SDK call: vecdrop's RetryPolicy is the only retry layer.
             .retry(RetryConfig::new().max_attempts(1))
             .telemetry(TelemetryConfig::new().enabled(false));
         if !settings.token.is_empty() {
-            config = config.token(settings.token.clone());
+            config = config.token(settings.token.expose());
+            if plain_text_beyond_loopback(&uri, settings.tls.enabled) {
+                tracing::warn!(%uri, "the Milvus token is sent unencrypted to a host that is not this machine: use https:// or [milvus.tls]");
+            }
         }
+        let tls = &settings.tls;
+        if tls.enabled {
+            config = config.secure(true);
+            if let Some(file) = &tls.ca_file {
+                config = config.ca_certificate(file.display().to_string());
+            }
+            if let (Some(cert), Some(key)) = (&tls.client_cert, &tls.client_key) {
+                config = config.client_certificate(cert.display().to_string()).client_key(key.display().to_string());
+            }
+            if let Some(name) = &tls.server_name {
+                config = config.tls_server_name(name.clone());
+            }
+        }
+        let raw = grpc::RawMilvus::connect_lazy(&uri, settings.token.expose(), tls, timeout, RPC_TIMEOUT)
+            .map_err(|message| SinkError::Connect { uri: uri.clone(), message })?;
         Ok(Self {
             uri,
             config,
             client: OnceCell::new(),
+            raw,
             policy: RetryPolicy { deadline: settings.retry_deadline },
             reachability: Mutex::new(Reachability { reachable: true, since: SystemTime::now() }),
             collections: Mutex::new(HashMap::new()),
@@ -457,14 +501,27 @@ impl MilvusSink {
         Ok(self.client().await?.upsert(request).await?.upsert_count() as u64)
     }
 
-    /// Seals the collection's growing segments (end of a file).
+    /// Seals the collection's growing segments and waits until Milvus has persisted them (the
+    /// barrier before a source file is moved or deleted). The flush request and each poll of its
+    /// state run under the retry policy; the wait ends with a transient error after
+    /// [`FLUSH_WAIT_LIMIT`].
     pub async fn flush(&self, collection: &str) -> Result<(), SinkError> {
-        self.retrying("flush", collection, || async {
-            let request = FlushRequest::builder().collection_names([collection.to_owned()]).wait_flushed_ms(120_000).build()?;
-            self.client().await?.flush(request).await?;
-            Ok(())
-        })
-        .await
+        let ticket = self.retrying("flush", collection, || self.raw.flush(collection)).await?;
+        let deadline = std::time::Instant::now() + FLUSH_WAIT_LIMIT;
+        while !ticket.is_done() {
+            tokio::time::sleep(grpc::FLUSH_POLL_INTERVAL).await;
+            if self.retrying("flush", collection, || self.raw.flushed(&ticket)).await? {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(SinkError::Operation {
+                    operation: "flush",
+                    collection: collection.to_owned(),
+                    source: Box::new(MilvusError::Timeout(format!("flush not complete after {FLUSH_WAIT_LIMIT:?}"))),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// `count(*)` with strong consistency.
@@ -760,6 +817,18 @@ fn sdk_metric(metric: settings::Metric) -> MetricType {
 mod tests {
     use super::*;
     use crate::format::RecordPosition;
+
+    #[test]
+    fn a_token_over_plain_http_to_another_host_is_flagged() {
+        for uri in ["http://milvus.internal:19530", "10.0.0.5:19530", "http://[2001:db8::1]:19530"] {
+            assert!(plain_text_beyond_loopback(uri, false), "{uri}");
+        }
+        for uri in ["http://127.0.0.1:19530", "http://localhost:19530", "http://[::1]:19530", "127.0.0.2:19530"] {
+            assert!(!plain_text_beyond_loopback(uri, false), "{uri}");
+        }
+        assert!(!plain_text_beyond_loopback("https://milvus.internal:19530", false));
+        assert!(!plain_text_beyond_loopback("http://milvus.internal:19530", true), "TLS configured");
+    }
 
     fn row(text_bytes: usize) -> Row {
         Row {

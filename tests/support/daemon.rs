@@ -73,7 +73,7 @@ impl Daemon {
     /// GET `path` from the status endpoint: HTTP status and body, whatever the status; `None` when
     /// nothing answers.
     pub fn get_any(&self, path: &str) -> Option<(u16, String)> {
-        vecdrop::commands::http_get(&self.status, path).ok()
+        vecdrop::commands::http_get(&self.status, path, None).ok()
     }
 
     /// `/status` as JSON.

@@ -73,7 +73,8 @@ pub trait Plugin: Sized + 'static {
     fn step(&mut self, input: &[u8], eof: bool) -> Result<Step, String>;
 
     /// The state needed to resume right after the record just returned, or `None` when the parser
-    /// cannot resume there. The default (stateless parsers) resumes anywhere with no state.
+    /// cannot resume there. The default (stateless parsers) resumes anywhere with no state. The
+    /// host refuses (and fails the file) a state over 64 KiB.
     fn state(&self) -> Option<Vec<u8>> {
         Some(Vec::new())
     }

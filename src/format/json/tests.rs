@@ -1,6 +1,7 @@
 //! Tests of the JSON Lines and JSON array readers (kept beside `json.rs` to keep it short).
 
 use std::io::Write;
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 

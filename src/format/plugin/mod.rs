@@ -7,9 +7,11 @@
 //!                          version check, info()            │ per file: fresh Store
 //!  file ──► PluginReader ── chunk ──► feed() in Sandbox ──► batch checked ──► ReadItems
 //! ```
-//! - [`sandbox`]: engine, store limits (memory, time per call, stack), WASI without files,
-//!   network or environment, captured stderr; failures become [`PluginError`]s.
-//! - [`cache`]: compiled components on disk, keyed by content hash and engine compatibility.
+//! - [`sandbox`]: engine, store limits (one memory budget for all memories, table elements,
+//!   instance / memory / table counts, time per call, stack), WASI without files, network,
+//!   environment or waiting, captured stderr; failures become [`PluginError`]s.
+//! - [`cache`]: compiled components on disk, keyed by content hash and engine compatibility,
+//!   loaded only after their BLAKE3, owner and mode are checked.
 //! - [`validate`]: every batch's offsets, sizes and checkpoint are checked before use.
 //! - [`values`]: plugin values → [`FieldValue`](crate::format::FieldValue).
 //! - [`reader`]: the [`PluginReader`] and its exact resume positions.
@@ -31,6 +33,10 @@ use std::time::Duration;
 pub use self::reader::{PluginReader, MAX_ROWS_PER_FEED};
 pub use self::sandbox::MAX_WASM_STACK_BYTES;
 use self::sandbox::{wit, FormatPluginPre, HostState, Sandbox};
+
+/// Largest checkpoint `state` a plugin may return; a bigger one fails the file. Checkpoints are
+/// stored in the ledger and carried (shared, not copied) by every record after them.
+pub const MAX_CHECKPOINT_STATE_BYTES: usize = 64 * 1024;
 
 /// The interface version this vecdrop speaks (the WIT package version).
 pub const INTERFACE_VERSION: &str = "0.1.0";
@@ -85,13 +91,53 @@ pub enum PluginError {
         /// The tail of the plugin's stderr.
         stderr: String,
     },
-    /// The plugin asked for more memory than its cap.
-    #[error("{call}: the plugin exceeded its memory limit of {} MiB (it asked for {} KiB){}", limit_bytes >> 20, desired >> 10, stderr_suffix(stderr))]
+    /// The plugin's memories together asked for more than its memory budget.
+    #[error("{call}: the plugin exceeded its memory limit of {} MiB, shared by all its memories ({} KiB in use, it asked for {} KiB more){}", limit_bytes >> 20, in_use >> 10, asked >> 10, stderr_suffix(stderr))]
     MemoryLimit {
         call: String,
+        /// The budget (`plugins[].memory_mib`).
         limit_bytes: usize,
-        /// What it asked for.
-        desired: usize,
+        /// Bytes all its memories held.
+        in_use: usize,
+        /// Bytes it asked for on top.
+        asked: usize,
+        /// The tail of the plugin's stderr.
+        stderr: String,
+    },
+    /// The plugin's tables together asked for more elements than the sandbox allows.
+    #[error("{call}: the plugin exceeded its limit of {limit_elements} table elements, shared by all its tables ({in_use} in use, it asked for {asked} more){}", stderr_suffix(stderr))]
+    TableLimit {
+        call: String,
+        /// The budget.
+        limit_elements: usize,
+        /// Elements all its tables held.
+        in_use: usize,
+        /// Elements it asked for on top.
+        asked: usize,
+        /// The tail of the plugin's stderr.
+        stderr: String,
+    },
+    /// The plugin needs more core instances, memories or tables than the sandbox allows.
+    #[error(
+        "{call}: the plugin needs more than the sandbox allows (at most {} core instances, {} memories, {} tables): {message}{}",
+        sandbox::MAX_INSTANCES,
+        sandbox::MAX_MEMORIES,
+        sandbox::MAX_TABLES,
+        stderr_suffix(stderr)
+    )]
+    CountLimit {
+        call: String,
+        /// What wasmtime said.
+        message: String,
+        /// The tail of the plugin's stderr.
+        stderr: String,
+    },
+    /// The plugin called something the sandbox refuses (waiting: a timer, a poll that would block).
+    #[error("{call}: the plugin called {what}, which plugins cannot use (they must not sleep or wait){}", stderr_suffix(stderr))]
+    Forbidden {
+        call: String,
+        /// The WASI function.
+        what: String,
         /// The tail of the plugin's stderr.
         stderr: String,
     },
@@ -119,6 +165,13 @@ pub enum PluginError {
         /// What it did.
         message: String,
     },
+    /// Loading the plugin at `path` failed in its sandbox (instantiation or `info()`).
+    #[error("{path}: {source}")]
+    Load {
+        path: PathBuf,
+        /// What went wrong.
+        source: Box<PluginError>,
+    },
     /// The plugin reported that the rest of the file cannot be parsed.
     #[error("at byte {offset}: {message}")]
     Parse {
@@ -135,6 +188,7 @@ impl crate::fault::Classify for PluginError {
     fn fault(&self) -> crate::fault::Fault {
         match self {
             PluginError::Engine(_) => crate::fault::Fault::Config,
+            PluginError::Load { source, .. } => source.fault(),
             _ => crate::fault::Fault::File,
         }
     }
@@ -151,7 +205,7 @@ fn stderr_suffix(stderr: &str) -> String {
 /// Limits of one plugin's sandbox (from its `[[plugins]]` entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Linear memory cap of one instance.
+    /// Memory budget of one plugin instance (one per file): the sum of all its linear memories.
     pub memory_bytes: usize,
     /// Time budget of one call (one chunk fed).
     pub call_time_budget: Duration,
@@ -196,9 +250,10 @@ impl LoadedPlugin {
         let engine = sandbox::engine()?;
         let component = cache::compile(engine, &wasm, path, cache_dir)?;
         check_interface_version(path, component.component_type().exports(engine).map(|(name, _)| name.to_owned()).collect())?;
-        let pre = sandbox::pre_instantiate(engine, &component)?;
-        let mut sandbox = Sandbox::new(&pre, &path.display().to_string(), &limits)?;
-        let info = sandbox.call("info", |guest, store| guest.call_info(store))?;
+        let in_load = |source: PluginError| PluginError::Load { path: path.to_owned(), source: Box::new(source) };
+        let pre = sandbox::pre_instantiate(engine, &component).map_err(in_load)?;
+        let mut sandbox = Sandbox::new(&pre, &path.display().to_string(), &limits).map_err(in_load)?;
+        let info = sandbox.call("info", |guest, store| guest.call_info(store)).map_err(in_load)?;
         let formats =
             info.formats.into_iter().map(|format| PluginFormatInfo { name: format.name, extensions: format.extensions }).collect();
         let plugin = Self {

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Read};
-use std::path::Path;
+use std::sync::Arc;
 
 use wasmtime::component::ResourceAny;
 
@@ -17,7 +17,7 @@ use super::sandbox::{wit, Sandbox};
 use super::validate::{check_batch, FeedBounds};
 use super::values::{convert, ValueError};
 use super::{LoadedPlugin, PluginError};
-use crate::format::source::{open_text, Compression};
+use crate::format::source::{open_text, Compression, Source};
 use crate::format::{raw_excerpt, Checkpoint, ReadError, ReadItem, Record, RecordPosition, RejectedRecord, RAW_EXCERPT_BYTES};
 
 /// Rows asked for per `feed` call.
@@ -50,31 +50,34 @@ pub struct PluginReader {
     total_bytes: u64,
 }
 
-/// The last checkpoint a plugin gave, and the records read after it.
+/// The last checkpoint a plugin gave, and the records read after it. The state is shared by
+/// the positions of all those records (a reference count each, not a copy).
 #[derive(Debug, Clone)]
 struct ResumeBase {
     byte_offset: u64,
-    state: Vec<u8>,
+    state: Arc<[u8]>,
     records_after: u64,
 }
 
 impl PluginReader {
     /// Opens `path` for `format` of `plugin` at `resume` (`Start` or a [`Checkpoint::Plugin`]).
-    pub fn open_at(plugin: &LoadedPlugin, format: &str, path: &Path, resume: &Checkpoint) -> Result<Self, ReadError> {
-        let display = path.display().to_string();
+    pub fn open_at(plugin: &LoadedPlugin, format: &str, source: impl Into<Source>, resume: &Checkpoint) -> Result<Self, ReadError> {
+        let source = source.into();
+        let path = &source;
+        let display = source.name().display().to_string();
         let plugin_error =
             |source: PluginError| ReadError::Plugin { path: display.clone(), plugin: plugin.name().to_owned(), source: Box::new(source) };
         let (base, ordinal) = match resume {
-            Checkpoint::Start => (ResumeBase { byte_offset: 0, state: Vec::new(), records_after: 0 }, 0),
+            Checkpoint::Start => (ResumeBase { byte_offset: 0, state: Arc::from([]), records_after: 0 }, 0),
             Checkpoint::Plugin { byte_offset, ordinal, state, skip_rows } => {
-                let base = ResumeBase { byte_offset: *byte_offset, state: state.clone(), records_after: 0 };
+                let base = ResumeBase { byte_offset: *byte_offset, state: Arc::clone(state), records_after: 0 };
                 (base, ordinal.checked_sub(*skip_rows).ok_or_else(|| corrupt_checkpoint(&display, resume))?)
             }
             other => return Err(corrupt_checkpoint(&display, other)),
         };
         let wit_resume = match resume {
             Checkpoint::Start => None,
-            _ => Some(wit::Checkpoint { offset: base.byte_offset, state: base.state.clone() }),
+            _ => Some(wit::Checkpoint { offset: base.byte_offset, state: base.state.to_vec() }),
         };
         let mut sandbox = plugin.sandbox().map_err(plugin_error)?;
         let config = plugin.config_json();
@@ -84,8 +87,8 @@ impl PluginReader {
         let parser = opened.map_err(|error| plugin_error(PluginError::Parse { offset: error.offset, message: error.message }))?;
         let schema = sandbox.call("schema", |guest, store| guest.parser().call_schema(store, parser)).map_err(plugin_error)?;
         let input = open_text(path, base.byte_offset).map_err(|source| ReadError::Io { path: display.clone(), source })?;
-        let total_bytes = match Compression::of(path) {
-            Compression::None => std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0),
+        let total_bytes = match Compression::of(source.name()) {
+            Compression::None => source.metadata().map(|metadata| metadata.len()).unwrap_or(0),
             _ => 0,
         };
         let skip_rows = match resume {
@@ -174,14 +177,19 @@ impl PluginReader {
 
     fn queue(&mut self, batch: wit::Batch) -> Result<(), ReadError> {
         let row_count = batch.rows.len();
+        let mut checkpoint = batch.checkpoint.map(|checkpoint| ResumeBase {
+            byte_offset: checkpoint.offset,
+            state: checkpoint.state.into(),
+            records_after: 0,
+        });
         for (index, row) in batch.rows.into_iter().enumerate() {
             self.last_row_end = row.end;
             let ordinal = self.next_ordinal;
             self.next_ordinal += 1;
             self.resume_base.records_after += 1;
             if index + 1 == row_count {
-                if let Some(checkpoint) = &batch.checkpoint {
-                    self.resume_base = ResumeBase { byte_offset: checkpoint.offset, state: checkpoint.state.clone(), records_after: 0 };
+                if let Some(checkpoint) = checkpoint.take() {
+                    self.resume_base = checkpoint;
                 }
             }
             if self.records_to_skip > 0 {
@@ -191,8 +199,8 @@ impl PluginReader {
             let item = self.item(row, ordinal)?;
             self.pending.push_back(item);
         }
-        if let (0, Some(checkpoint)) = (row_count, batch.checkpoint) {
-            self.resume_base = ResumeBase { byte_offset: checkpoint.offset, state: checkpoint.state, records_after: 0 };
+        if let Some(checkpoint) = checkpoint {
+            self.resume_base = checkpoint;
         }
         Ok(())
     }
@@ -202,7 +210,7 @@ impl PluginReader {
         let next = Checkpoint::Plugin {
             byte_offset: self.resume_base.byte_offset,
             ordinal: self.next_ordinal,
-            state: self.resume_base.state.clone(),
+            state: Arc::clone(&self.resume_base.state),
             skip_rows: self.resume_base.records_after,
         };
         let reject = |reason: String| {

@@ -1,8 +1,10 @@
 //! What the host checks in every batch a plugin returns before anything of it is used: the row
 //! count, the output size, the offsets (inside what was fed, increasing, not overlapping), the
-//! value count, and that a checkpoint sits at the end of the last row. Pure functions.
+//! value count, that a checkpoint sits at the end of the last row and that its state is at most
+//! [`MAX_CHECKPOINT_STATE_BYTES`]. Pure functions.
 
 use super::sandbox::wit;
+use super::MAX_CHECKPOINT_STATE_BYTES;
 
 /// What the batch of one `feed` call must fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,7 @@ pub fn check_batch(batch: &wit::Batch, bounds: &FeedBounds) -> Result<(), String
     }
     if let Some(checkpoint) = &batch.checkpoint {
         check_checkpoint(batch, checkpoint.offset, previous_end, bounds.fed_until)?;
+        check_state(&checkpoint.state)?;
     }
     if !batch.wants_input && batch.rows.is_empty() {
         return Err("asked to be called again without returning a row (it would never finish)".to_owned());
@@ -71,6 +74,17 @@ fn check_checkpoint(batch: &wit::Batch, offset: u64, last_end: u64, fed_until: u
     if offset < last_end || offset > fed_until {
         return Err(format!(
             "returned a checkpoint at byte {offset}, outside [{last_end}, {fed_until}] (after the last row, within what was fed)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_state(state: &[u8]) -> Result<(), String> {
+    if state.len() > MAX_CHECKPOINT_STATE_BYTES {
+        return Err(format!(
+            "returned a checkpoint state of {} bytes, more than the cap of {MAX_CHECKPOINT_STATE_BYTES} bytes ({} KiB)",
+            state.len(),
+            MAX_CHECKPOINT_STATE_BYTES >> 10
         ));
     }
     Ok(())
@@ -137,5 +151,17 @@ mod tests {
         assert!(check_batch(&batch(vec![two_values], None), &BOUNDS).unwrap_err().contains("has 2 values but the schema has 1"));
         let stalled = wit::Batch { rows: vec![], checkpoint: None, wants_input: false };
         assert!(check_batch(&stalled, &BOUNDS).unwrap_err().contains("never finish"));
+    }
+
+    #[test]
+    fn a_checkpoint_state_over_the_cap_is_refused_and_one_at_the_cap_passes() {
+        let with_state = |bytes: usize| wit::Batch {
+            rows: vec![row(10, 20)],
+            checkpoint: Some(wit::Checkpoint { offset: 20, state: vec![7; bytes] }),
+            wants_input: true,
+        };
+        check_batch(&with_state(MAX_CHECKPOINT_STATE_BYTES), &BOUNDS).unwrap();
+        let error = check_batch(&with_state(MAX_CHECKPOINT_STATE_BYTES + 1), &BOUNDS).unwrap_err();
+        assert!(error.contains("checkpoint state of 65537 bytes, more than the cap of 65536 bytes (64 KiB)"), "{error}");
     }
 }

@@ -4,13 +4,14 @@
 //! return bad offsets.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use vecdrop_plugin_sdk::bindings::exports::vecdrop::format::parser::{
     Batch, Checkpoint, Column, ColumnKind, FormatInfo, Guest, GuestParser, ParseError, Parser, PluginInfo, Row, Value,
 };
 
 /// `(format name = file extension, what the plugin does)`.
-const MISDEEDS: [(&str, &str); 9] = [
+const MISDEEDS: [(&str, &str); 11] = [
     ("hostile-loop", "loops forever"),
     ("hostile-memory", "allocates without bound"),
     ("hostile-recursion", "recurses without bound"),
@@ -20,7 +21,12 @@ const MISDEEDS: [(&str, &str); 9] = [
     ("hostile-offsets", "returns a row that ends past the bytes it was fed"),
     ("hostile-file", "opens /etc/passwd"),
     ("hostile-socket", "connects to 127.0.0.1:9"),
+    ("hostile-sleep", "sleeps for an hour (wasi:clocks subscribe + wasi:io/poll)"),
+    ("hostile-state", "returns a checkpoint with 100 KiB of state"),
 ];
+
+/// Bytes of checkpoint state `hostile-state` returns (the host's cap is 64 KiB).
+const HOSTILE_STATE_BYTES: usize = 100 << 10;
 
 struct Hostile;
 
@@ -74,6 +80,14 @@ impl GuestParser for Misdeed {
                 Ok(_) => vec![row(0, fed, "connected".to_owned())],
                 Err(error) => return Err(ParseError { offset: 0, message: format!("cannot connect to 127.0.0.1:9: {error}") }),
             },
+            "hostile-sleep" => {
+                std::thread::sleep(Duration::from_secs(3600));
+                vec![row(0, fed, "woke up after an hour".to_owned())]
+            }
+            "hostile-state" => {
+                let checkpoint = Checkpoint { offset: fed, state: vec![7; HOSTILE_STATE_BYTES] };
+                return Ok(Batch { rows: vec![row(0, fed, "huge state".to_owned())], checkpoint: Some(checkpoint), wants_input: true });
+            }
             other => return Err(ParseError { offset: 0, message: format!("unknown format {other}") }),
         };
         Ok(Batch { rows, checkpoint: None, wants_input: true })
