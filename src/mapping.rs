@@ -4,7 +4,7 @@
 //! replaying any record of the same file content produces the same key (invariant 2).
 
 use crate::format::{FieldValue, Record, RecordPosition};
-use crate::settings::{FieldSpec, PipelineSettings, ScalarType};
+use crate::settings::{FieldSpec, KeyType, PipelineSettings, ScalarType};
 
 /// Longest primary key accepted, in bytes (the collection's VarChar key length).
 pub const MAX_PRIMARY_KEY_BYTES: usize = 512;
@@ -63,6 +63,8 @@ pub struct MappingError {
 pub struct RowSchema {
     /// Source column of the natural key, if any.
     pub id_field: Option<String>,
+    /// The collection's key type: with INT64 a natural key must be an integer.
+    pub key_type: KeyType,
     /// Source column of the text.
     pub text_field: String,
     /// Longest accepted text in bytes.
@@ -80,12 +82,19 @@ impl RowSchema {
     pub fn of(pipeline: &PipelineSettings, dimension: usize) -> Self {
         Self {
             id_field: pipeline.id_field.clone(),
+            key_type: pipeline.collection.key_type.unwrap_or(KeyType::Varchar),
             text_field: pipeline.collection.text_field.clone(),
             text_max_length: pipeline.collection.text_max_length as usize,
             scalar_fields: pipeline.collection.scalar_fields.clone(),
             vector_field: pipeline.collection.vector_field.clone(),
             dimension,
         }
+    }
+
+    /// The same schema for a collection whose key is of type `key_type` (as found in Milvus).
+    pub fn with_key_type(mut self, key_type: KeyType) -> Self {
+        self.key_type = key_type;
+        self
     }
 
     /// Columns every record must have (optional fields excluded).
@@ -99,7 +108,7 @@ impl RowSchema {
     /// Maps one record. `file_hash` is the file's BLAKE3 hex digest, used for derived keys.
     pub fn map(&self, record: &Record, file_hash: &str) -> Result<Row, MappingError> {
         let primary_key = match &self.id_field {
-            Some(id_field) => natural_key(id_field, record.get(id_field))?,
+            Some(id_field) => natural_key(id_field, record.get(id_field), self.key_type)?,
             None => derived_key(file_hash, record.position.ordinal),
         };
         let text = self.text(record)?;
@@ -151,7 +160,18 @@ pub fn derived_key(file_hash: &str, ordinal: u64) -> String {
     format!("{prefix}-{ordinal}")
 }
 
-fn natural_key(field: &str, value: Option<&FieldValue>) -> Result<String, MappingError> {
+fn natural_key(field: &str, value: Option<&FieldValue>, key_type: KeyType) -> Result<String, MappingError> {
+    let key = text_key(field, value)?;
+    match key_type {
+        KeyType::Varchar => Ok(key),
+        // Canonical decimal ("007" → "7"), as Milvus returns the key: lookups match it.
+        KeyType::Int64 => key.parse::<i64>().map(|number| number.to_string()).map_err(|_| {
+            error(field, format!("expected an integer key (the collection's primary key is INT64), found {:?}", excerpt(&key)))
+        }),
+    }
+}
+
+fn text_key(field: &str, value: Option<&FieldValue>) -> Result<String, MappingError> {
     let integer;
     let key = match value {
         Some(FieldValue::Text(text)) => text.trim(),
@@ -309,6 +329,7 @@ mod tests {
 
     fn schema() -> RowSchema {
         RowSchema {
+            key_type: KeyType::Varchar,
             vector_field: "embedding".to_owned(),
             dimension: 3,
             id_field: None,
@@ -356,6 +377,19 @@ mod tests {
         let error = schema().map(&record(&[("text", "a"), ("count", "1"), ("tag", "toolong")]), "00").unwrap_err();
         assert_eq!(error.field, "tag");
         assert!(error.reason.contains("at most 5 bytes"));
+    }
+
+    #[test]
+    fn an_int64_key_takes_integers_in_canonical_form_and_rejects_the_rest() {
+        let mut schema = schema().with_key_type(KeyType::Int64);
+        schema.id_field = Some("id".to_owned());
+        let row = schema.map(&record(&[("id", "007"), ("text", "a"), ("count", "1")]), "00").unwrap();
+        assert_eq!(row.primary_key, "7", "as Milvus returns it");
+        let error = schema.map(&record(&[("id", "doc-1"), ("text", "a"), ("count", "1")]), "00").unwrap_err();
+        assert_eq!(error.field, "id");
+        assert!(error.reason.contains("expected an integer key (the collection's primary key is INT64)"), "{}", error.reason);
+        let error = schema.map(&record(&[("id", "99999999999999999999"), ("text", "a"), ("count", "1")]), "00").unwrap_err();
+        assert!(error.reason.contains("INT64"), "{}", error.reason);
     }
 
     #[test]

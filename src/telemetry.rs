@@ -4,11 +4,15 @@
 //! batch and each finished file; the status server renders [`Telemetry::encode_metrics`] at
 //! `/metrics` and [`Telemetry::in_flight`] inside `/status`. The CLI uses a `Telemetry` too and
 //! simply never serves it.
+//!
+//! Milvus call failures and retries are counted by the one retry layer
+//! ([`crate::sink::RetryPolicy`]), which holds no `Telemetry`: they go to process-wide counters
+//! ([`milvus_call_failed`], [`milvus_call_retried`]) that every `Telemetry` renders.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -100,8 +104,74 @@ struct LookupLabels {
 
 /// Labels of the ledger's file gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
+struct LedgerLabels {
+    pipeline: String,
     state: String,
+}
+
+/// Labels of the build information gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Labels of the Milvus retry counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+/// Labels of the Milvus error counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MilvusErrorLabels {
+    operation: String,
+    class: String,
+}
+
+/// File outcomes whose series exist from the start ([`Telemetry::declare_pipelines`]).
+const FILE_OUTCOMES: [&str; 3] = ["imported", "already_imported", "failed"];
+/// Causes of refused drop-folder entries (`discover::entry::Refusal::label`).
+const REFUSAL_CAUSES: [&str; 3] = ["symlink", "special_file", "hard_link"];
+/// Faults after which a file is tried again (`Fault::as_str`).
+const RETRIED_FAULTS: [Fault; 2] = [Fault::Transient, Fault::Config];
+/// Classes of failed Milvus calls (`sink::ErrorClass::as_str`).
+const MILVUS_ERROR_CLASSES: [&str; 5] = ["unreachable", "busy", "rate_limited", "unauthorized", "permanent"];
+/// The Milvus operation whose series exist from the start: the one every import makes.
+const MILVUS_HOT_OPERATION: &str = "upsert";
+
+/// Milvus call failures and retries of this process, counted by the retry layer.
+struct MilvusCalls {
+    errors: Family<MilvusErrorLabels, Counter>,
+    retries: Family<OperationLabel, Counter>,
+}
+
+/// The process's [`MilvusCalls`]; the upsert series start at zero so that `rate()` and alerts
+/// see a 0 rather than nothing.
+static MILVUS_CALLS: LazyLock<MilvusCalls> = LazyLock::new(|| {
+    let calls = MilvusCalls { errors: Family::default(), retries: Family::default() };
+    calls.retries.get_or_create(&OperationLabel { operation: MILVUS_HOT_OPERATION.to_owned() }).inc_by(0);
+    for class in MILVUS_ERROR_CLASSES {
+        calls.errors.get_or_create(&MilvusErrorLabels { operation: MILVUS_HOT_OPERATION.to_owned(), class: class.to_owned() }).inc_by(0);
+    }
+    calls
+});
+
+/// Counts one failed attempt of the Milvus `operation` (`upsert`, `query`, `flush`, …) whose
+/// error the retry layer classified as `class` (`unreachable`, `busy`, `rate_limited`,
+/// `unauthorized`, `permanent`), whether or not it is tried again. Process-wide.
+pub fn milvus_call_failed(operation: &str, class: &str) {
+    MILVUS_CALLS.errors.get_or_create(&MilvusErrorLabels { operation: operation.to_owned(), class: class.to_owned() }).inc();
+}
+
+/// Counts one more attempt of the Milvus `operation` after a failed one (a retry after backoff,
+/// or a rate-limited upsert sent again in halves). Process-wide.
+pub fn milvus_call_retried(operation: &str) {
+    MILVUS_CALLS.retries.get_or_create(&OperationLabel { operation: operation.to_owned() }).inc();
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn batch_seconds_histogram() -> Histogram {
@@ -128,6 +198,9 @@ pub struct FileProgress {
     pub units_total: u64,
 }
 
+/// The content type of [`Telemetry::encode_metrics`]'s text.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// Metrics and in-flight files of one process.
 pub struct Telemetry {
     registry: Registry,
@@ -144,7 +217,9 @@ pub struct Telemetry {
     milvus_reachable: Gauge,
     lookups: Family<LookupLabels, Counter>,
     files: Family<OutcomeLabels, Counter>,
-    ledger_files: Family<StateLabel, Gauge>,
+    ledger_files: Family<LedgerLabels, Gauge>,
+    last_success: Family<PipelineLabel, Gauge<f64, AtomicU64>>,
+    schedule_last_success: Family<PipelineLabel, Gauge<f64, AtomicU64>>,
     embed_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
     upsert_seconds: Family<PipelineLabel, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
@@ -213,8 +288,34 @@ impl Telemetry {
         );
         let files = Family::<OutcomeLabels, Counter>::default();
         registry.register("files", "Files processed, by outcome", files.clone());
-        let ledger_files = Family::<StateLabel, Gauge>::default();
-        registry.register("ledger_files", "Files known to the ledger, by state", ledger_files.clone());
+        let ledger_files = Family::<LedgerLabels, Gauge>::default();
+        registry.register("ledger_files", "Files known to the ledger, by pipeline and state", ledger_files.clone());
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }).set(1);
+        registry.register("build_info", "1, labelled with the version of vecdrop that runs", build_info);
+        let [last_success, schedule_last_success] = std::array::from_fn(|_| Family::<PipelineLabel, Gauge<f64, AtomicU64>>::default());
+        registry.register_with_unit(
+            "last_success_timestamp",
+            "When a file of the pipeline was last imported or found already imported (Unix time)",
+            Unit::Seconds,
+            last_success.clone(),
+        );
+        registry.register_with_unit(
+            "schedule_last_success_timestamp",
+            "When a scheduled run of the pipeline last ended without a failed file (Unix time)",
+            Unit::Seconds,
+            schedule_last_success.clone(),
+        );
+        registry.register(
+            "milvus_errors",
+            "Failed Milvus call attempts, by operation and error class (unreachable, busy, rate_limited, unauthorized, permanent)",
+            MILVUS_CALLS.errors.clone(),
+        );
+        registry.register(
+            "milvus_retries",
+            "Milvus call attempts repeated by the retry layer after a failed one, by operation",
+            MILVUS_CALLS.retries.clone(),
+        );
         let embed_seconds =
             Family::<PipelineLabel, Histogram, fn() -> Histogram>::new_with_constructor(batch_seconds_histogram as fn() -> Histogram);
         registry.register_with_unit("batch_embed", "Time to embed one batch", Unit::Seconds, embed_seconds.clone());
@@ -255,6 +356,8 @@ impl Telemetry {
             lookups,
             files,
             ledger_files,
+            last_success,
+            schedule_last_success,
             embed_seconds,
             upsert_seconds,
             queue_depth,
@@ -379,12 +482,50 @@ impl Telemetry {
         self.queue_depth.get().max(0) as usize
     }
 
-    /// Sets the ledger's file counts by state (before rendering `/metrics`).
-    pub fn set_ledger_files(&self, counts: &BTreeMap<String, u64>) {
-        for state in ["importing", "imported", "failed"] {
-            let count = counts.get(state).copied().unwrap_or(0);
-            self.ledger_files.get_or_create(&StateLabel { state: state.to_owned() }).set(count as i64);
+    /// Sets the ledger's file counts, per pipeline by state (before rendering `/metrics`). Every
+    /// pipeline given gets all three states (`importing`, `imported`, `failed`), missing ones as 0.
+    pub fn set_ledger_files(&self, pipelines: &BTreeMap<String, BTreeMap<String, u64>>) {
+        for (pipeline, counts) in pipelines {
+            for state in ["importing", "imported", "failed"] {
+                let count = counts.get(state).copied().unwrap_or(0);
+                let labels = LedgerLabels { pipeline: pipeline.clone(), state: state.to_owned() };
+                self.ledger_files.get_or_create(&labels).set(count as i64);
+            }
         }
+    }
+
+    /// Makes the per-pipeline counters of `pipelines` exist at 0 (rows imported, rejected and
+    /// unchanged; files imported, already imported and failed; rejections, refused entries and
+    /// retries by cause), so that `rate()` and `increase()` see their first event and dashboards
+    /// show a 0, not nothing. Called once when the daemon starts.
+    pub fn declare_pipelines<'a>(&self, pipelines: impl IntoIterator<Item = &'a str>) {
+        for pipeline in pipelines {
+            let label = PipelineLabel { pipeline: pipeline.to_owned() };
+            for family in [&self.rows_imported, &self.rows_rejected, &self.rows_unchanged] {
+                family.get_or_create(&label).inc_by(0);
+            }
+            for outcome in FILE_OUTCOMES {
+                self.files.get_or_create(&OutcomeLabels { pipeline: pipeline.to_owned(), outcome: outcome.to_owned() }).inc_by(0);
+            }
+            let zero = |family: &Family<CauseLabels, Counter>, causes: &[&str]| {
+                for cause in causes {
+                    family.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: (*cause).to_owned() }).inc_by(0);
+                }
+            };
+            zero(&self.refused_entries, &REFUSAL_CAUSES);
+            zero(&self.rejections, &[RejectCause::Malformed.as_str(), RejectCause::InvalidValue.as_str()]);
+            zero(&self.retries, &RETRIED_FAULTS.map(Fault::as_str));
+        }
+    }
+
+    /// Notes that a file of `pipeline` was imported or found already imported just now.
+    pub fn pipeline_succeeded(&self, pipeline: &str) {
+        self.last_success.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).set(unix_now());
+    }
+
+    /// Notes that a scheduled run of `pipeline` ended just now without a failed file.
+    pub fn schedule_succeeded(&self, pipeline: &str) {
+        self.schedule_last_success.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).set(unix_now());
     }
 
     /// Files being imported now, oldest first.
@@ -392,7 +533,8 @@ impl Telemetry {
         self.in_flight.lock().expect("in-flight lock").values().cloned().collect()
     }
 
-    /// The metrics in Prometheus text format.
+    /// The metrics in the OpenMetrics text format (served as [`OPENMETRICS_CONTENT_TYPE`]),
+    /// ending with `# EOF`.
     pub fn encode_metrics(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
@@ -453,5 +595,68 @@ mod tests {
         drop(tracked);
         assert!(telemetry.in_flight().is_empty());
         assert!(telemetry.encode_metrics().contains("vecdrop_files_in_flight 0"));
+    }
+
+    /// The value of the sample `series` (name and labels as rendered), if listed.
+    fn sample(metrics: &str, series: &str) -> Option<f64> {
+        metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn the_text_is_openmetrics_with_build_info_and_an_eof_marker() {
+        let metrics = Telemetry::new().encode_metrics();
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+        let build = format!(r#"vecdrop_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"));
+        assert_eq!(sample(&metrics, &build), Some(1.0), "{metrics}");
+        assert!(OPENMETRICS_CONTENT_TYPE.starts_with("application/openmetrics-text; version=1.0.0"));
+    }
+
+    #[test]
+    fn declared_pipelines_have_zero_series_and_ledger_files_are_per_pipeline() {
+        let telemetry = Telemetry::new();
+        telemetry.declare_pipelines(["docs"]);
+        let counts = BTreeMap::from([("docs".to_owned(), BTreeMap::from([("imported".to_owned(), 3)]))]);
+        telemetry.set_ledger_files(&counts);
+        let metrics = telemetry.encode_metrics();
+        for series in [
+            r#"vecdrop_rows_imported_total{pipeline="docs"}"#,
+            r#"vecdrop_rows_rejected_total{pipeline="docs"}"#,
+            r#"vecdrop_files_total{pipeline="docs",outcome="failed"}"#,
+            r#"vecdrop_refused_entries_total{pipeline="docs",cause="symlink"}"#,
+            r#"vecdrop_rejections_total{pipeline="docs",cause="malformed"}"#,
+            r#"vecdrop_retries_total{pipeline="docs",cause="transient"}"#,
+            r#"vecdrop_ledger_files{pipeline="docs",state="failed"}"#,
+        ] {
+            assert_eq!(sample(&metrics, series), Some(0.0), "{series} in {metrics}");
+        }
+        assert_eq!(sample(&metrics, r#"vecdrop_ledger_files{pipeline="docs",state="imported"}"#), Some(3.0), "{metrics}");
+    }
+
+    #[test]
+    fn successes_are_timestamped_per_pipeline_and_schedule() {
+        let telemetry = Telemetry::new();
+        assert!(!telemetry.encode_metrics().contains("vecdrop_last_success_timestamp_seconds{"), "no success yet");
+        let before = unix_now();
+        telemetry.pipeline_succeeded("docs");
+        telemetry.schedule_succeeded("faq");
+        let metrics = telemetry.encode_metrics();
+        let file = sample(&metrics, r#"vecdrop_last_success_timestamp_seconds{pipeline="docs"}"#).expect("pipeline success");
+        let run = sample(&metrics, r#"vecdrop_schedule_last_success_timestamp_seconds{pipeline="faq"}"#).expect("schedule success");
+        assert!(file >= before.floor() && run >= before.floor() && file <= unix_now(), "{metrics}");
+    }
+
+    #[test]
+    fn milvus_failures_and_retries_are_counted_process_wide() {
+        let (first, second) = (Telemetry::new(), Telemetry::new());
+        let upsert_retries = r#"vecdrop_milvus_retries_total{operation="upsert"}"#;
+        assert!(sample(&first.encode_metrics(), upsert_retries).is_some(), "the upsert series exist from the start");
+        milvus_call_failed("telemetry_test", "busy");
+        milvus_call_retried("telemetry_test");
+        for telemetry in [first, second] {
+            let metrics = telemetry.encode_metrics();
+            let errors = r#"vecdrop_milvus_errors_total{operation="telemetry_test",class="busy"}"#;
+            assert_eq!(sample(&metrics, errors), Some(1.0), "{metrics}");
+            assert_eq!(sample(&metrics, r#"vecdrop_milvus_retries_total{operation="telemetry_test"}"#), Some(1.0), "{metrics}");
+        }
     }
 }

@@ -147,6 +147,7 @@ async fn an_existing_collection_that_does_not_fit_is_refused_by_field_name() {
         // `check` looks and never creates: the second look still finds no collection.
         let report = checked(&first, 0);
         assert!(report.contains(&format!("collection {collection} does not exist yet")), "{report}");
+        assert!(report.contains("schema it would create: id VARCHAR(512) primary key, text VARCHAR("), "{report}");
         assert!(report.contains("ok    model: ") && report.contains("384-d, embeds"), "{report}");
         // The batch shape is measured on the first start and kept in the state directory.
         assert!(report.contains("ok    model batch: ") && report.contains(&format!("per run ({shape_source}")), "{report}");

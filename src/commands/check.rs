@@ -73,7 +73,10 @@ async fn check_collection(report: &mut Report, sink: &MilvusSink, pipeline: &Pip
     let subject = format!("pipeline {}", pipeline.name);
     match sink.inspect_collection(spec).await {
         Ok(true) => report.pass(&subject, &format!("collection {} exists and fits (fields, model)", spec.collection.name)),
-        Ok(false) => report.pass(&subject, &format!("collection {} does not exist yet; the first import creates it", spec.collection.name)),
+        Ok(false) => {
+            report.pass(&subject, &format!("collection {} does not exist yet; the first import creates it", spec.collection.name));
+            report.detail(&format!("schema it would create: {}", spec.describe_new()));
+        }
         Err(error) => report.fail(&subject, &error.to_string()),
     }
 }
@@ -118,6 +121,11 @@ impl Report {
     fn pass(&mut self, subject: &str, detail: &str) {
         self.checks += 1;
         self.text.push_str(&format!("ok    {subject}: {detail}\n"));
+    }
+
+    /// A line under the last check, not counted.
+    fn detail(&mut self, text: &str) {
+        self.text.push_str(&format!("        {text}\n"));
     }
 
     fn fail(&mut self, subject: &str, detail: &str) {

@@ -1,4 +1,5 @@
-//! `vecdrop import FILE...`: one-shot import with a progress bar and a summary.
+//! `vecdrop import PATH...`: one-shot import with a progress bar and a summary. A path is a file,
+//! a directory (its files) or a glob pattern (the files it matches): [`expand_inputs`].
 //!
 //! Files are upserted one after the other and then finished together: they share one flush of
 //! the collection (a flush costs seconds on Milvus 2.3 whatever its size), so importing a hundred
@@ -10,24 +11,30 @@
 //! `import.retry_deadline`; after that the command exits 1 and the committed position stays in the
 //! ledger, so running it again resumes where it stopped.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{open_context_timed, process_start, require_file, CommandError, StartupTimes, EXIT_DEAD_LETTERS, EXIT_OK};
+use crate::discover::is_ignored;
 use crate::fault::{Classify, Fault};
 use crate::pipeline::{import_file, upsert_file, FileOutcome, ImportContext, ImportError, Staged};
 use crate::progress::ImportSummary;
 use crate::settings::Settings;
 use crate::sink::jittered;
 
-/// Imports `files` with the pipeline named `pipeline` (or the only one), resuming interrupted
-/// files and skipping content imported before unless `force`. Prints one line per file and a
-/// total. Returns [`EXIT_DEAD_LETTERS`] when any record was dead-lettered.
-pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, files: &[PathBuf]) -> Result<u8, CommandError> {
+/// Imports the files `inputs` name ([`expand_inputs`]: files, directories, glob patterns) with
+/// the pipeline named `pipeline` (or the only one), resuming interrupted files and skipping
+/// content imported before unless `force`. Prints one line per file and a total. Returns
+/// [`EXIT_DEAD_LETTERS`] when any record was dead-lettered; a usage error (exit 2) before
+/// anything is opened when a path names no file.
+pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, inputs: &[PathBuf]) -> Result<u8, CommandError> {
     let pipeline = settings.pipeline(pipeline).map_err(CommandError::Usage)?.clone();
-    for file in files {
+    let files = expand_inputs(inputs)?;
+    for file in &files {
         require_file(file)?;
     }
+    let files = files.as_slice();
     let (context, startup) = open_context_timed(settings, true).await?;
     let ready = process_start().elapsed();
     let started = Instant::now();
@@ -82,6 +89,86 @@ pub async fn import(settings: Settings, pipeline: Option<&str>, force: bool, fil
         return Ok(EXIT_DEAD_LETTERS);
     }
     Ok(EXIT_OK)
+}
+
+/// The files to import for the command line's `inputs`, in order, each once:
+///
+/// - a path that exists is taken as it is; a directory stands for the regular files in it (links
+///   to regular files count, as for a name given explicitly), sorted by name, without descending
+///   into subdirectories and without the names the drop folders skip too ([`is_ignored`]:
+///   dotfiles, `.part`, `.tmp`, `.crdownload`);
+/// - a path that does not exist and contains `*`, `?` or `[` is a glob pattern (`glob` syntax,
+///   `**` included): the regular files it matches, sorted, the same names skipped, and `*` not
+///   matching a leading dot (as in a shell);
+/// - any other path is passed on, for the import to report as missing.
+///
+/// A directory without a file to import or a pattern matching none is a usage error naming it.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, CommandError> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let expanded = if input.is_dir() {
+            directory_files(input)?
+        } else if !input.exists() && is_pattern(input) {
+            pattern_files(input)?
+        } else {
+            vec![input.clone()]
+        };
+        files.extend(expanded);
+    }
+    let mut seen = HashSet::new();
+    files.retain(|file| seen.insert(file.clone()));
+    Ok(files)
+}
+
+/// Whether `path` holds glob metacharacters.
+fn is_pattern(path: &Path) -> bool {
+    path.to_string_lossy().contains(['*', '?', '['])
+}
+
+/// Whether `path` is worth importing from a directory or a pattern: a regular file (through a
+/// link too) whose name the drop folders would not skip.
+fn importable(path: &Path) -> bool {
+    let named = path.file_name().and_then(|name| name.to_str()).is_some_and(|name| !is_ignored(name));
+    named && path.is_file()
+}
+
+/// The importable files directly in `dir`, sorted by name.
+fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, CommandError> {
+    let unreadable = |error: std::io::Error| CommandError::Other(format!("{}: {error}", dir.display()));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let path = entry.map_err(unreadable)?.path();
+        if importable(&path) {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "{}: no file to import in this directory (subdirectories, dotfiles and .part/.tmp/.crdownload files are skipped)",
+            dir.display()
+        )));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The importable files `pattern` matches, sorted.
+fn pattern_files(pattern: &Path) -> Result<Vec<PathBuf>, CommandError> {
+    let text = pattern.to_string_lossy();
+    let options = glob::MatchOptions { require_literal_leading_dot: true, ..glob::MatchOptions::new() };
+    let matches = glob::glob_with(&text, options).map_err(|error| CommandError::Usage(format!("{text}: not a valid pattern: {error}")))?;
+    let mut files = Vec::new();
+    for matched in matches {
+        let path = matched.map_err(|error| CommandError::Other(format!("{text}: {error}")))?;
+        if importable(&path) {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(CommandError::Usage(format!("{text}: no file matches this pattern")));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Runs `attempt` for `file`, retrying transient faults with backoff until `import.retry_deadline`.
@@ -170,5 +257,65 @@ fn print_summary(file: &Path, summary: &ImportSummary) {
             hold.keys_gone,
             hold.previous_rows
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, names: &[&str]) {
+        for name in names {
+            std::fs::write(dir.join(name), "id,text\n").unwrap();
+        }
+    }
+
+    fn usage_message(result: Result<Vec<PathBuf>, CommandError>) -> String {
+        match result {
+            Err(CommandError::Usage(message)) => message,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_directory_stands_for_its_importable_files_sorted() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), &["b.csv", "a.jsonl", ".hidden.csv", "c.csv.part", "d.csv.tmp", "e.csv.crdownload"]);
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        touch(&dir.path().join("sub"), &["nested.csv"]);
+        let files = expand_inputs(&[dir.path().to_owned()]).unwrap();
+        assert_eq!(files, vec![dir.path().join("a.jsonl"), dir.path().join("b.csv")]);
+    }
+
+    #[test]
+    fn a_pattern_stands_for_the_files_it_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), &["2.csv", "1.csv", "x.json", ".dot.csv", "y.csv.part"]);
+        std::fs::create_dir(dir.path().join("dir.csv")).unwrap();
+        let files = expand_inputs(&[dir.path().join("*.csv")]).unwrap();
+        assert_eq!(files, vec![dir.path().join("1.csv"), dir.path().join("2.csv")]);
+    }
+
+    #[test]
+    fn explicit_files_keep_their_order_and_repeats_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), &["a.csv", "b.csv", ".explicit.tmp"]);
+        let (a, b, explicit) = (dir.path().join("a.csv"), dir.path().join("b.csv"), dir.path().join(".explicit.tmp"));
+        let files = expand_inputs(&[b.clone(), explicit.clone(), dir.path().join("*.csv"), dir.path().to_owned()]).unwrap();
+        assert_eq!(files, vec![b, explicit, a], "named files are taken as they are, whatever their name");
+    }
+
+    #[test]
+    fn a_missing_name_is_passed_on_and_a_pattern_matching_nothing_is_a_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.csv");
+        assert_eq!(expand_inputs(std::slice::from_ref(&missing)).unwrap(), vec![missing]);
+        let pattern = dir.path().join("*.parquet");
+        let message = usage_message(expand_inputs(std::slice::from_ref(&pattern)));
+        assert!(message.contains(&*pattern.to_string_lossy()) && message.contains("no file matches"), "{message}");
+        let message = usage_message(expand_inputs(&[dir.path().join("[")]));
+        assert!(message.contains("not a valid pattern"), "{message}");
+        let message = usage_message(expand_inputs(&[dir.path().to_owned()]));
+        assert!(message.contains("no file to import"), "{message}");
     }
 }

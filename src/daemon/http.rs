@@ -1,4 +1,4 @@
-//! The status endpoint on `status.listen`: `/metrics` (Prometheus text), `/status` (JSON) and
+//! The status endpoint on `status.listen`: `/metrics` (OpenMetrics text), `/status` (JSON) and
 //! `/healthz` (200 `ok` when every pipeline imports normally, 503 with one line per pipeline that
 //! waits, is paused or stopped, saying why and since when).
 //!
@@ -50,8 +50,8 @@ use tower::ServiceExt;
 use super::DaemonError;
 use crate::ledger::{FileEntry, FileState, ScheduleEntry};
 use crate::pipeline::ImportContext;
-use crate::settings::StatusSettings;
-use crate::telemetry::{FileProgress, HealthState, PipelineHealth};
+use crate::settings::{Settings, StatusSettings};
+use crate::telemetry::{FileProgress, HealthState, PipelineHealth, OPENMETRICS_CONTENT_TYPE};
 
 /// Paths that need no token even when one is configured: they show no paths or file contents.
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/metrics"];
@@ -512,10 +512,24 @@ fn milvus_report(state: &DaemonState) -> MilvusReport {
 async fn metrics(State(state): State<Arc<DaemonState>>) -> Response {
     milvus_report(&state);
     match ledger_entries(&state).await {
-        Ok(entries) => state.context.telemetry.set_ledger_files(&count_states(entries.iter())),
+        Ok(entries) => state.context.telemetry.set_ledger_files(&count_states_by_pipeline(&state.context.settings, &entries)),
         Err(error) => tracing::warn!(%error, "metrics: cannot read the ledger"),
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.context.telemetry.encode_metrics()).into_response()
+    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], state.context.telemetry.encode_metrics()).into_response()
+}
+
+/// File counts by state per pipeline: every configured pipeline (empty ones too) and any other
+/// pipeline the ledger still holds files of.
+fn count_states_by_pipeline(settings: &Settings, entries: &[FileEntry]) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut pipelines: BTreeMap<String, BTreeMap<String, u64>> =
+        settings.pipelines.iter().map(|pipeline| (pipeline.name.clone(), BTreeMap::new())).collect();
+    for entry in entries {
+        let counts = pipelines.entry(entry.pipeline.clone()).or_default();
+        for (state, count) in count_states(std::iter::once(entry)) {
+            *counts.entry(state).or_insert(0) += count;
+        }
+    }
+    pipelines
 }
 
 async fn status(State(state): State<Arc<DaemonState>>) -> Response {

@@ -70,6 +70,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     let settings = Arc::clone(&context.settings);
     let daemon = &settings.daemon;
     let (queue, mut ready) = mpsc::channel::<ReadyFile>(daemon.queue_capacity);
+    context.telemetry.declare_pipelines(settings.pipelines.iter().map(|pipeline| pipeline.name.as_str()));
     let state = Arc::new(http::DaemonState::new(context.clone()));
     let server = http::serve(&settings.status.listen, Arc::clone(&state)).await?;
 
@@ -89,7 +90,7 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
         telemetry.refused_entry(pipeline, refusal.label());
     });
     let scanner = watch::spawn(folders, timing, queue.clone(), on_refusal, discovery.clone()).map_err(DaemonError::Watch)?;
-    let mut scheduler = schedule::start(&settings, queue.clone(), context.ledger.clone()).await?;
+    let mut scheduler = schedule::start(&settings, queue.clone(), context.ledger.clone(), Arc::clone(&context.telemetry)).await?;
     // Files whose pipeline backs off come back through the queue; so the queue never closes by
     // itself, and the loop below ends on shutdown.
     let workers_context = Workers { context: context.clone(), gates: Gates::new(daemon), requeue: queue, discovery: discovery.clone() };
@@ -304,7 +305,7 @@ fn open_ready(context: &ImportContext, file: &ReadyFile) -> Result<Source, FileR
     })
 }
 
-/// Counts the file's outcome and tells whoever waits for it (schedules).
+/// Counts the file's outcome (and times a success) and tells whoever waits for it (schedules).
 fn report(context: &ImportContext, file: ReadyFile, result: FileResult) {
     let outcome = match &result {
         FileResult::Imported { .. } => "imported",
@@ -313,6 +314,9 @@ fn report(context: &ImportContext, file: ReadyFile, result: FileResult) {
         FileResult::Interrupted => "interrupted",
     };
     context.telemetry.file_done(&file.pipeline, outcome);
+    if matches!(result, FileResult::Imported { .. } | FileResult::AlreadyImported) {
+        context.telemetry.pipeline_succeeded(&file.pipeline);
+    }
     if let Some(done) = file.done {
         let _ = done.send(result);
     }

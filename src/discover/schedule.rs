@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::{FileResult, Fingerprint, Origin, ReadyFile};
 use crate::ledger::{Ledger, ScheduleEntry};
 use crate::settings::{LinkPolicy, Schedule, Settings};
+use crate::telemetry::Telemetry;
 use crate::timestamp::now_rfc3339;
 
 /// Outcome recorded while a run is in progress.
@@ -46,19 +47,27 @@ struct Recurring {
     links: LinkPolicy,
     queue: mpsc::Sender<ReadyFile>,
     ledger: Ledger,
+    /// Told when a run ends without a failed file.
+    telemetry: Arc<Telemetry>,
     busy: AtomicBool,
     /// Files the last runs imported (or found imported), as they were then.
     settled: Mutex<HashMap<PathBuf, Fingerprint>>,
 }
 
 /// Starts one cron job per pipeline with a `schedule`. Runs interrupted by the last shutdown are
-/// started at once. Shut the returned scheduler down to stop firing.
-pub async fn start(settings: &Settings, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Result<JobScheduler, ScheduleError> {
+/// started at once; a run that ends without a failed file is timed in `telemetry`. Shut the
+/// returned scheduler down to stop firing.
+pub async fn start(
+    settings: &Settings,
+    queue: mpsc::Sender<ReadyFile>,
+    ledger: Ledger,
+    telemetry: Arc<Telemetry>,
+) -> Result<JobScheduler, ScheduleError> {
     let failed = |pipeline: &str, error: JobSchedulerError| ScheduleError { pipeline: pipeline.to_owned(), message: error.to_string() };
     let scheduler = JobScheduler::new().await.map_err(|error| failed("*", error))?;
     for pipeline in &settings.pipelines {
         let Some(schedule) = &pipeline.schedule else { continue };
-        let recurring = Arc::new(Recurring::of(&pipeline.name, schedule, queue.clone(), ledger.clone()));
+        let recurring = Arc::new(Recurring::of(&pipeline.name, schedule, queue.clone(), ledger.clone(), Arc::clone(&telemetry)));
         let job = cron_job(schedule, Arc::clone(&recurring)).map_err(|error| failed(&pipeline.name, error))?;
         let id = scheduler.add(job).await.map_err(|error| failed(&pipeline.name, error))?;
         let next = next_run(&scheduler, id).await;
@@ -90,7 +99,7 @@ fn cron_job(schedule: &Schedule, recurring: Arc<Recurring>) -> Result<Job, JobSc
 }
 
 impl Recurring {
-    fn of(pipeline: &str, schedule: &Schedule, queue: mpsc::Sender<ReadyFile>, ledger: Ledger) -> Self {
+    fn of(pipeline: &str, schedule: &Schedule, queue: mpsc::Sender<ReadyFile>, ledger: Ledger, telemetry: Arc<Telemetry>) -> Self {
         Self {
             pipeline: pipeline.to_owned(),
             expression: schedule.cron.to_string(),
@@ -98,6 +107,7 @@ impl Recurring {
             links: schedule.links,
             queue,
             ledger,
+            telemetry,
             busy: AtomicBool::new(false),
             settled: Mutex::default(),
         }
@@ -161,6 +171,9 @@ impl Recurring {
         }
         let outcome = summarise(&results);
         tracing::info!(pipeline = %self.pipeline, %outcome, "scheduled run finished");
+        if results.iter().all(|(_, result)| !matches!(result, FileResult::Failed(_))) {
+            self.telemetry.schedule_succeeded(&self.pipeline);
+        }
         self.record(|entry| entry.last_outcome = Some(outcome));
         self.busy.store(false, Ordering::SeqCst);
     }
@@ -343,6 +356,7 @@ mod tests {
             links: LinkPolicy::Refuse,
             queue,
             ledger: ledger.clone(),
+            telemetry: Arc::new(Telemetry::new()),
             busy: AtomicBool::new(false),
             settled: Mutex::default(),
         });
@@ -361,8 +375,11 @@ mod tests {
             }
             names
         });
+        let timed = |recurring: &Recurring| recurring.telemetry.encode_metrics().contains("schedule_last_success_timestamp_seconds{");
         recurring.run(None).await;
+        assert!(!timed(&recurring), "a run with a failed file is no success");
         recurring.run(None).await; // a.csv settled; b.csv failed, so it is tried again
+        assert!(timed(&recurring), "a run without failures is timed");
         std::fs::write(dir.path().join("a.csv"), "text\nALPHA\n").unwrap(); // same size, new content
         recurring.run(None).await;
         recurring.run(None).await; // nothing changed since

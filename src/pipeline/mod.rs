@@ -428,7 +428,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     let FileJob { context, pipeline, path, source, identity, .. } = *job;
     let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
     context.sink.ensure_collection(&spec).await?;
-    let schema = RowSchema::of(pipeline, spec.dimension);
+    let schema = RowSchema::of(pipeline, spec.dimension).with_key_type(context.sink.key_type(&spec));
     let options = ReadOptions { json_pointer: pipeline.json_pointer.clone() };
     let reader = open_reader(format, source, options, &resume, &schema).await?;
     let total_units = reader.total_units();

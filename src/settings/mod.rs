@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use self::raw::{
-    AfterImport, DaemonSettings, Device, EmbeddingSettings, FieldSpec, ImportSettings, LinkPolicy, Precision, ScalarType, StateSettings,
-    StatusSettings,
+    AfterImport, DaemonSettings, Device, EmbeddingSettings, FieldSpec, ImportSettings, KeyType, LinkPolicy, Precision, ScalarType,
+    StateSettings, StatusSettings,
 };
 use self::raw::{RawIndex, RawMilvus, RawPipeline, RawPlugin, RawSettings};
 use crate::format::plugin::PluginLimits;
@@ -180,8 +180,10 @@ pub struct PipelineSettings {
 pub struct CollectionSettings {
     /// Collection name.
     pub name: String,
-    /// VarChar primary key field: `id_field`, or `id`.
+    /// Primary key field: `id_field`, or `id`.
     pub primary_key: String,
+    /// Its type as configured (`id_type`); `None`: an existing collection's, VARCHAR for a new one.
+    pub key_type: Option<KeyType>,
     /// VarChar text field.
     pub text_field: String,
     /// Longest text in bytes.
@@ -574,6 +576,9 @@ impl PipelineSettings {
         if raw.batch_rows == 0 {
             return Err("batch_rows: expected at least 1".to_owned());
         }
+        if raw.id_type == Some(KeyType::Int64) && raw.id_field.is_none() {
+            return Err("id_type: \"int64\" needs id_field (keys derived from the file's hash are text)".to_owned());
+        }
         if raw.mirror && raw.id_field.is_none() {
             return Err("mirror: needs id_field (rows are matched across versions of a source by their natural key)".to_owned());
         }
@@ -619,6 +624,7 @@ fn collection_of(raw: &RawPipeline) -> Result<CollectionSettings, String> {
     Ok(CollectionSettings {
         name,
         primary_key,
+        key_type: raw.id_type,
         text_field: raw.text_field.clone(),
         text_max_length: raw.text_max_length,
         vector_field: raw.vector_field.clone(),

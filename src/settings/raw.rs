@@ -274,6 +274,16 @@ pub struct DaemonSettings {
     pub drop_folder_links: LinkPolicy,
 }
 
+/// The Milvus type of a collection's primary key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    /// VARCHAR (up to 512 bytes): any id, integers as their decimal text.
+    Varchar,
+    /// INT64: integer ids, as most Milvus schemas and pymilvus scripts have them.
+    Int64,
+}
+
 /// What to do with a symbolic link found where files are picked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -323,6 +333,10 @@ pub struct RawPipeline {
     /// Field holding each record's natural primary key; without it keys are derived from the file's
     /// content hash and the record ordinal.
     pub id_field: Option<String>,
+    /// Milvus type of the primary key: `"varchar"` (text or integer ids, as text) or `"int64"`
+    /// (integer ids only; a record whose id is not an integer is dead-lettered; needs `id_field`).
+    /// Unset: an existing collection's key type, VARCHAR for a new collection.
+    pub id_type: Option<KeyType>,
     /// Field whose text is embedded (and stored).
     pub text_field: String,
     /// Float-vector field of the collection.
@@ -365,6 +379,7 @@ impl Default for RawPipeline {
             format: "auto".to_owned(),
             json_pointer: None,
             id_field: None,
+            id_type: None,
             text_field: "text".to_owned(),
             vector_field: "embedding".to_owned(),
             text_max_length: 65_535,

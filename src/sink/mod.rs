@@ -38,13 +38,13 @@ use milvus::v2::response::dql::QueryResponse;
 pub use lite::{is_local_path, EmbeddedMilvus};
 use retry::Attempt;
 pub use retry::{backoff_delay, classify, is_rate_limited, jittered, ErrorClass, RetryPolicy};
-pub use schema::{mismatches, ActualField, CollectionSpec, ExpectedField};
+pub use schema::{mismatches, resolved_key_type, ActualField, CollectionSpec, ExpectedField};
 use tokio::sync::OnceCell;
 
 use self::recent::{ReadPlan, RecentWrites};
 use crate::fault::{Classify, Fault};
 use crate::mapping::{Row, ScalarValue};
-use crate::settings::{self, MilvusSettings, ROW_HASH_FIELD};
+use crate::settings::{self, KeyType, MilvusSettings, ROW_HASH_FIELD};
 
 /// Upper bound on the estimated size of one upsert request.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -169,6 +169,8 @@ pub struct MilvusSink {
     /// Per collection: fingerprints of the specs already checked (or created) by this process, so
     /// that files after the first skip the checks and concurrent files create a collection once.
     collections: Mutex<HashMap<String, Arc<tokio::sync::Mutex<HashSet<String>>>>>,
+    /// Per collection: the primary key's type, as created or found ([`MilvusSink::key_type`]).
+    key_types: Mutex<HashMap<String, KeyType>>,
     /// Row hashes this process wrote lately: lets unchanged-row lookups read with bounded
     /// staleness ([`recent`]).
     recent: RecentWrites,
@@ -233,6 +235,7 @@ impl MilvusSink {
             policy: RetryPolicy { deadline: settings.retry_deadline },
             reachability: Mutex::new(Reachability { reachable: true, since: SystemTime::now() }),
             collections: Mutex::new(HashMap::new()),
+            key_types: Mutex::new(HashMap::new()),
             recent: RecentWrites::new(settings.graceful_time, std::time::Instant::now()),
             _embedded: embedded,
         })
@@ -312,6 +315,18 @@ impl MilvusSink {
         Ok(())
     }
 
+    /// The type of `spec`'s primary key: as configured (`id_type`), else as this process found or
+    /// created the collection, else VARCHAR.
+    pub fn key_type(&self, spec: &CollectionSpec) -> KeyType {
+        spec.collection.key_type.unwrap_or_else(|| {
+            self.key_types.lock().expect("key types lock").get(&spec.collection.name).copied().unwrap_or(KeyType::Varchar)
+        })
+    }
+
+    fn remember_key_type(&self, collection: &str, key: KeyType) {
+        self.key_types.lock().expect("key types lock").insert(collection.to_owned(), key);
+    }
+
     /// Forgets that `collection` was checked, so that the next file checks (or creates) it again:
     /// called after an import failed, since the collection may have been dropped or changed.
     pub fn forget_collection(&self, collection: &str) {
@@ -377,6 +392,7 @@ impl MilvusSink {
             Ok(())
         })
         .await?;
+        self.remember_key_type(&spec.collection.name, spec.new_key_type());
         let params: HashMap<String, String> = spec
             .collection
             .index
@@ -428,10 +444,12 @@ impl MilvusSink {
                 ActualField { name: field.get_name().to_owned(), data_type, size, primary: field.is_primary_key() }
             })
             .collect();
-        let problems = mismatches(&spec.expected_fields(), &actual);
+        let key = resolved_key_type(spec.collection.key_type, &actual);
+        let problems = mismatches(&spec.expected_fields_keyed(key), &actual);
         if !problems.is_empty() {
             return Err(SinkError::SchemaMismatch { collection: spec.collection.name.clone(), problems });
         }
+        self.remember_key_type(&spec.collection.name, key);
         if let Some(found) = description.get_description().split("model=").nth(1) {
             let found = found.trim();
             if found != spec.model_identity {
@@ -477,6 +495,7 @@ impl MilvusSink {
                     let pause = backoff_delay(halvings);
                     tracing::warn!(collection = %spec.collection.name, rows = end - start, pause_ms = pause.as_millis() as u64, "milvus rate-limited the upsert; halving the request");
                     tokio::time::sleep(pause).await;
+                    crate::telemetry::milvus_call_retried("upsert");
                     pending.push((middle, end));
                     pending.push((start, middle));
                 }
@@ -495,8 +514,10 @@ impl MilvusSink {
     }
 
     async fn upsert_once(&self, spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Result<u64, MilvusError> {
-        let insert =
-            InsertRequest::builder().collection_name(spec.collection.name.clone()).columns(columns(spec, rows, vectors)).build()?;
+        let insert = InsertRequest::builder()
+            .collection_name(spec.collection.name.clone())
+            .columns(columns(spec, self.key_type(spec), rows, vectors)?)
+            .build()?;
         let request = UpsertRequest::builder().insert(insert).build()?;
         Ok(self.client().await?.upsert(request).await?.upsert_count() as u64)
     }
@@ -535,7 +556,8 @@ impl MilvusSink {
 
     /// Primary key → text of the rows whose keys are in `keys` (missing keys are absent).
     pub async fn texts_by_key(&self, spec: &CollectionSpec, keys: &[String]) -> Result<HashMap<String, String>, SinkError> {
-        let filter = key_filter(&spec.collection.primary_key, keys);
+        let key = self.key_type(spec);
+        let filter = key_filter(&spec.collection.primary_key, keys, key);
         let response = self
             .query("query", &spec.collection.name, &filter, &[spec.collection.primary_key.clone(), spec.collection.text_field.clone()])
             .await?;
@@ -544,7 +566,7 @@ impl MilvusSink {
         let mut texts = HashMap::new();
         for row in response.results().rows().map_err(failed)? {
             texts.insert(
-                row.get_str(&spec.collection.primary_key).map_err(failed)?.to_owned(),
+                key_of(&row, &spec.collection.primary_key, key).map_err(failed)?,
                 row.get_str(&spec.collection.text_field).map_err(failed)?.to_owned(),
             );
         }
@@ -563,17 +585,16 @@ impl MilvusSink {
             ReadPlan::Bounded => ConsistencyLevel::Bounded,
         };
         let mut hashes = HashMap::with_capacity(keys.len());
+        let key = self.key_type(spec);
         for chunk in keys.chunks(KEYS_PER_REQUEST) {
-            let filter = key_filter(&spec.collection.primary_key, chunk);
+            let filter = key_filter(&spec.collection.primary_key, chunk, key);
             let output_fields = [spec.collection.primary_key.clone(), ROW_HASH_FIELD.to_owned()];
             let response = self.query_with("query", collection, &filter, &output_fields, consistency).await?;
             let failed =
                 |source| SinkError::Operation { operation: "query", collection: spec.collection.name.clone(), source: Box::new(source) };
             for row in response.results().rows().map_err(failed)? {
-                hashes.insert(
-                    row.get_str(&spec.collection.primary_key).map_err(failed)?.to_owned(),
-                    row.get_i64(ROW_HASH_FIELD).map_err(failed)?,
-                );
+                hashes
+                    .insert(key_of(&row, &spec.collection.primary_key, key).map_err(failed)?, row.get_i64(ROW_HASH_FIELD).map_err(failed)?);
             }
         }
         if plan == ReadPlan::Bounded {
@@ -629,9 +650,10 @@ impl MilvusSink {
         // window after the delete instead (deletes are rare: mirror passes).
         let collection = &spec.collection.name;
         self.recent.wrote_unknown(collection, std::time::Instant::now());
+        let key = self.key_type(spec);
         let outcome = async {
             for chunk in keys.chunks(KEYS_PER_REQUEST) {
-                let filter = key_filter(&spec.collection.primary_key, chunk);
+                let filter = key_filter(&spec.collection.primary_key, chunk, key);
                 self.retrying("delete", collection, || async {
                     let request = DeleteRequest::builder().collection_name(collection.clone()).filter(filter.clone()).build()?;
                     self.client().await?.delete(request).await
@@ -663,8 +685,10 @@ impl MilvusSink {
             })
             .await?;
         let Some(result) = response.results().iter().next() else { return Ok(Vec::new()) };
-        let Ids::VarChar(ids) = result.get_ids() else {
-            return Err(SinkError::Response { operation: "search", message: "expected VarChar primary keys".to_owned() });
+        let ids: Vec<String> = match result.get_ids() {
+            Ids::VarChar(ids) => ids.clone(),
+            Ids::Int64(ids) => ids.iter().map(i64::to_string).collect(),
+            _ => return Err(SinkError::Response { operation: "search", message: "expected VarChar or Int64 primary keys".to_owned() }),
         };
         let scores = result.get_scores();
         let texts = result.get_output_field(&spec.collection.text_field).and_then(FieldData::as_varchar).unwrap_or(&[]);
@@ -686,9 +710,23 @@ impl MilvusSink {
 }
 
 /// `field in ["a","b"]` with JSON string escaping (accepted by Milvus 2.3's expression parser).
-pub fn key_filter(field: &str, keys: &[String]) -> String {
-    let quoted: Vec<String> = keys.iter().map(|key| serde_json::Value::String(key.clone()).to_string()).collect();
-    format!("{field} in [{}]", quoted.join(","))
+pub fn key_filter(field: &str, keys: &[String], key: KeyType) -> String {
+    let literals: Vec<String> = match key {
+        KeyType::Varchar => keys.iter().map(|key| serde_json::Value::String(key.clone()).to_string()).collect(),
+        // Only integers can be keys of an INT64 collection; anything else matches nothing.
+        KeyType::Int64 => keys.iter().filter_map(|key| key.parse::<i64>().ok()).map(|key| key.to_string()).collect(),
+    };
+    format!("{field} in [{}]", literals.join(","))
+}
+
+/// The primary key of a query result row, as text (an INT64 key in decimal).
+// The SDK's error type, as every Milvus call returns it (the retry policy classifies it).
+#[allow(clippy::result_large_err)]
+fn key_of(row: &milvus::v2::types::ResultRow<'_>, field: &str, key: KeyType) -> Result<String, MilvusError> {
+    match key {
+        KeyType::Varchar => Ok(row.get_str(field)?.to_owned()),
+        KeyType::Int64 => Ok(row.get_i64(field)?.to_string()),
+    }
 }
 
 /// Cuts rows into consecutive `[start, end)` ranges whose estimated request size stays under
@@ -725,9 +763,29 @@ fn estimated_bytes(row: &Row, dimension: usize) -> usize {
     row.primary_key.len() + row.text.len() + 4 * dimension + scalars + 32
 }
 
-fn columns(spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Vec<FieldData> {
+/// The request's columns; `Err` only when an INT64 key is not an integer (a bug: mapping
+/// dead-letters those).
+#[allow(clippy::result_large_err)]
+fn columns(spec: &CollectionSpec, key: KeyType, rows: &[Row], vectors: &[Vec<f32>]) -> Result<Vec<FieldData>, MilvusError> {
+    let key_column = match key {
+        KeyType::Varchar => {
+            FieldData::varchar(spec.collection.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect())
+        }
+        KeyType::Int64 => {
+            let keys = rows
+                .iter()
+                .map(|row| {
+                    row.primary_key.parse::<i64>().map_err(|_| {
+                        // Mapping dead-letters non-integer ids of an INT64 key; reaching here is a bug.
+                        MilvusError::Unexpected(format!("primary key {:?} is not an integer (INT64 key)", row.primary_key))
+                    })
+                })
+                .collect::<Result<Vec<i64>, _>>()?;
+            FieldData::int64(spec.collection.primary_key.clone(), keys)
+        }
+    };
     let mut columns = vec![
-        FieldData::varchar(spec.collection.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect()),
+        key_column,
         FieldData::varchar(spec.collection.text_field.clone(), rows.iter().map(|row| row.text.clone()).collect()),
         FieldData::int64(ROW_HASH_FIELD, rows.iter().map(|row| row.row_hash).collect()),
     ];
@@ -736,7 +794,7 @@ fn columns(spec: &CollectionSpec, rows: &[Row], vectors: &[Vec<f32>]) -> Vec<Fie
         columns.push(scalar_column(name, values));
     }
     columns.push(FieldData::float_vector(spec.collection.vector_field.clone(), vectors.to_vec()));
-    columns
+    Ok(columns)
 }
 
 fn scalar_column<'a>(name: &str, values: impl Iterator<Item = &'a ScalarValue> + Clone) -> FieldData {
@@ -873,6 +931,7 @@ mod tests {
 
     #[test]
     fn key_filters_escape_quotes_and_backslashes() {
-        assert_eq!(key_filter("id", &["a\"b".into(), "c\\d".into()]), r#"id in ["a\"b","c\\d"]"#);
+        assert_eq!(key_filter("id", &["a\"b".into(), "c\\d".into()], KeyType::Varchar), r#"id in ["a\"b","c\\d"]"#);
+        assert_eq!(key_filter("id", &["7".into(), "x".into(), "-12".into()], KeyType::Int64), "id in [7,-12]");
     }
 }

@@ -10,6 +10,10 @@
 //! Rate-limit answers (Milvus code 8, legacy 49, gRPC `RESOURCE_EXHAUSTED`) slow the writer down:
 //! the upsert path halves its request ([`MilvusSink::upsert`](super::MilvusSink::upsert)) and
 //! every path waits before trying again.
+//!
+//! Every failed attempt is counted by operation and class (`vecdrop_milvus_errors_total`) and every
+//! repeated one by operation (`vecdrop_milvus_retries_total`), in process-wide counters
+//! ([`crate::telemetry::milvus_call_failed`]).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -77,6 +81,20 @@ pub enum ErrorClass {
     Unauthorized,
     /// Retrying the same request cannot help (validation, schema, bad expression).
     Permanent,
+}
+
+impl ErrorClass {
+    /// The class as `vecdrop_milvus_errors_total` labels it: `unreachable`, `busy`,
+    /// `rate_limited`, `unauthorized`, `permanent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Transient { reachable: false } => "unreachable",
+            ErrorClass::Transient { reachable: true } => "busy",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
 }
 
 /// What a Milvus error means; see [`ErrorClass`].
@@ -207,6 +225,7 @@ impl RetryPolicy {
                 Err(error) => error,
             };
             let class = classify(&error);
+            crate::telemetry::milvus_call_failed(operation, class.as_str());
             let answered = !matches!(class, ErrorClass::Transient { reachable: false });
             observe(if answered { Attempt::Answered } else { Attempt::Unreachable });
             let retryable = matches!(class, ErrorClass::Transient { .. } | ErrorClass::RateLimited) && !give_up(class);
@@ -217,6 +236,7 @@ impl RetryPolicy {
             let delay = backoff_delay(attempt).min(remaining);
             tracing::warn!(collection, operation, attempt, delay_ms = delay.as_millis() as u64, %error, "milvus call failed; retrying");
             tokio::time::sleep(delay).await;
+            crate::telemetry::milvus_call_retried(operation);
         }
     }
 }
@@ -250,6 +270,8 @@ mod tests {
         assert_eq!(classify_server(code::COLLECTION_NOT_FOUND, 0), ErrorClass::Transient { reachable: true });
         assert_eq!(classify_server(0, legacy::PERMISSION_DENIED), ErrorClass::Unauthorized);
         assert_eq!(classify_server(1100, 5), ErrorClass::Permanent, "parameter invalid");
+        assert_eq!(ErrorClass::Transient { reachable: false }.as_str(), "unreachable");
+        assert_eq!(ErrorClass::RateLimited.as_str(), "rate_limited");
     }
 
     #[tokio::test]

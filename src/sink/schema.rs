@@ -4,7 +4,7 @@
 use milvus::v2::prelude::{CollectionSchema, DataType, FieldSchema};
 
 use crate::mapping::MAX_PRIMARY_KEY_BYTES;
-use crate::settings::{CollectionSettings, PipelineSettings, ScalarType, ROW_HASH_FIELD};
+use crate::settings::{CollectionSettings, KeyType, PipelineSettings, ScalarType, ROW_HASH_FIELD};
 
 /// Everything vecdrop needs to know about a pipeline's collection: what the config says, and what
 /// the model adds.
@@ -29,15 +29,31 @@ impl CollectionSpec {
         format!("created by vecdrop; model={}", self.model_identity)
     }
 
-    /// Every field the collection must have, with its type and size, in schema order.
+    /// The key type of a new collection: the configured one, VARCHAR when unset.
+    pub fn new_key_type(&self) -> KeyType {
+        self.collection.key_type.unwrap_or(KeyType::Varchar)
+    }
+
+    /// Every field a new collection gets, with its type and size, in schema order.
     pub fn expected_fields(&self) -> Vec<ExpectedField> {
-        let mut fields = vec![
-            ExpectedField {
+        self.expected_fields_keyed(self.new_key_type())
+    }
+
+    /// Every field the collection must have when its primary key is of type `key`.
+    pub fn expected_fields_keyed(&self, key: KeyType) -> Vec<ExpectedField> {
+        let key_field = match key {
+            KeyType::Varchar => ExpectedField {
                 name: self.collection.primary_key.clone(),
                 data_type: DataType::VarChar,
                 size: MAX_PRIMARY_KEY_BYTES as u32,
                 primary: true,
             },
+            KeyType::Int64 => {
+                ExpectedField { name: self.collection.primary_key.clone(), data_type: DataType::Int64, size: 0, primary: true }
+            }
+        };
+        let mut fields = vec![
+            key_field,
             ExpectedField {
                 name: self.collection.text_field.clone(),
                 data_type: DataType::VarChar,
@@ -61,6 +77,26 @@ impl CollectionSpec {
             primary: false,
         });
         fields
+    }
+
+    /// The collection a first import creates, in one line: each field with its type (size) and
+    /// role, then the vector index, e.g. `id VARCHAR(512) primary key, text VARCHAR(65535), …;
+    /// index AUTOINDEX / COSINE`.
+    pub fn describe_new(&self) -> String {
+        let fields: Vec<String> = self
+            .expected_fields()
+            .iter()
+            .map(|field| {
+                let kind = match field.data_type {
+                    DataType::VarChar => format!("VARCHAR({})", field.size),
+                    DataType::FloatVector => format!("FLOAT_VECTOR({})", field.size),
+                    other => format!("{other:?}").to_uppercase(),
+                };
+                let role = if field.primary { " primary key" } else { "" };
+                format!("{} {kind}{role}", field.name)
+            })
+            .collect();
+        format!("{}; index {} / {}", fields.join(", "), self.collection.index.index_type, self.collection.index.metric)
     }
 
     /// The Milvus schema to create.
@@ -91,6 +127,7 @@ impl ExpectedField {
         let field = FieldSchema::new().name(self.name.clone()).data_type(self.data_type);
         match self.data_type {
             DataType::VarChar if self.primary => field.max_length(self.size).primary_key(true).auto_id(false),
+            DataType::Int64 if self.primary => field.primary_key(true).auto_id(false),
             DataType::VarChar => field.max_length(self.size),
             DataType::FloatVector => field.dimension(self.size),
             _ => field,
@@ -109,6 +146,15 @@ pub struct ActualField {
     pub size: u32,
     /// Whether it is the primary key.
     pub primary: bool,
+}
+
+/// The key type an existing collection with `actual` fields is written with: the configured one
+/// (`configured`), or — unset — the collection's own when it is INT64, else VARCHAR.
+pub fn resolved_key_type(configured: Option<KeyType>, actual: &[ActualField]) -> KeyType {
+    configured.unwrap_or_else(|| match actual.iter().find(|field| field.primary) {
+        Some(field) if field.data_type == DataType::Int64 => KeyType::Int64,
+        _ => KeyType::Varchar,
+    })
 }
 
 /// Compares an existing collection's fields with what the pipeline needs; returns one message per
@@ -166,6 +212,7 @@ mod tests {
         let collection = CollectionSettings {
             name: "documents".into(),
             primary_key: "id".into(),
+            key_type: None,
             text_field: "text".into(),
             text_max_length: 1000,
             vector_field: "embedding".into(),
@@ -186,6 +233,33 @@ mod tests {
     fn a_collection_made_from_the_spec_fits_it() {
         let expected = spec().expected_fields();
         assert!(mismatches(&expected, &as_actual(&expected)).is_empty());
+    }
+
+    #[test]
+    fn an_existing_int64_key_is_respected_unless_the_config_says_otherwise() {
+        let int64 = spec().expected_fields_keyed(KeyType::Int64);
+        let actual = as_actual(&int64);
+        assert_eq!(resolved_key_type(None, &actual), KeyType::Int64);
+        assert!(mismatches(&spec().expected_fields_keyed(resolved_key_type(None, &actual)), &actual).is_empty());
+        let configured = resolved_key_type(Some(KeyType::Varchar), &actual);
+        let problems = mismatches(&spec().expected_fields_keyed(configured), &actual).join("\n");
+        assert!(problems.contains("\"id\": expected VarChar, the collection has Int64"), "{problems}");
+        assert_eq!(resolved_key_type(None, &as_actual(&spec().expected_fields())), KeyType::Varchar);
+        let schema = spec().expected_fields_keyed(KeyType::Int64)[0].to_schema();
+        assert!(schema.is_primary_key());
+    }
+
+    #[test]
+    fn the_schema_to_create_is_described_field_by_field() {
+        let described = spec().describe_new();
+        assert!(
+            described.starts_with("id VARCHAR(512) primary key, text VARCHAR(1000), _vecdrop_hash INT64, category VARCHAR(100)"),
+            "{described}"
+        );
+        assert!(described.contains("embedding FLOAT_VECTOR(384); index "), "{described}");
+        let mut int64 = spec();
+        int64.collection.key_type = Some(KeyType::Int64);
+        assert!(int64.describe_new().starts_with("id INT64 primary key"), "{}", int64.describe_new());
     }
 
     #[test]

@@ -168,14 +168,19 @@ collection = "{collection}"
             .current_dir(root())
             .output()
             .expect("vecdrop runs");
-        eprintln!(
-            "vecdrop {verb} {args:?} → {:?}\nstdout:\n{}\nstderr:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        logged(&format!("vecdrop {verb} {args:?}"), output)
     }
+}
+
+/// `output`, after printing it under `what` (shown when a test fails).
+pub fn logged(what: &str, output: Output) -> Output {
+    eprintln!(
+        "{what} → {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
 }
 
 /// Writes `content` to `name` in `dir` and returns the path.
