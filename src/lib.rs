@@ -40,6 +40,7 @@
 //! - [`bench`]: `vecdrop bench`, throughput of the model, the imports and a bare SDK loop.
 
 pub mod bench;
+pub mod bulk;
 pub mod commands;
 pub mod daemon;
 pub mod dead_letter;

@@ -8,12 +8,16 @@
 //!   [`RawMilvus::flushed`] asks `GetFlushState` once. The sink polls it every
 //!   [`FLUSH_POLL_INTERVAL`]. vecdrop reads with `count(*)` and queries, which see growing
 //!   segments, so it needs no visibility pause after the flush.
+//! - **Bulk import on Milvus 2.2–2.3** (`Import` / `GetImportState`, one file per task), which
+//!   the v2 client does not wrap (it offers the ≥ 2.4 REST import jobs). Milvus resolves the
+//!   files on its own storage: on a standalone server with local storage, absolute paths of its
+//!   file system (`scripts/bulk-import-smoke.py`).
 
 use std::time::Duration;
 
-use milvus::proto::common::Status;
+use milvus::proto::common::{ImportState, KeyValuePair, Status};
 use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
-use milvus::proto::milvus::{FlushRequest, GetFlushStateRequest};
+use milvus::proto::milvus::{FlushRequest, GetFlushStateRequest, GetImportStateRequest, ImportRequest};
 use milvus::v2::error::Error as MilvusError;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -141,6 +145,77 @@ fn tls_config(tls: &TlsSettings) -> Result<ClientTlsConfig, String> {
     Ok(config)
 }
 
+/// Where a bulk-import task stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportProgress {
+    /// Queued, being read, or persisted but not yet searchable (`ImportPersisted`,
+    /// `ImportFlushed`: rows written, segments not yet indexed and loaded); `rows` so far.
+    Running {
+        /// Rows the task has read.
+        rows: u64,
+    },
+    /// `ImportCompleted`: the rows are in and indexed. Queries see them once the query nodes load
+    /// the new segments, on their next check (measured on 2.3.5: ~19 s after `ImportCompleted`).
+    Done {
+        /// Rows imported.
+        rows: u64,
+    },
+    /// The task failed; Milvus's reason. Rows of a failed task are not visible.
+    Failed {
+        /// Why, as Milvus says it.
+        reason: String,
+    },
+}
+
+impl RawMilvus {
+    /// Submits a bulk import of `files` (absolute paths on Milvus's storage; Parquet with one
+    /// column per field, or row-based JSON) into `collection`: one task per file, returned in
+    /// order.
+    pub async fn import(&self, collection: &str, files: &[String]) -> Result<Vec<i64>, MilvusError> {
+        let mut tasks = Vec::with_capacity(files.len());
+        for file in files {
+            let request = ImportRequest {
+                collection_name: collection.to_owned(),
+                row_based: file.ends_with(".json"),
+                files: vec![file.clone()],
+                ..Default::default()
+            };
+            let response = self.service.clone().import(request).await?.into_inner();
+            succeeded(response.status)?;
+            tasks.extend(response.tasks);
+        }
+        Ok(tasks)
+    }
+
+    /// Where bulk-import `task` stands.
+    pub async fn import_progress(&self, task: i64) -> Result<ImportProgress, MilvusError> {
+        let response = self.service.clone().get_import_state(GetImportStateRequest { task }).await?.into_inner();
+        succeeded(response.status)?;
+        Ok(progress_of(response.state, response.row_count, &response.infos))
+    }
+}
+
+/// An import task's state as [`ImportProgress`]; the failure reason comes from the `failed_reason`
+/// entry of `infos`.
+fn progress_of(state: i32, row_count: i64, infos: &[KeyValuePair]) -> ImportProgress {
+    let rows = u64::try_from(row_count).unwrap_or(0);
+    match ImportState::try_from(state) {
+        Ok(ImportState::ImportCompleted) => ImportProgress::Done { rows },
+        Ok(ImportState::ImportFailed | ImportState::ImportFailedAndCleaned) => ImportProgress::Failed {
+            reason: infos
+                .iter()
+                .find(|info| info.key == "failed_reason")
+                .map(|info| info.value.clone())
+                .filter(|reason| !reason.is_empty())
+                .unwrap_or_else(|| "the import task failed (Milvus gave no reason)".to_owned()),
+        },
+        Ok(ImportState::ImportPending | ImportState::ImportStarted | ImportState::ImportPersisted | ImportState::ImportFlushed) => {
+            ImportProgress::Running { rows }
+        }
+        Err(_) => ImportProgress::Failed { reason: format!("unknown import state {state}") },
+    }
+}
+
 /// `Err` unless Milvus's status says success.
 // The SDK's error type, as every Milvus call returns it (the retry policy classifies it).
 #[allow(deprecated, clippy::result_large_err)]
@@ -165,6 +240,20 @@ mod tests {
         assert!(error.to_string().contains("collection not found"), "{error}");
         assert!(succeeded(Some(Status::default())).is_ok());
         assert!(matches!(succeeded(None), Err(MilvusError::MalformedResponse(_))));
+    }
+
+    #[test]
+    fn import_states_map_to_progress_and_failures_keep_milvus_s_reason() {
+        let reason = [KeyValuePair { key: "failed_reason".into(), value: "dimension mismatch".into() }];
+        assert_eq!(progress_of(ImportState::ImportStarted as i32, 10, &[]), ImportProgress::Running { rows: 10 });
+        assert_eq!(progress_of(ImportState::ImportPersisted as i32, 20, &[]), ImportProgress::Running { rows: 20 }, "not yet searchable");
+        assert_eq!(progress_of(ImportState::ImportCompleted as i32, 20, &[]), ImportProgress::Done { rows: 20 });
+        assert_eq!(
+            progress_of(ImportState::ImportFailed as i32, 0, &reason),
+            ImportProgress::Failed { reason: "dimension mismatch".into() }
+        );
+        assert!(matches!(progress_of(ImportState::ImportFailedAndCleaned as i32, 0, &[]), ImportProgress::Failed { .. }));
+        assert!(matches!(progress_of(99, 0, &[]), ImportProgress::Failed { .. }));
     }
 
     #[test]

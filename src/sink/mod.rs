@@ -16,6 +16,8 @@
 
 pub mod flusher;
 mod grpc;
+
+pub use grpc::ImportProgress;
 mod lite;
 pub mod recent;
 mod retry;
@@ -543,6 +545,18 @@ impl MilvusSink {
             }
         }
         Ok(())
+    }
+
+    /// Submits a bulk import of `files` (absolute paths on Milvus's storage, e.g. from
+    /// [`crate::bulk::StagingWriter`]) into `spec`'s collection: one task per file, in order.
+    /// Bulk import only inserts: the rows' keys must be new to the collection.
+    pub async fn bulk_import(&self, spec: &CollectionSpec, files: &[String]) -> Result<Vec<i64>, SinkError> {
+        self.retrying("import", &spec.collection.name, || self.raw.import(&spec.collection.name, files)).await
+    }
+
+    /// Where bulk-import `task` of `collection` stands.
+    pub async fn import_progress(&self, collection: &str, task: i64) -> Result<ImportProgress, SinkError> {
+        self.retrying("import_state", collection, || self.raw.import_progress(task)).await
     }
 
     /// `count(*)` with strong consistency.
