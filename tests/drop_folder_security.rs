@@ -67,6 +67,7 @@ async fn only_regular_files_are_imported_and_links_fifos_sockets_and_hard_links_
         assert!(left.contains(name), "{name} stays where it was: {left:?}");
     }
     assert!(entries(&drop.join(".failed")).is_empty(), "nothing was quarantined: {:?}", entries(&drop.join(".failed")));
+    assert_eq!(daemon.metric("vecdrop_files_total{pipeline=\"test\",outcome=\"failed\"}"), 0.0, "a refusal is not a failed file");
     assert!(std::fs::read_to_string(&secret).unwrap().contains("secret row"), "the link's target is untouched");
     assert!(linked.is_file());
     let log = daemon.log();

@@ -301,7 +301,7 @@ fn open_ready(context: &ImportContext, file: &ReadyFile) -> Result<Source, FileR
                 tracing::info!(pipeline = %file.pipeline, file = %file.path.display(), %error, "not imported now");
             }
         }
-        FileResult::Failed(format!("{}: {error}", file.path.display()))
+        FileResult::Skipped(format!("{}: {error}", file.path.display()))
     })
 }
 
@@ -311,6 +311,7 @@ fn report(context: &ImportContext, file: ReadyFile, result: FileResult) {
         FileResult::Imported { .. } => "imported",
         FileResult::AlreadyImported => "already_imported",
         FileResult::Failed(_) => "failed",
+        FileResult::Skipped(_) => "skipped",
         FileResult::Interrupted => "interrupted",
     };
     context.telemetry.file_done(&file.pipeline, outcome);

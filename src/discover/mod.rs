@@ -45,6 +45,9 @@ pub enum FileResult {
     AlreadyImported,
     /// The import failed with this reason.
     Failed(String),
+    /// Not imported now, and not the file's failure: a drop-folder entry refused when opened, or
+    /// one that changed after it settled (the scanner looks at it again).
+    Skipped(String),
     /// Shutdown interrupted the import; it resumes on the next start.
     Interrupted,
 }

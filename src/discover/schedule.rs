@@ -293,7 +293,7 @@ fn summarise(results: &[(PathBuf, FileResult)]) -> String {
                 unchanged += rows_unchanged;
             }
             FileResult::AlreadyImported => already += 1,
-            FileResult::Failed(reason) => failures.push(format!("{}: {reason}", path.display())),
+            FileResult::Failed(reason) | FileResult::Skipped(reason) => failures.push(format!("{}: {reason}", path.display())),
             FileResult::Interrupted => {}
         }
     }
