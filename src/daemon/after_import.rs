@@ -109,12 +109,12 @@ pub fn after_success(path: &Path, dir: &Path, action: AfterImport, today: &str) 
             let done = subfolder(&folder, ".done")?;
             let day = subfolder(&done, today)?;
             let name = file_name(path)?;
-            let moved = move_into(&folder, &name, &day)?;
+            let moved = move_into(&parent_of(&folder, dir, path)?, &name, &day)?;
             Ok(Some(dir.join(".done").join(today).join(moved)))
         }
         AfterImport::Delete => {
             let folder = open_dir(dir)?;
-            rustix::fs::unlinkat(&folder, file_name(path)?.as_str(), rustix::fs::AtFlags::empty())?;
+            rustix::fs::unlinkat(&parent_of(&folder, dir, path)?, file_name(path)?.as_str(), rustix::fs::AtFlags::empty())?;
             Ok(None)
         }
         AfterImport::Keep => Ok(None),
@@ -144,7 +144,7 @@ pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_le
         dead_letters = dead_letters.display(),
         dir = dir.display(),
     );
-    let moved = move_into(&folder, &file_name(path)?, &failed)?;
+    let moved = move_into(&parent_of(&folder, dir, path)?, &file_name(path)?, &failed)?;
     let mut written = false;
     for candidate in candidates(&format!("{moved}.error.txt")).take(10_000) {
         match write_new(&failed, &candidate, &explanation) {
@@ -160,6 +160,19 @@ pub fn quarantine(path: &Path, dir: &Path, pipeline: &str, reason: &str, dead_le
         return Err(io::Error::other(format!("no free name for {moved}.error.txt")));
     }
     Ok((dir.join(".failed").join(moved), explanation))
+}
+
+/// The folder holding `path`: drop folder `dir` itself (`folder`), or a folder below it (a claim
+/// folder, `.claimed/<instance>`), opened from `folder` one component at a time without
+/// following links.
+fn parent_of(folder: &OwnedFd, dir: &Path, path: &Path) -> io::Result<OwnedFd> {
+    let parent = path.parent().ok_or_else(|| io::Error::other(format!("{} has no folder", path.display())))?;
+    let below = parent.strip_prefix(dir).map_err(|_| io::Error::other(format!("{} is not in {}", path.display(), dir.display())))?;
+    let mut current = rustix::fs::openat(folder, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    for component in below.components() {
+        current = open_subdir(&current, &component.as_os_str().to_string_lossy())?;
+    }
+    Ok(current)
 }
 
 /// `name` inside `parent`, created when missing (mode as [`subfolder_mode`] says for `parent`),

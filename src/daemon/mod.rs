@@ -34,7 +34,7 @@ use tokio::task::JoinSet;
 use self::gate::{Gates, Verdict};
 use crate::dead_letter;
 use crate::discover::watch::{DropFolder, ScanTiming};
-use crate::discover::{entry, schedule, watch, FileResult, Origin, ReadyFile};
+use crate::discover::{claims, entry, schedule, watch, FileResult, Origin, ReadyFile};
 use crate::fault::{Classify, Fault};
 use crate::format::Source;
 use crate::pipeline::{upsert_file, FileOutcome, ImportContext, ImportError};
@@ -83,7 +83,12 @@ pub async fn run(context: ImportContext, shutdown: impl std::future::Future<Outp
     for folder in &folders {
         after_import::prepare(&folder.dir).map_err(DaemonError::DropFolder)?;
     }
-    let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval, links: daemon.drop_folder_links };
+    let claims = daemon.shared_drop_folders.then(|| {
+        let instance = if daemon.instance.is_empty() { host_name() } else { daemon.instance.clone() };
+        tracing::info!(%instance, "drop folders are shared: files are claimed into .claimed/<instance>/");
+        claims::Claims::new(&instance, daemon.claim_stale_after)
+    });
+    let timing = ScanTiming { settle: daemon.settle, rescan_interval: daemon.rescan_interval, links: daemon.drop_folder_links, claims };
     let telemetry = Arc::clone(&context.telemetry);
     let on_refusal: watch::RefusalSink = Box::new(move |pipeline, path, refusal| {
         tracing::warn!(pipeline, file = %path.display(), reason = %refusal, "drop-folder entry refused: not read, moved or deleted");
@@ -378,6 +383,15 @@ fn finish(
         Err(error) => tracing::error!(file = %path.display(), %error, "cannot apply after_import to the file"),
     }
     result
+}
+
+/// This host's name (`daemon.instance` when unset), as the kernel has it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect())
+        .filter(|name: &String| !name.is_empty())
+        .unwrap_or_else(|| "vecdrop".to_owned())
 }
 
 /// Keeps a copy of a quarantined file's explanation in the state directory

@@ -9,6 +9,7 @@
 //! A full queue is back-pressure: the drop-folder scanner keeps the file pending and offers it
 //! again on its next tick; a schedule run waits for room.
 
+pub mod claims;
 pub mod entry;
 pub mod schedule;
 pub mod watch;

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
+use super::claims::Claims;
 use super::entry::{classify, Look, Refusal};
 use super::{is_ignored, Fingerprint, Origin, ReadyFile};
 use crate::settings::LinkPolicy;
@@ -38,7 +39,7 @@ pub struct DropFolder {
 }
 
 /// How the scanner times its work.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScanTiming {
     /// Size and modification time must hold still this long.
     pub settle: Duration,
@@ -46,6 +47,8 @@ pub struct ScanTiming {
     pub rescan_interval: Duration,
     /// Whether symbolic links to files in the same folder are followed.
     pub links: LinkPolicy,
+    /// Shared drop folders: ready files are claimed before they are offered ([`super::claims`]).
+    pub claims: Option<Claims>,
 }
 
 /// Told about every refused entry, once per version of it: `(pipeline, path, why)`.
@@ -139,7 +142,19 @@ impl Scanner {
     /// Lists every folder: new files become candidates, vanished ones are forgotten.
     fn rescan(&mut self, now: Instant) {
         let mut present = Vec::new();
+        let mut claimed = Vec::new();
         for (index, folder) in self.folders.iter().enumerate() {
+            if let Some(claims) = &self.timing.claims {
+                // Stale claims of stopped instances come back first, so this listing sees them;
+                // this instance's own claims (a restart) are ready at once.
+                if let Err(error) = claims.return_stale(&folder.dir, std::time::SystemTime::now()) {
+                    tracing::warn!(dir = %folder.dir.display(), %error, "cannot return stale claims");
+                }
+                match claims.own_files(&folder.dir) {
+                    Ok(files) => claimed.extend(files.into_iter().map(|path| (index, path))),
+                    Err(error) => tracing::warn!(dir = %folder.dir.display(), %error, "cannot read this instance's claims"),
+                }
+            }
             let entries = match std::fs::read_dir(&folder.dir) {
                 Ok(entries) => entries,
                 Err(error) => {
@@ -149,12 +164,15 @@ impl Scanner {
             };
             present.extend(entries.flatten().map(|entry| (index, entry.path())));
         }
-        let seen: std::collections::HashSet<&PathBuf> = present.iter().map(|(_, path)| path).collect();
+        let seen: std::collections::HashSet<&PathBuf> = present.iter().chain(&claimed).map(|(_, path)| path).collect();
         self.handled.retain(|path, _| seen.contains(path));
         self.candidates.retain(|path, _| seen.contains(path));
         self.refused.retain(|path, _| seen.contains(path));
         for (index, path) in present {
             self.consider(index, path, false, now);
+        }
+        for (index, path) in claimed {
+            self.consider(index, path, true, now);
         }
     }
 
@@ -206,6 +224,32 @@ impl Scanner {
         }
     }
 
+    /// The ready file `path` as this instance holds it: unchanged without shared folders or when
+    /// claimed already; else claimed (renamed into this instance's claims, with its fingerprint
+    /// after the rename). `None` when another instance took it first or the claim failed; the
+    /// candidate is dropped either way.
+    fn claimed(&mut self, path: &Path, candidate: &Candidate) -> Option<(PathBuf, Fingerprint)> {
+        let Some(claims) = &self.timing.claims else { return Some((path.to_owned(), candidate.fingerprint)) };
+        let dir = &self.folders[candidate.folder].dir;
+        if path.parent() == Some(claims.own_dir(dir).as_path()) {
+            return Some((path.to_owned(), candidate.fingerprint));
+        }
+        self.candidates.remove(path);
+        let name = path.file_name()?.to_str()?;
+        let claimed = match claims.claim(dir, name) {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return None, // another instance holds it
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot claim the file");
+                return None;
+            }
+        };
+        match classify(&claimed, dir, self.timing.links) {
+            Look::Accepted(fingerprint) => Some((claimed, fingerprint)),
+            _ => None,
+        }
+    }
+
     /// Reports a refused entry unless this version of it was reported already.
     fn refuse(&mut self, folder: usize, path: PathBuf, refusal: &Refusal, seen: Fingerprint) {
         self.candidates.remove(&path);
@@ -247,7 +291,9 @@ impl Scanner {
         }
         ready.sort();
         for path in ready {
-            let candidate = self.candidates[&path].clone();
+            let mut candidate = self.candidates[&path].clone();
+            let Some((path, fingerprint)) = self.claimed(&path, &candidate) else { continue };
+            candidate.fingerprint = fingerprint;
             let folder = &self.folders[candidate.folder];
             let file = ReadyFile {
                 pipeline: folder.pipeline.clone(),
@@ -262,7 +308,11 @@ impl Scanner {
                     self.candidates.remove(&path);
                     self.handled.insert(path, candidate.fingerprint);
                 }
-                Err(TrySendError::Full(_)) => break, // back-pressure: offered again on the next tick
+                Err(TrySendError::Full(_)) => {
+                    // Back-pressure: offered again on the next tick (under its claimed name, if claimed).
+                    self.candidates.insert(path, Candidate { renamed_in: true, ..candidate });
+                    break;
+                }
                 Err(TrySendError::Closed(_)) => return false,
             }
         }
@@ -286,7 +336,7 @@ mod tests {
     fn scanner_reporting(dir: &Path, settle: Duration, on_refusal: RefusalSink) -> Scanner {
         Scanner {
             folders: vec![DropFolder { pipeline: "docs".into(), dir: std::fs::canonicalize(dir).unwrap() }],
-            timing: ScanTiming { settle, rescan_interval: Duration::from_secs(30), links: LinkPolicy::Refuse },
+            timing: ScanTiming { settle, rescan_interval: Duration::from_secs(30), links: LinkPolicy::Refuse, claims: None },
             candidates: HashMap::new(),
             handled: HashMap::new(),
             refused: HashMap::new(),

@@ -467,6 +467,12 @@ fn check_daemon(daemon: &DaemonSettings) -> Result<(), String> {
     if daemon.max_crashes == 0 {
         return Err("daemon.max_crashes: expected at least 1".to_owned());
     }
+    if !daemon.instance.is_empty() && !is_identifier(&daemon.instance) {
+        return Err(format!("daemon.instance: expected letters, digits, '_' or '-', got {:?}", daemon.instance));
+    }
+    if daemon.shared_drop_folders && daemon.claim_stale_after <= daemon.rescan_interval * 2 {
+        return Err("daemon.claim_stale_after: expected more than twice daemon.rescan_interval (the heartbeat's period)".to_owned());
+    }
     Ok(())
 }
 

@@ -272,6 +272,15 @@ pub struct DaemonSettings {
     /// and counted) or `"inside"` (followed when the link resolves to a regular file inside the
     /// same drop folder; the link itself is what gets moved).
     pub drop_folder_links: LinkPolicy,
+    /// Several daemons (one per host, each with its own ledger) share the drop folders: a daemon
+    /// claims a ready file by renaming it into `<dir>/.claimed/<instance>/` before reading it.
+    pub shared_drop_folders: bool,
+    /// This daemon's name among those sharing the drop folders; default: the host name.
+    pub instance: String,
+    /// Claims of an instance whose heartbeat (renewed on every rescan) is older than this are
+    /// returned to the folder, e.g. `"5m"`.
+    #[serde(with = "duration")]
+    pub claim_stale_after: Duration,
 }
 
 /// The Milvus type of a collection's primary key.
@@ -311,6 +320,9 @@ impl Default for DaemonSettings {
             retry_backoff_max: Duration::from_secs(300),
             max_crashes: 3,
             drop_folder_links: LinkPolicy::Refuse,
+            shared_drop_folders: false,
+            instance: String::new(),
+            claim_stale_after: Duration::from_secs(300),
         }
     }
 }
