@@ -44,6 +44,7 @@ pub mod bulk;
 pub mod commands;
 pub mod daemon;
 pub mod dead_letter;
+mod dirs;
 pub mod discover;
 pub mod embed;
 pub mod failpoint;

@@ -212,32 +212,19 @@ fn key_column(rows: &[Row], key_type: KeyType) -> Result<ArrayRef, StagingError>
 /// One column of scalars of type `scalar` (mapping gives each field values of its own type; a value
 /// of another type is written as the type's zero value, which cannot happen).
 fn scalar_column<'a>(scalar: ScalarType, values: impl Iterator<Item = &'a ScalarValue>) -> ArrayRef {
+    macro_rules! column {
+        ($builder:ident, $variant:ident, $zero:expr) => {{
+            let mut column = $builder::new();
+            values.for_each(|value| column.append_value(if let ScalarValue::$variant(inner) = value { *inner } else { $zero }));
+            Arc::new(column.finish())
+        }};
+    }
     match scalar {
-        ScalarType::Bool => {
-            let mut column = BooleanBuilder::new();
-            values.for_each(|value| column.append_value(matches!(value, ScalarValue::Bool(true))));
-            Arc::new(column.finish())
-        }
-        ScalarType::Int32 => {
-            let mut column = Int32Builder::new();
-            values.for_each(|value| column.append_value(if let ScalarValue::Int32(number) = value { *number } else { 0 }));
-            Arc::new(column.finish())
-        }
-        ScalarType::Int64 => {
-            let mut column = Int64Builder::new();
-            values.for_each(|value| column.append_value(if let ScalarValue::Int64(number) = value { *number } else { 0 }));
-            Arc::new(column.finish())
-        }
-        ScalarType::Float => {
-            let mut column = Float32Builder::new();
-            values.for_each(|value| column.append_value(if let ScalarValue::Float(number) = value { *number } else { 0.0 }));
-            Arc::new(column.finish())
-        }
-        ScalarType::Double => {
-            let mut column = Float64Builder::new();
-            values.for_each(|value| column.append_value(if let ScalarValue::Double(number) = value { *number } else { 0.0 }));
-            Arc::new(column.finish())
-        }
+        ScalarType::Bool => column!(BooleanBuilder, Bool, false),
+        ScalarType::Int32 => column!(Int32Builder, Int32, 0),
+        ScalarType::Int64 => column!(Int64Builder, Int64, 0),
+        ScalarType::Float => column!(Float32Builder, Float, 0.0),
+        ScalarType::Double => column!(Float64Builder, Double, 0.0),
         ScalarType::Varchar | ScalarType::Json => {
             let mut column = StringBuilder::new();
             values.for_each(|value| match value {

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
 
+use crate::dirs::{move_into, open_dir, open_subdir, subfolder};
+
 /// The folder of all claims, inside a drop folder.
 pub const CLAIMS_DIR: &str = ".claimed";
 
@@ -75,7 +77,7 @@ impl Claims {
     /// (at `now`) back into `dir`; returns their new paths.
     pub fn return_stale(&self, dir: &Path, now: SystemTime) -> io::Result<Vec<PathBuf>> {
         let folder = open_dir(dir)?;
-        let claims = subdir(&folder, CLAIMS_DIR)?;
+        let claims = subfolder(&folder, CLAIMS_DIR)?;
         let mut returned = Vec::new();
         for entry in std::fs::read_dir(dir.join(CLAIMS_DIR))?.flatten() {
             let instance = entry.file_name().to_string_lossy().into_owned();
@@ -93,9 +95,13 @@ impl Claims {
                 if name == ALIVE {
                     continue;
                 }
-                if let Some(back) = return_one(&theirs, &name, &folder)? {
-                    tracing::warn!(instance = %instance, file = %dir.join(&back).display(), "returned the claim of a stopped instance");
-                    returned.push(dir.join(back));
+                match move_into(&theirs, &name, &folder) {
+                    Ok(back) => {
+                        tracing::warn!(instance = %instance, file = %dir.join(&back).display(), "returned the claim of a stopped instance");
+                        returned.push(dir.join(back));
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {} // its owner came back and moved it
+                    Err(error) => return Err(error),
                 }
             }
         }
@@ -103,27 +109,9 @@ impl Claims {
     }
 
     fn open_own(&self, folder: &OwnedFd) -> io::Result<OwnedFd> {
-        let claims = subdir(folder, CLAIMS_DIR)?;
-        subdir(&claims, &self.instance)
+        let claims = subfolder(folder, CLAIMS_DIR)?;
+        subfolder(&claims, &self.instance)
     }
-}
-
-/// Renames `name` of `from` into `to` under its own name or the first free `stem.N.ext`.
-fn return_one(from: &OwnedFd, name: &str, to: &OwnedFd) -> io::Result<Option<String>> {
-    let (stem, extension) = match name.split_once('.') {
-        Some((stem, extension)) if !stem.is_empty() => (stem, format!(".{extension}")),
-        _ => (name, String::new()),
-    };
-    let candidates = std::iter::once(name.to_owned()).chain((1..10_000).map(|n| format!("{stem}.{n}{extension}")));
-    for candidate in candidates {
-        match rustix::fs::renameat_with(from, name, to, candidate.as_str(), RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(Some(candidate)),
-            Err(rustix::io::Errno::EXIST) => continue,
-            Err(rustix::io::Errno::NOENT) => return Ok(None), // its owner came back and moved it
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(io::Error::other(format!("no free name to return {name}")))
 }
 
 fn touch_alive(own: &OwnedFd) -> io::Result<()> {
@@ -135,23 +123,6 @@ fn touch_alive(own: &OwnedFd) -> io::Result<()> {
     )?;
     let mut file = std::fs::File::from(fd);
     io::Write::write_all(&mut file, crate::timestamp::now_rfc3339().as_bytes())
-}
-
-fn open_dir(path: &Path) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
-}
-
-fn open_subdir(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(parent, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?)
-}
-
-/// `name` in `parent`, created (0700) when missing, never through a link.
-fn subdir(parent: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
-    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(error) => return Err(error.into()),
-    }
-    open_subdir(parent, name)
 }
 
 #[cfg(test)]

@@ -14,10 +14,10 @@
 //! Flushes are shared: [`GroupFlusher`] gives the files that finished their upserts into one
 //! collection one flush.
 
+mod collection;
+mod columns;
 pub mod flusher;
 mod grpc;
-
-pub use grpc::ImportProgress;
 mod lite;
 pub mod recent;
 mod retry;
@@ -31,12 +31,14 @@ use std::time::{Duration, SystemTime};
 pub use self::flusher::GroupFlusher;
 use milvus::v2::error::Error as MilvusError;
 use milvus::v2::prelude::{
-    ClientV2, ConnectConfig, ConsistencyLevel, CreateCollectionRequest, CreateIndexRequest, DataType, DeleteRequest,
-    DescribeCollectionRequest, FieldData, HasCollectionRequest, Ids, IndexParam, IndexType, InsertRequest, LoadCollectionRequest,
-    MetricType, QueryRequest, RetryConfig, SearchRequest, SearchVectors, TelemetryConfig, UpsertRequest,
+    ClientV2, ConnectConfig, ConsistencyLevel, DeleteRequest, FieldData, Ids, InsertRequest, QueryRequest, RetryConfig, SearchRequest,
+    SearchVectors, TelemetryConfig, UpsertRequest,
 };
 use milvus::v2::response::dql::QueryResponse;
 
+use self::columns::{columns, json_at, key_of};
+pub use self::columns::{key_filter, request_ranges};
+pub use grpc::ImportProgress;
 pub use lite::{is_local_path, EmbeddedMilvus};
 use retry::Attempt;
 pub use retry::{backoff_delay, classify, is_rate_limited, jittered, ErrorClass, RetryPolicy};
@@ -45,8 +47,8 @@ use tokio::sync::OnceCell;
 
 use self::recent::{ReadPlan, RecentWrites};
 use crate::fault::{Classify, Fault};
-use crate::mapping::{Row, ScalarValue};
-use crate::settings::{self, KeyType, MilvusSettings, ROW_HASH_FIELD};
+use crate::mapping::Row;
+use crate::settings::{KeyType, MilvusSettings, ROW_HASH_FIELD};
 
 /// Upper bound on the estimated size of one upsert request.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -289,180 +291,6 @@ impl MilvusSink {
             collection: collection.to_owned(),
             source: Box::new(source),
         })
-    }
-
-    /// Creates the collection (schema, vector index, load) when missing; otherwise checks that it
-    /// fits `spec` field by field and holds vectors of the same model, and loads it. Once per
-    /// process and spec: later calls return at once, concurrent ones wait for the first; another
-    /// process (or pipeline) creating it at the same moment is success when the schema fits.
-    pub async fn ensure_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let gate = self.collection_gate(&spec.collection.name);
-        let mut checked = gate.lock().await;
-        let fingerprint = format!("{spec:?}");
-        if checked.contains(&fingerprint) {
-            return Ok(());
-        }
-        if self.has_collection(&spec.collection.name).await? {
-            self.validate_collection(spec).await?;
-        } else if let Err(error) = self.create_collection(spec).await {
-            // Someone else (another vecdrop, Lite's "File exists") created it meanwhile: fine if it fits.
-            if error.fault() == Fault::Transient || !self.has_collection(&spec.collection.name).await? {
-                return Err(error);
-            }
-            tracing::info!(collection = %spec.collection.name, "collection was created concurrently; checking it fits");
-            self.validate_collection(spec).await?;
-        }
-        self.load(spec).await?;
-        checked.insert(fingerprint);
-        Ok(())
-    }
-
-    /// The type of `spec`'s primary key: as configured (`id_type`), else as this process found or
-    /// created the collection, else VARCHAR.
-    pub fn key_type(&self, spec: &CollectionSpec) -> KeyType {
-        spec.collection.key_type.unwrap_or_else(|| {
-            self.key_types.lock().expect("key types lock").get(&spec.collection.name).copied().unwrap_or(KeyType::Varchar)
-        })
-    }
-
-    fn remember_key_type(&self, collection: &str, key: KeyType) {
-        self.key_types.lock().expect("key types lock").insert(collection.to_owned(), key);
-    }
-
-    /// Forgets that `collection` was checked, so that the next file checks (or creates) it again:
-    /// called after an import failed, since the collection may have been dropped or changed.
-    pub fn forget_collection(&self, collection: &str) {
-        self.collections.lock().expect("collections lock").remove(collection);
-    }
-
-    fn collection_gate(&self, collection: &str) -> Arc<tokio::sync::Mutex<HashSet<String>>> {
-        Arc::clone(self.collections.lock().expect("collections lock").entry(collection.to_owned()).or_default())
-    }
-
-    /// Looks at `spec`'s collection without creating or loading anything: `Ok(false)` when it
-    /// does not exist yet, `Ok(true)` when it exists and fits `spec` (fields and model), an error
-    /// naming each mismatch otherwise. For `vecdrop check`.
-    pub async fn inspect_collection(&self, spec: &CollectionSpec) -> Result<bool, SinkError> {
-        if !self.has_collection(&spec.collection.name).await? {
-            return Ok(false);
-        }
-        self.validate_collection(spec).await?;
-        Ok(true)
-    }
-
-    /// Validates and loads an existing collection (for reading); a missing one is an error.
-    pub async fn open_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        if !self.has_collection(&spec.collection.name).await? {
-            return Err(SinkError::Response {
-                operation: "search",
-                message: format!("collection {} does not exist yet: import a file first", spec.collection.name),
-            });
-        }
-        self.validate_collection(spec).await?;
-        self.load(spec).await
-    }
-
-    /// Whether `collection` exists (also a cheap "does Milvus serve requests" probe).
-    pub async fn has_collection(&self, collection: &str) -> Result<bool, SinkError> {
-        self.retrying("has_collection", collection, || async {
-            let request = HasCollectionRequest::builder().collection_name(collection.to_owned()).build()?;
-            Ok(self.client().await?.has_collection(request).await?.exists())
-        })
-        .await
-    }
-
-    async fn load(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        self.retrying("load_collection", &spec.collection.name, || async {
-            let request =
-                LoadCollectionRequest::builder().collection_name(spec.collection.name.clone()).sync(true).timeout_ms(300_000).build()?;
-            self.client().await?.load_collection(request).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn create_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        self.retrying("create_collection", &spec.collection.name, || async {
-            let request = CreateCollectionRequest::builder()
-                .collection_name(spec.collection.name.clone())
-                .description(spec.description())
-                .schema(spec.schema())
-                .num_shards(1)
-                .consistency_level(ConsistencyLevel::Strong)
-                .build()?;
-            self.client().await?.create_collection(request).await?;
-            Ok(())
-        })
-        .await?;
-        self.remember_key_type(&spec.collection.name, spec.new_key_type());
-        let params: HashMap<String, String> = spec
-            .collection
-            .index
-            .params
-            .iter()
-            .map(|(key, value)| (key.clone(), value.as_str().map_or_else(|| value.to_string(), str::to_owned)))
-            .collect();
-        self.retrying("create_index", &spec.collection.name, || async {
-            let index = IndexParam::new()
-                .field_name(spec.collection.vector_field.clone())
-                .index_name(format!("{}_index", spec.collection.vector_field))
-                .index_type(sdk_index_type(spec.collection.index.index_type))
-                .metric_type(sdk_metric(spec.collection.index.metric))
-                .extra_params(params.clone());
-            let request = CreateIndexRequest::builder()
-                .collection_name(spec.collection.name.clone())
-                .index_params(vec![index])
-                // Waiting uses AllocTimestamp, which Milvus Lite lacks; the collection is empty, so
-                // the index is ready at once and loading (below) waits for what remains.
-                .sync(false)
-                .build()?;
-            self.client().await?.create_index(request).await?;
-            Ok(())
-        })
-        .await?;
-        tracing::info!(collection = %spec.collection.name, index = %spec.collection.index.index_type, metric = %spec.collection.index.metric, "collection created");
-        Ok(())
-    }
-
-    async fn validate_collection(&self, spec: &CollectionSpec) -> Result<(), SinkError> {
-        let response = self
-            .retrying("describe_collection", &spec.collection.name, || async {
-                let request = DescribeCollectionRequest::builder().collection_name(spec.collection.name.clone()).build()?;
-                self.client().await?.describe_collection(request).await
-            })
-            .await?;
-        let description = response.description();
-        let actual: Vec<ActualField> = description
-            .get_schema()
-            .get_fields()
-            .iter()
-            .map(|field| {
-                let data_type = field.get_data_type();
-                let size = match data_type {
-                    DataType::VarChar => field.get_max_length(),
-                    DataType::FloatVector => field.get_dimension(),
-                    _ => 0,
-                };
-                ActualField { name: field.get_name().to_owned(), data_type, size, primary: field.is_primary_key() }
-            })
-            .collect();
-        let key = resolved_key_type(spec.collection.key_type, &actual);
-        let problems = mismatches(&spec.expected_fields_keyed(key), &actual);
-        if !problems.is_empty() {
-            return Err(SinkError::SchemaMismatch { collection: spec.collection.name.clone(), problems });
-        }
-        self.remember_key_type(&spec.collection.name, key);
-        if let Some(found) = description.get_description().split("model=").nth(1) {
-            let found = found.trim();
-            if found != spec.model_identity {
-                return Err(SinkError::ModelMismatch {
-                    collection: spec.collection.name.clone(),
-                    found: found.to_owned(),
-                    expected: spec.model_identity.clone(),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Upserts `rows` with their `vectors` (same length, same order). See the module doc for the
@@ -723,172 +551,9 @@ impl MilvusSink {
     }
 }
 
-/// `field in ["a","b"]` with JSON string escaping (accepted by Milvus 2.3's expression parser).
-pub fn key_filter(field: &str, keys: &[String], key: KeyType) -> String {
-    let literals: Vec<String> = match key {
-        KeyType::Varchar => keys.iter().map(|key| serde_json::Value::String(key.clone()).to_string()).collect(),
-        // Only integers can be keys of an INT64 collection; anything else matches nothing.
-        KeyType::Int64 => keys.iter().filter_map(|key| key.parse::<i64>().ok()).map(|key| key.to_string()).collect(),
-    };
-    format!("{field} in [{}]", literals.join(","))
-}
-
-/// The primary key of a query result row, as text (an INT64 key in decimal).
-// The SDK's error type, as every Milvus call returns it (the retry policy classifies it).
-#[allow(clippy::result_large_err)]
-fn key_of(row: &milvus::v2::types::ResultRow<'_>, field: &str, key: KeyType) -> Result<String, MilvusError> {
-    match key {
-        KeyType::Varchar => Ok(row.get_str(field)?.to_owned()),
-        KeyType::Int64 => Ok(row.get_i64(field)?.to_string()),
-    }
-}
-
-/// Cuts rows into consecutive `[start, end)` ranges whose estimated request size stays under
-/// `max_bytes` (a single larger row still gets a range of its own).
-pub fn request_ranges(rows: &[Row], dimension: usize, max_bytes: usize) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (index, row) in rows.iter().enumerate() {
-        let size = estimated_bytes(row, dimension);
-        if index > start && bytes + size > max_bytes {
-            ranges.push((start, index));
-            start = index;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    if start < rows.len() {
-        ranges.push((start, rows.len()));
-    }
-    ranges
-}
-
-fn estimated_bytes(row: &Row, dimension: usize) -> usize {
-    let scalars: usize = row
-        .scalars
-        .iter()
-        .map(|value| match value {
-            ScalarValue::Varchar(text) => text.len() + 8,
-            ScalarValue::Json(json) => json.to_string().len() + 8,
-            _ => 8,
-        })
-        .sum();
-    row.primary_key.len() + row.text.len() + 4 * dimension + scalars + 32
-}
-
-/// The request's columns; `Err` only when an INT64 key is not an integer (a bug: mapping
-/// dead-letters those).
-#[allow(clippy::result_large_err)]
-fn columns(spec: &CollectionSpec, key: KeyType, rows: &[Row], vectors: &[Vec<f32>]) -> Result<Vec<FieldData>, MilvusError> {
-    let key_column = match key {
-        KeyType::Varchar => {
-            FieldData::varchar(spec.collection.primary_key.clone(), rows.iter().map(|row| row.primary_key.clone()).collect())
-        }
-        KeyType::Int64 => {
-            let keys = rows
-                .iter()
-                .map(|row| {
-                    row.primary_key.parse::<i64>().map_err(|_| {
-                        // Mapping dead-letters non-integer ids of an INT64 key; reaching here is a bug.
-                        MilvusError::Unexpected(format!("primary key {:?} is not an integer (INT64 key)", row.primary_key))
-                    })
-                })
-                .collect::<Result<Vec<i64>, _>>()?;
-            FieldData::int64(spec.collection.primary_key.clone(), keys)
-        }
-    };
-    let mut columns = vec![
-        key_column,
-        FieldData::varchar(spec.collection.text_field.clone(), rows.iter().map(|row| row.text.clone()).collect()),
-        FieldData::int64(ROW_HASH_FIELD, rows.iter().map(|row| row.row_hash).collect()),
-    ];
-    for (index, (name, _)) in spec.collection.scalar_fields.iter().enumerate() {
-        let values = rows.iter().map(|row| &row.scalars[index]);
-        columns.push(scalar_column(name, values));
-    }
-    columns.push(FieldData::float_vector(spec.collection.vector_field.clone(), vectors.to_vec()));
-    Ok(columns)
-}
-
-fn scalar_column<'a>(name: &str, values: impl Iterator<Item = &'a ScalarValue> + Clone) -> FieldData {
-    macro_rules! collect {
-        ($variant:ident, $constructor:ident) => {
-            FieldData::$constructor(
-                name.to_owned(),
-                values
-                    .map(|value| match value {
-                        ScalarValue::$variant(inner) => inner.clone(),
-                        other => unreachable!("mapping gives one type per field, found {other:?}"),
-                    })
-                    .collect(),
-            )
-        };
-    }
-    match values.clone().next() {
-        Some(ScalarValue::Bool(_)) => collect!(Bool, boolean),
-        Some(ScalarValue::Int32(_)) => collect!(Int32, int32),
-        Some(ScalarValue::Int64(_)) => collect!(Int64, int64),
-        Some(ScalarValue::Float(_)) => collect!(Float, float),
-        Some(ScalarValue::Double(_)) => collect!(Double, double),
-        Some(ScalarValue::Varchar(_)) => collect!(Varchar, varchar),
-        Some(ScalarValue::Json(_)) => collect!(Json, json),
-        None => FieldData::varchar(name.to_owned(), Vec::new()),
-    }
-}
-
-fn json_at(column: &FieldData, index: usize) -> serde_json::Value {
-    if let Some(values) = column.as_varchar() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::Value::String(value.clone()));
-    }
-    if let Some(values) = column.as_int64() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
-    }
-    if let Some(values) = column.as_int32() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
-    }
-    if let Some(values) = column.as_double() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
-    }
-    if let Some(values) = column.as_float() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
-    }
-    if let Some(values) = column.as_json() {
-        return values.get(index).cloned().unwrap_or(serde_json::Value::Null);
-    }
-    if let Some(values) = column.as_bool() {
-        return values.get(index).map_or(serde_json::Value::Null, |value| serde_json::json!(value));
-    }
-    serde_json::Value::Null
-}
-
-/// The SDK's index type: the one place the validated names meet the SDK's.
-fn sdk_index_type(index_type: settings::IndexType) -> IndexType {
-    match index_type {
-        settings::IndexType::AutoIndex => IndexType::AutoIndex,
-        settings::IndexType::Flat => IndexType::Flat,
-        settings::IndexType::IvfFlat => IndexType::IvfFlat,
-        settings::IndexType::IvfSq8 => IndexType::IvfSq8,
-        settings::IndexType::IvfPq => IndexType::IvfPq,
-        settings::IndexType::Hnsw => IndexType::Hnsw,
-        settings::IndexType::DiskAnn => IndexType::DiskAnn,
-        settings::IndexType::Scann => IndexType::Scann,
-    }
-}
-
-/// The SDK's metric.
-fn sdk_metric(metric: settings::Metric) -> MetricType {
-    match metric {
-        settings::Metric::Cosine => MetricType::Cosine,
-        settings::Metric::Ip => MetricType::Ip,
-        settings::Metric::L2 => MetricType::L2,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::RecordPosition;
 
     #[test]
     fn a_token_over_plain_http_to_another_host_is_flagged() {
@@ -902,34 +567,6 @@ mod tests {
         assert!(!plain_text_beyond_loopback("http://milvus.internal:19530", true), "TLS configured");
     }
 
-    fn row(text_bytes: usize) -> Row {
-        Row {
-            primary_key: "k".into(),
-            text: "x".repeat(text_bytes),
-            scalars: vec![],
-            row_hash: 0,
-            position: RecordPosition { ordinal: 0, line: None, byte_offset: 0 },
-            vector: None,
-        }
-    }
-
-    #[test]
-    fn requests_are_cut_under_the_byte_cap_and_cover_every_row_in_order() {
-        let rows: Vec<Row> = [100, 5000, 100, 9000, 100, 100, 20_000, 100].iter().map(|&size| row(size)).collect();
-        let ranges = request_ranges(&rows, 384, 12_000);
-        let mut next = 0;
-        for &(start, end) in &ranges {
-            assert_eq!(start, next, "ranges are consecutive");
-            assert!(end > start);
-            let bytes: usize = rows[start..end].iter().map(|row| estimated_bytes(row, 384)).sum();
-            assert!(end - start == 1 || bytes <= 12_000, "{start}..{end} holds {bytes} bytes");
-            next = end;
-        }
-        assert_eq!(next, rows.len());
-        // The 20,000-byte row exceeds the cap on its own and still gets a request.
-        assert!(ranges.contains(&(6, 7)));
-    }
-
     #[test]
     fn sink_errors_say_whose_fault_they_are() {
         let operation = |operation, source| SinkError::Operation { operation, collection: "c".into(), source: Box::new(source) };
@@ -941,11 +578,5 @@ mod tests {
         assert_eq!(operation("upsert", MilvusError::Unexpected("row refused".into())).fault(), Fault::File);
         assert_eq!(operation("create_collection", MilvusError::Unexpected("refused".into())).fault(), Fault::Config);
         assert_eq!(SinkError::Response { operation: "count", message: "no row".into() }.fault(), Fault::Bug);
-    }
-
-    #[test]
-    fn key_filters_escape_quotes_and_backslashes() {
-        assert_eq!(key_filter("id", &["a\"b".into(), "c\\d".into()], KeyType::Varchar), r#"id in ["a\"b","c\\d"]"#);
-        assert_eq!(key_filter("id", &["7".into(), "x".into(), "-12".into()], KeyType::Int64), "id in [7,-12]");
     }
 }
