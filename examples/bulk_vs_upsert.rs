@@ -78,10 +78,10 @@ async fn main() {
     let staged = writer.finish().unwrap();
     let stage_seconds = started.elapsed().as_secs_f64();
     let files: Vec<String> = staged.files.iter().map(|file| file.display().to_string()).collect();
-    let tasks = sink.bulk_import(&imported, &files).await.unwrap();
-    for task in tasks {
+    for file in &files {
+        let task = sink.submit_import(&imported.collection.name, file).await.unwrap();
         loop {
-            match sink.import_progress(&imported.collection.name, task).await.unwrap() {
+            match sink.import_state(&imported.collection.name, &task).await.unwrap() {
                 ImportProgress::Running { .. } => tokio::time::sleep(Duration::from_millis(100)).await,
                 ImportProgress::Done { .. } => break,
                 ImportProgress::Failed { reason } => panic!("import failed: {reason}"),

@@ -16,7 +16,7 @@ use crate::format::RecordPosition;
 use crate::ledger::{DeadLetterMark, Ledger, LedgerError};
 
 /// Why a record was rejected, in broad strokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectCause {
     /// The record itself cannot be parsed (a broken CSV row, invalid JSON).
@@ -37,7 +37,7 @@ impl RejectCause {
 }
 
 /// One rejected record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     /// RFC 3339 time it was written.
     pub time: String,

@@ -127,6 +127,10 @@ enum Command {
         /// Rows with precomputed vectors (default 100000; smoke 2000).
         #[arg(long)]
         vector_rows: Option<usize>,
+        /// Rows with vectors of the bulk-import phases, upserted and bulk-imported (default
+        /// 200,000; smoke 2,000; 0 skips them).
+        #[arg(long)]
+        bulk_rows: Option<usize>,
         /// Words per generated text (default 25, about 37 word pieces).
         #[arg(long)]
         words: Option<usize>,
@@ -200,7 +204,7 @@ async fn dispatch(command: Command, config: Option<PathBuf>) -> Result<u8, Comma
             }
             commands::search(load_settings(config)?, pipeline.as_deref(), limit, &text, json).await
         }
-        Command::Bench { milvus_uri, smoke, json, json_out, rows, vector_rows, words, batch_rows, work_dir, keep } => {
+        Command::Bench { milvus_uri, smoke, json, json_out, rows, vector_rows, bulk_rows, words, batch_rows, work_dir, keep } => {
             let milvus_uri = milvus_uri.filter(|uri| !uri.is_empty());
             commands::bench(commands::BenchArgs {
                 config: config.map(Path::to_path_buf),
@@ -210,6 +214,7 @@ async fn dispatch(command: Command, config: Option<PathBuf>) -> Result<u8, Comma
                 json_out,
                 rows,
                 vector_rows,
+                bulk_rows,
                 words,
                 batch_rows,
                 work_dir,

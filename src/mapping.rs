@@ -12,7 +12,7 @@ pub const MAX_PRIMARY_KEY_BYTES: usize = 512;
 const DERIVED_KEY_HASH_DIGITS: usize = 16;
 
 /// A typed scalar, ready for its Milvus column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ScalarValue {
     /// Milvus Bool.
     Bool(bool),
@@ -31,7 +31,7 @@ pub enum ScalarValue {
 }
 
 /// One row for the collection, before embedding.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// Deterministic primary key.
     pub primary_key: String,

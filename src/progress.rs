@@ -116,6 +116,17 @@ impl Progress {
         }
     }
 
+    /// Shows a phase of the file's bulk import (`staging`, `importing 1200/20000 rows`, …) on the
+    /// bar, or logs it when there is none.
+    pub fn bulk_phase(&mut self, phase: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("bulk import: {phase}"));
+        } else if self.last_log.elapsed() >= LOG_INTERVAL {
+            self.last_log = Instant::now();
+            tracing::info!(file = %self.label, phase, "bulk import");
+        }
+    }
+
     /// Every row is committed: the bar goes away (the file now only waits for its flush, and the
     /// next file's bar takes the line).
     pub fn committed_all(&mut self) {

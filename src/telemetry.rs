@@ -196,6 +196,23 @@ pub struct FileProgress {
     pub units_done: u64,
     /// The file's size in the same units (0 when unknown).
     pub units_total: u64,
+    /// Set while the file goes through Milvus's bulk import.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkProgress>,
+}
+
+/// Where a file on the bulk path stands (`/status`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BulkProgress {
+    /// `staging` (rows read, embedded, written as Parquet), `importing` (Milvus's tasks run) or
+    /// `completing` (deferred rows upserted, the job committed).
+    pub phase: String,
+    /// Rows staged for the import.
+    pub rows_staged: u64,
+    /// Rows Milvus's tasks report as read so far.
+    pub rows_read_by_milvus: u64,
+    /// Milvus's task (or job) ids.
+    pub tasks: Vec<String>,
 }
 
 /// The content type of [`Telemetry::encode_metrics`]'s text.
@@ -227,6 +244,8 @@ pub struct Telemetry {
     flushes: Family<CollectionLabel, Counter>,
     flushed_files: Family<CollectionLabel, Counter>,
     files_awaiting_flush: Gauge,
+    bulk_rows: Family<PipelineLabel, Counter>,
+    bulk_jobs: Family<OutcomeLabels, Counter>,
     in_flight: Mutex<BTreeMap<u64, FileProgress>>,
     next_id: AtomicU64,
     health: Mutex<BTreeMap<String, PipelineHealth>>,
@@ -340,8 +359,14 @@ impl Telemetry {
             "Files whose rows are upserted, waiting for their collection's flush",
             files_awaiting_flush.clone(),
         );
+        let bulk_rows = Family::<PipelineLabel, Counter>::default();
+        registry.register("bulk_rows", "Rows inserted by Milvus's bulk import (part of rows_imported)", bulk_rows.clone());
+        let bulk_jobs = Family::<OutcomeLabels, Counter>::default();
+        registry.register("bulk_jobs", "Bulk-import jobs ended, by outcome (completed, failed, resubmitted)", bulk_jobs.clone());
         Self {
             registry,
+            bulk_rows,
+            bulk_jobs,
             rows_imported,
             rows_rejected,
             rows_unchanged,
@@ -385,6 +410,7 @@ impl Telemetry {
             rows_unchanged: 0,
             units_done,
             units_total,
+            bulk: None,
         };
         self.in_flight.lock().expect("in-flight lock").insert(id, progress);
         self.files_in_flight.inc();
@@ -421,6 +447,13 @@ impl Telemetry {
     /// Counts a drop-folder entry of `pipeline` refused for `cause` (once per version of it).
     pub fn refused_entry(&self, pipeline: &str, cause: &str) {
         self.refused_entries.get_or_create(&CauseLabels { pipeline: pipeline.to_owned(), cause: cause.to_owned() }).inc();
+    }
+
+    /// Counts a bulk-import job (or task resubmission) of `pipeline` that ended with `outcome`
+    /// (`completed`, `failed`, `resubmitted`), and on completion its `rows`.
+    pub fn bulk_job(&self, pipeline: &str, outcome: &str, rows: u64) {
+        self.bulk_jobs.get_or_create(&OutcomeLabels { pipeline: pipeline.to_owned(), outcome: outcome.to_owned() }).inc();
+        self.bulk_rows.get_or_create(&PipelineLabel { pipeline: pipeline.to_owned() }).inc_by(rows);
     }
 
     /// Counts a mirror pass of `pipeline` that was held back.
@@ -563,6 +596,16 @@ impl InFlight {
         telemetry.rows_rejected.get_or_create(&label).inc_by(counts.rejected);
         telemetry.rows_unchanged.get_or_create(&label).inc_by(counts.unchanged);
         telemetry.rows_superseded.get_or_create(&label).inc_by(counts.superseded);
+    }
+}
+
+impl InFlight {
+    /// Shows where the file's bulk import stands (`/status`).
+    pub fn bulk(&self, bulk: BulkProgress) {
+        let mut in_flight = self.telemetry.in_flight.lock().expect("in-flight lock");
+        if let Some(progress) = in_flight.get_mut(&self.id) {
+            progress.bulk = Some(bulk);
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::Value;
 
-const PHASES: [&str; 9] = [
+const PHASES: [&str; 11] = [
     "model_best_fixed",
     "model_fp32",
     "import_embedded",
@@ -16,6 +16,8 @@ const PHASES: [&str; 9] = [
     "reimport_changed",
     "daemon_one_file",
     "daemon_small_files",
+    "bulk_baseline_upsert",
+    "bulk_import",
 ];
 
 /// Rows of the small-files phases in `--smoke` mode (one file, then ten files of ten rows).
@@ -72,6 +74,10 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
     for daemon_phase in ["daemon_one_file", "daemon_small_files"] {
         assert_eq!(number(phase(daemon_phase), "items"), SMOKE_SMALL_FILES_ROWS, "the same rows both ways");
     }
+    for bulk_phase in ["bulk_baseline_upsert", "bulk_import"] {
+        assert_eq!(number(phase(bulk_phase), "items"), 2_000.0, "the same 2,000 rows with vectors both ways");
+        assert_eq!(number(phase(bulk_phase), "texts_embedded"), 0.0, "{bulk_phase}: rows with vectors skip the model");
+    }
 
     // Ratios are reported, not judged: at smoke size they are noise. `make bench` (full mode)
     // checks the targets and fails when one is missed.
@@ -85,6 +91,7 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         "small_files_vs_one_file",
         "model_vs_best_fixed",
         "import_vs_best_fixed",
+        "bulk_vs_upsert",
     ] {
         assert!(number(ratios, ratio).is_finite() && number(ratios, ratio) > 0.0, "{ratio} is reported: {ratios}");
     }

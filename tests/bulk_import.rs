@@ -1,134 +1,344 @@
-//! Milvus's bulk import against the real 2.3.5 server with local storage: rows staged as Parquet
-//! by `bulk::StagingWriter` in a folder of this machine, imported by absolute path, followed to
-//! completion; a task with a wrong vector dimension fails with Milvus's reason.
+//! The bulk path against the real Milvus 2.3.5 server with local storage: a pipeline with
+//! `bulk_import` stages a file's new rows as Parquet in a folder of this machine, Milvus imports
+//! them by absolute path, and the file is committed once, exactly — through a `kill -9` after the
+//! submission, a crash between submission and recording the task, a changed re-import, and a task
+//! that fails.
 
 mod support;
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
 use vecdrop::bulk::StagingWriter;
 use vecdrop::format::RecordPosition;
 use vecdrop::mapping::{Row, ScalarValue};
 use vecdrop::settings::KeyType;
-use vecdrop::sink::{CollectionSpec, ImportProgress, MilvusSink};
+use vecdrop::sink::MilvusSink;
 
-use support::{connect_sink, milvus_uri, unique_collection, TestConfig};
+use support::daemon::{concrete_free_address, daemon_sections, failed_files, Daemon};
+use support::{collection_spec, connect_sink, logged, milvus_uri, unique_collection, TestConfig};
 
-fn rows(count: usize) -> (Vec<Row>, Vec<Vec<f32>>) {
-    let rows = (0..count)
-        .map(|index| Row {
-            primary_key: format!("bulk-{index}"),
-            text: format!("row {index} staged for a bulk import"),
-            scalars: vec![ScalarValue::Varchar(format!("c{}", index % 7))],
-            row_hash: index as i64,
-            position: RecordPosition { ordinal: index as u64, line: None, byte_offset: 0 },
-            vector: None,
-        })
-        .collect();
-    // Pseudo-random directions (xorshift per row): well apart, so each row is its own nearest
-    // neighbour even through an approximate index.
-    let vectors = (0..count)
-        .map(|index| {
-            let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (index as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            (0..384)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect()
-        })
-        .collect();
-    (rows, vectors)
+/// One record of a test file: key, text, category; its vector is derived from `seed`.
+struct Record {
+    id: String,
+    text: String,
+    seed: u64,
 }
 
-/// Follows `tasks` until each is done or failed (Milvus's own pace: no time limit asserted, only
-/// a generous cap so that a stuck server fails the test instead of hanging it).
-async fn follow(sink: &MilvusSink, collection: &str, tasks: &[i64]) -> Vec<ImportProgress> {
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        let mut waited = Duration::ZERO;
-        loop {
-            match sink.import_progress(collection, *task).await.unwrap() {
-                ImportProgress::Running { .. } if waited < Duration::from_secs(600) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    waited += Duration::from_millis(200);
-                }
-                other => {
-                    outcomes.push(other);
-                    break;
-                }
-            }
-        }
-    }
-    outcomes
+fn records(range: std::ops::Range<usize>, version: &str) -> Vec<Record> {
+    range.map(|index| Record { id: format!("k{index}"), text: format!("row {index} of {version}"), seed: index as u64 }).collect()
 }
 
-/// The collection's row count once it reaches `expected` (the query nodes load imported segments
-/// on their next check, ~20 s after the task completed) — or what it is after a generous cap.
-async fn visible_count(sink: &MilvusSink, collection: &str, expected: u64) -> u64 {
-    let mut waited = Duration::ZERO;
-    loop {
-        let count = sink.count(collection).await.unwrap();
-        if count >= expected || waited >= Duration::from_secs(600) {
-            return count;
+/// A pseudo-random unit-ish direction per seed (xorshift): rows stay far apart, so each is its
+/// own nearest neighbour even through an approximate index.
+fn vector(seed: u64) -> Vec<f32> {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64 ^ (seed + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (0..384)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Writes `records` as a Parquet file with columns `id`, `text`, `category` and `embedding`
+/// (`list<float32>`, 384 values): rows that carry their vectors, like a migration's.
+fn write_parquet(path: &Path, records: &[Record]) {
+    let element = Arc::new(Field::new("item", DataType::Float32, true));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("embedding", DataType::List(element), false),
+    ]));
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), None).unwrap();
+    for chunk in records.chunks(4_096) {
+        let (mut ids, mut texts, mut categories) = (StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let mut vectors = ListBuilder::new(Float32Builder::new());
+        for record in chunk {
+            ids.append_value(&record.id);
+            texts.append_value(&record.text);
+            categories.append_value(format!("c{}", record.seed % 7));
+            vectors.values().append_slice(&vector(record.seed));
+            vectors.append(true);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        waited += Duration::from_millis(500);
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(ids.finish()), Arc::new(texts.finish()), Arc::new(categories.finish()), Arc::new(vectors.finish())];
+        writer.write(&RecordBatch::try_new(Arc::clone(&schema), columns).unwrap()).unwrap();
     }
+    writer.close().unwrap();
+}
+
+/// A pipeline on the bulk path for files of ≥ 1,000 rows, staging under the test's folder.
+fn bulk_config(collection: &str, extra: &str, sections: &str) -> TestConfig {
+    let pipeline = format!(
+        "id_field = \"id\"\nbatch_rows = 512\n{extra}\nbulk_import = {{ min_rows = 1000, staging = \"staging\", poll_interval = \"200ms\" }}\n[pipelines.index]\n# Exact search: the vector check asks for each row's own vector, which a graph index may miss.\nindex_type = \"FLAT\"\n[pipelines.fields]\ncategory = {{ type = \"varchar\", max_length = 16 }}"
+    );
+    TestConfig::with_sections(collection, &pipeline, sections)
+}
+
+fn staging_jobs(config: &TestConfig) -> Vec<PathBuf> {
+    let dir = config.dir.path().join("staging/test");
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|entry| entry.path()).collect()
+}
+
+/// The import tasks Milvus lists for `collection`: one per staged file submitted.
+async fn tasks(sink: &MilvusSink, collection: &str) -> usize {
+    sink.listed_imports(collection).await.unwrap().len()
+}
+
+/// Every record is stored once under its key with its text and vector; `count(*)` equals their
+/// number (no key twice).
+async fn assert_stored_exactly(config: &TestConfig, expected: &[Record]) {
+    let spec = collection_spec(config);
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(sink.count(&spec.collection.name).await.unwrap(), expected.len() as u64, "count(*): each key once");
+    for chunk in expected.chunks(1_000) {
+        let keys: Vec<String> = chunk.iter().map(|record| record.id.clone()).collect();
+        let stored = sink.texts_by_key(&spec, &keys).await.unwrap();
+        for record in chunk {
+            assert_eq!(stored.get(&record.id), Some(&record.text), "text of {}", record.id);
+        }
+    }
+    for record in expected.iter().step_by(2_999) {
+        let hits = sink.search(&spec, vector(record.seed), 1).await.unwrap();
+        assert_eq!(hits[0].id, record.id, "the stored vector is the file's");
+        assert!(hits[0].score > 0.999, "{:?}", hits[0]);
+    }
+}
+
+fn ledger_entry(config: &TestConfig, file: &Path) -> serde_json::Value {
+    let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
+    let status = config.run("status", &["--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry").clone()
+}
+
+fn import(config: &TestConfig, file: &Path, envs: &[(&str, &str)]) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
+        .args(["import", "--config"])
+        .arg(&config.path)
+        .arg(file)
+        .envs(envs.iter().copied())
+        .env("VECDROP__DAEMON__MAX_CRASHES", "1000")
+        .output()
+        .unwrap();
+    logged("vecdrop import", output)
+}
+
+/// Runs `vecdrop import FILE` paused at failure point `point`, SIGKILLs it there, and returns.
+fn kill_at(config: &TestConfig, file: &Path, point: &str) {
+    assert!(vecdrop::failpoint::enabled(), "this test uses failure points: run `cargo test --features failpoints` (make test does)");
+    let pause = config.dir.path().join(format!("pause-{point}"));
+    std::fs::create_dir_all(&pause).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
+        .args(["import", "--config"])
+        .arg(&config.path)
+        .arg(file)
+        .env("VECDROP_FAILPOINT", point)
+        .env("VECDROP_FAILPOINT_PAUSE", &pause)
+        .env("VECDROP__DAEMON__MAX_CRASHES", "1000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !pause.join("reached").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before {point}");
+        assert!(Instant::now() < deadline, "{point} never reached");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn twenty_thousand_staged_rows_are_imported_exactly_with_their_vectors() {
-    let collection = unique_collection("bulk");
-    let config = TestConfig::new(&collection, "id_field = \"id\"\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 16 }");
-    let spec: CollectionSpec = support::collection_spec(&config);
-    let sink = connect_sink(&milvus_uri()).await.unwrap();
-    sink.ensure_collection(&spec).await.unwrap();
+async fn a_big_parquet_file_with_vectors_is_bulk_imported_exactly() {
+    let collection = unique_collection("bulk_file");
+    let config = bulk_config(&collection, "", "");
+    let file = config.dir.path().join("migration.parquet");
+    let rows = records(0..20_000, "v1");
+    write_parquet(&file, &rows);
 
-    let (rows, vectors) = rows(20_000);
-    let mut writer = StagingWriter::create(&config.dir.path().join("staging/job-1"), &spec, KeyType::Varchar).unwrap();
-    for (chunk, chunk_vectors) in rows.chunks(2_000).zip(vectors.chunks(2_000)) {
-        writer.write(chunk, chunk_vectors).unwrap();
-    }
-    let staged = writer.finish().unwrap();
-    assert_eq!(staged.rows, 20_000);
-    let files: Vec<String> = staged.files.iter().map(|file| file.display().to_string()).collect();
-    let tasks = sink.bulk_import(&spec, &files).await.unwrap();
-    assert_eq!(tasks.len(), files.len(), "one task per file");
-    for outcome in follow(&sink, &collection, &tasks).await {
-        assert!(matches!(outcome, ImportProgress::Done { .. }), "{outcome:?}");
-    }
-    assert_eq!(visible_count(&sink, &collection, 20_000).await, 20_000);
-    let keys: Vec<String> = (0..20_000).step_by(997).map(|index| format!("bulk-{index}")).collect();
-    let texts = sink.texts_by_key(&spec, &keys).await.unwrap();
-    assert_eq!(texts.len(), keys.len());
-    assert_eq!(texts["bulk-997"], "row 997 staged for a bulk import");
-    // The vectors are the staged ones: each row is its own nearest neighbour.
-    let hits = sink.search(&spec, vectors[4_321].clone(), 1).await.unwrap();
-    assert_eq!(hits[0].id, "bulk-4321");
-    assert!(hits[0].score > 0.999, "{:?}", hits[0]);
+    let output = import(&config, &file, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("bulk import: submitted"), "the file took the bulk path");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(tasks(&sink, &collection).await, 1, "one staged file, one import task");
+    // Marked imported only once the rows are visible: no waiting here.
+    assert_stored_exactly(&config, &rows).await;
+    let entry = ledger_entry(&config, &file);
+    assert_eq!(entry["state"], "imported");
+    assert_eq!(entry["rows_imported"], 20_000);
+    assert!(staging_jobs(&config).is_empty(), "the staging is removed after success: {:?}", staging_jobs(&config));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_file_with_the_wrong_vector_dimension_fails_with_milvus_s_reason() {
-    let collection = unique_collection("bulk_bad");
-    let config = TestConfig::new(&collection, "id_field = \"id\"\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 16 }");
-    let spec = support::collection_spec(&config);
+async fn a_kill_after_submission_follows_the_recorded_task_instead_of_submitting_again() {
+    let collection = unique_collection("bulk_kill");
+    let config = bulk_config(&collection, "", "");
+    let file = config.dir.path().join("migration.parquet");
+    let rows = records(0..20_000, "v1");
+    write_parquet(&file, &rows);
+
+    kill_at(&config, &file, "bulk_submitted");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
-    sink.ensure_collection(&spec).await.unwrap();
-    let mut wrong = spec.clone();
+    assert_eq!(tasks(&sink, &collection).await, 1, "submitted before the kill");
+    let output = import(&config, &file, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("following the job recorded before the restart"));
+    assert_eq!(tasks(&sink, &collection).await, 1, "the restarted import did not submit again");
+    assert_stored_exactly(&config, &rows).await;
+    assert_eq!(ledger_entry(&config, &file)["rows_imported"], 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_before_the_task_id_is_recorded_finds_the_task_milvus_created() {
+    let collection = unique_collection("bulk_lost_id");
+    let config = bulk_config(&collection, "", "");
+    let file = config.dir.path().join("migration.parquet");
+    let rows = records(0..5_000, "v1");
+    write_parquet(&file, &rows);
+
+    kill_at(&config, &file, "bulk_before_task_recorded");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(tasks(&sink, &collection).await, 1, "Milvus created the task before the kill");
+    let output = import(&config, &file, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("found the task submitted before the restart"));
+    assert_eq!(tasks(&sink, &collection).await, 1, "adopted, not submitted again");
+    assert_stored_exactly(&config, &rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_version_bulk_imports_new_keys_and_upserts_existing_ones() {
+    let collection = unique_collection("bulk_version");
+    let config = bulk_config(&collection, "", "");
+    let first = config.dir.path().join("export-1.parquet");
+    write_parquet(&first, &records(0..20_000, "v1"));
+    assert_eq!(import(&config, &first, &[]).status.code(), Some(0));
+
+    // Version 2: 5,000 rows changed, 15,000 unchanged, 5,000 new keys — and one new key twice, the
+    // later record (in another batch) winning, as upserts would have it.
+    let mut second_rows = records(0..5_000, "v2");
+    second_rows.extend(records(5_000..20_000, "v1"));
+    second_rows.extend(records(20_000..25_000, "v2"));
+    second_rows.push(Record { id: "k20000".into(), text: "row 20000 of v2, corrected later in the file".into(), seed: 20_000 });
+    let second = config.dir.path().join("export-2.parquet");
+    write_parquet(&second, &second_rows);
+    let output = import(&config, &second, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bulk import: submitted"));
+
+    let mut expected = records(0..5_000, "v2");
+    expected.extend(records(5_000..20_000, "v1"));
+    expected.extend(records(20_000..25_000, "v2"));
+    expected[20_000].text = "row 20000 of v2, corrected later in the file".into();
+    assert_stored_exactly(&config, &expected).await;
+    let entry = ledger_entry(&config, &second);
+    assert_eq!(entry["rows_unchanged"], 15_000, "unchanged rows are skipped");
+    assert_eq!(entry["rows_imported"], 10_001, "5,000 upserted, 5,000 imported, 1 upserted after the job");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(tasks(&sink, &collection).await, 2, "one task per version");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_task_is_submitted_again_then_fails_the_file_with_milvus_s_reason() {
+    let collection = unique_collection("bulk_fail");
+    let status = concrete_free_address();
+    let config = bulk_config(&collection, "watch = [\"drop\"]\nafter_import = \"move\"", &daemon_sections(&status, ""));
+    let drop = config.dir.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let outside = config.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    write_parquet(&outside.join("broken.parquet"), &records(0..2_000, "v1"));
+    let pause = config.dir.path().join("pause");
+    std::fs::create_dir_all(&pause).unwrap();
+    let pause_text = pause.display().to_string();
+    let daemon =
+        Daemon::start_with_env(&config, &status, &[("VECDROP_FAILPOINT", "bulk_staged"), ("VECDROP_FAILPOINT_PAUSE", &pause_text)]);
+    std::fs::rename(outside.join("broken.parquet"), drop.join("broken.parquet")).unwrap();
+    daemon.wait_for("staging to end", Duration::from_secs(300), |_| pause.join("reached").exists());
+
+    // The staged file is damaged on Milvus's storage: its vectors have 8 dimensions, not 384.
+    let job = staging_jobs(&config).pop().expect("a job folder");
+    let part = job.join("part-00000.parquet");
+    assert!(part.is_file());
+    let mut wrong = collection_spec(&config);
     wrong.dimension = 8;
-    let (rows, _) = rows(100);
-    let vectors = vec![vec![0.5_f32; 8]; 100];
-    let mut writer = StagingWriter::create(&config.dir.path().join("staging/bad"), &wrong, KeyType::Varchar).unwrap();
-    writer.write(&rows, &vectors).unwrap();
+    let scratch = config.dir.path().join("scratch");
+    let mut writer = StagingWriter::create(&scratch, &wrong, KeyType::Varchar).unwrap();
+    let row = |index: usize| Row {
+        primary_key: format!("k{index}"),
+        text: format!("row {index}"),
+        scalars: vec![ScalarValue::Varchar("c".into())],
+        row_hash: index as i64,
+        position: RecordPosition { ordinal: index as u64, line: None, byte_offset: 0 },
+        vector: None,
+    };
+    let rows: Vec<Row> = (0..100).map(row).collect();
+    writer.write(&rows, &vec![vec![0.5_f32; 8]; 100]).unwrap();
     let staged = writer.finish().unwrap();
-    let files: Vec<String> = staged.files.iter().map(|file| file.display().to_string()).collect();
-    let tasks = sink.bulk_import(&spec, &files).await.unwrap();
-    let outcomes = follow(&sink, &collection, &tasks).await;
-    let ImportProgress::Failed { reason } = &outcomes[0] else { panic!("expected a failed task, got {outcomes:?}") };
-    assert!(reason.contains("vector"), "Milvus's reason names the vector: {reason}");
+    std::fs::copy(&staged.files[0], &part).unwrap();
+    std::fs::write(pause.join("resume"), "").unwrap();
+
+    daemon.wait_for("the file to fail", Duration::from_secs(300), |_| drop.join(".failed/broken.parquet").is_file());
+    let error = std::fs::read_to_string(drop.join(".failed/broken.parquet.error.txt")).unwrap();
+    assert!(error.contains("bulk import failed") && error.contains("vector"), "Milvus's reason is in the error file: {error}");
+    assert!(failed_files(&drop).contains("broken.parquet.error.txt"));
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(tasks(&sink, &collection).await, 2, "submitted twice (bulk_import.max_submissions = 2)");
     assert_eq!(sink.count(&collection).await.unwrap(), 0, "nothing of a failed task is visible");
+    let kept = std::fs::read_to_string(job.join("FAILED.txt")).unwrap();
+    assert!(kept.contains("vector"), "the staging is kept with the reason: {kept}");
+    assert_eq!(daemon.metric("vecdrop_bulk_jobs_total{pipeline=\"test\",outcome=\"failed\"}"), 1.0);
+    assert_eq!(daemon.metric("vecdrop_bulk_jobs_total{pipeline=\"test\",outcome=\"resubmitted\"}"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_through_the_object_store_uploads_imports_and_cleans_up() {
+    // `file://` goes through the same object-store code as `s3://` (spool, multipart upload, key
+    // listing and deletion); the standalone server reads the uploaded objects by absolute path.
+    let collection = unique_collection("bulk_store");
+    let bucket = tempfile::tempdir().unwrap();
+    let config = TestConfig::with_sections(
+        &collection,
+        &format!(
+            "id_field = \"id\"\nbulk_import = {{ min_rows = 1000, staging = \"file://{}/imports\", poll_interval = \"200ms\" }}\n[pipelines.index]\nindex_type = \"FLAT\"\n[pipelines.fields]\ncategory = {{ type = \"varchar\", max_length = 16 }}",
+            bucket.path().display()
+        ),
+        "",
+    );
+    let file = config.dir.path().join("export.parquet");
+    let rows = records(0..3_000, "v1");
+    write_parquet(&file, &rows);
+    let output = import(&config, &file, &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("bulk import: submitted") && log.contains(&format!("{}/imports/test/", bucket.path().display())), "{log}");
+    assert_stored_exactly(&config, &rows).await;
+    let left: Vec<_> = walk(bucket.path()).into_iter().filter(|path| path.is_file()).collect();
+    assert!(left.is_empty(), "the job's objects are deleted after success: {left:?}");
+    assert!(walk(&config.state_dir().join("bulk-spool")).iter().all(|path| !path.is_file()), "the local spool is gone");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
 }

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_aux::serde_introspection::serde_introspect;
 use vecdrop::settings::raw::{
-    DaemonSettings, EmbeddingSettings, FieldSpec, ImportSettings, RawIndex, RawMilvus, RawPipeline, RawPlugin, RawSettings, RawTls,
-    StateSettings, StatusSettings,
+    DaemonSettings, EmbeddingSettings, FieldSpec, ImportSettings, RawBulkImport, RawIndex, RawMilvus, RawPipeline, RawPlugin, RawSettings,
+    RawTls, StateSettings, StatusSettings,
 };
 
 /// The sections of the reference and the keys each struct accepts.
@@ -23,6 +23,7 @@ fn sections() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("daemon", serde_introspect::<DaemonSettings>()),
         ("pipelines", serde_introspect::<RawPipeline>()),
         ("pipelines.index", serde_introspect::<RawIndex>()),
+        ("pipelines.bulk_import", serde_introspect::<RawBulkImport>()),
         ("plugins", serde_introspect::<RawPlugin>()),
     ])
 }

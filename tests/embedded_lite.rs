@@ -1,5 +1,7 @@
 //! A local path as `milvus.uri` starts embedded Milvus Lite (what `make run` uses): rows land, can
-//! be searched from a second process, and the child server is gone when vecdrop exits.
+//! be searched from a second process, and the child server is gone when vecdrop exits. A
+//! pipeline's `bulk_import` falls back to upserts there (Milvus Lite has no import), with one log
+//! line.
 
 mod support;
 
@@ -23,6 +25,8 @@ model_dir = "{model}"
 name = "articles"
 collection = "articles"
 id_field = "id"
+# Milvus Lite has no bulk import: big files fall back to upserts, said once.
+bulk_import = {{ min_rows = 1, staging = "staging" }}
 [pipelines.fields]
 category = {{ type = "varchar", max_length = 64 }}
 "#,
@@ -42,6 +46,9 @@ category = {{ type = "varchar", max_length = 64 }}
     let import = vecdrop(&["import", "--config", config.to_str().unwrap(), articles.to_str().unwrap()]);
     assert_eq!(import.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&import.stdout).contains("36 rows imported"));
+    let log = String::from_utf8_lossy(&import.stderr);
+    assert_eq!(log.matches("has no bulk import").count(), 1, "the fall-back to upserts is logged once: {log}");
+    assert!(!dir.path().join("staging").exists(), "nothing was staged");
     assert!(data_dir.join("milvus-lite.log").is_file());
 
     let search = vecdrop(&["search", "--config", config.to_str().unwrap(), "--json", "-k", "1", "bees dancing to show where flowers are"]);

@@ -119,6 +119,9 @@ pub struct BenchOptions {
     pub small_files_rows: usize,
     /// Texts of the fixed-batch reference (spread over the corpus), per batch size tried.
     pub reference_texts: usize,
+    /// Rows with vectors of the bulk-import phases (upserts vs bulk import of one file); 0 skips
+    /// them.
+    pub bulk_rows: usize,
 }
 
 impl BenchOptions {
@@ -131,6 +134,7 @@ impl BenchOptions {
             keep_collections: false,
             small_files_rows: 100,
             reference_texts: 64,
+            bulk_rows: 2_000,
         }
     }
 
@@ -144,6 +148,7 @@ impl BenchOptions {
             keep_collections: false,
             small_files_rows: 1_000,
             reference_texts: 1_000,
+            bulk_rows: 200_000,
         }
     }
 }
@@ -204,7 +209,7 @@ impl Bench {
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, settings.milvus.token.expose()).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
-        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many"]
+        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many", "bulk_upsert", "bulk_import"]
             .iter()
             .map(|name| format!("vecdrop_bench_{name}_{run_id}"))
             .collect();
@@ -241,6 +246,9 @@ impl Bench {
         let int8_quality = self.quality_of(int8).await?;
         phases.push(self.import_phase(phase::REIMPORT_CHANGED, &embedded_pipeline, &changed_csv).await?);
         phases.extend(self.small_files_phases(&small_files, [&self.collections[3], &self.collections[4]]).await?);
+        if self.options.bulk_rows > 0 {
+            phases.extend(self.bulk_phases().await?);
+        }
 
         let settings = &self.context.settings;
         Ok(BenchReport {
@@ -362,6 +370,33 @@ impl Bench {
         self.bare.wait_for_index(&pipeline.collection.name).await?;
         self.settle_milvus().await;
         Ok(result)
+    }
+
+    /// One Parquet file of `bulk_rows` rows with vectors, imported through upserts and through
+    /// Milvus's bulk import into two collections (FLAT index: no index build charged to either).
+    /// The bulk phase ends when the file is marked imported, which waits until its rows are
+    /// visible to queries.
+    async fn bulk_phases(&self) -> Result<Vec<PhaseResult>, BenchError> {
+        let spec = CorpusSpec { vector_rows: self.options.bulk_rows, seed: self.options.corpus.seed + 1, ..self.options.corpus };
+        let path = self.options.work_dir.join("bulk-vectors.parquet");
+        let parquet_path = path.clone();
+        blocking(move || corpus::write_parquet_with_vectors(&parquet_path, &spec)).await??;
+        let upsert = self.import_phase(phase::BULK_BASELINE_UPSERT, &self.pipeline("bulk-upsert", &self.collections[5]), &path).await?;
+        let mut bulk_pipeline = self.pipeline("bulk-import", &self.collections[6]);
+        bulk_pipeline.bulk_import = Some(crate::settings::BulkImportSettings {
+            min_rows: 1,
+            staging: crate::settings::StagingLocation::Folder(
+                std::path::absolute(self.options.work_dir.join("bulk-staging"))
+                    .map_err(|source| BenchError::Io { path: self.options.work_dir.clone(), source })?,
+            ),
+            poll_interval: std::time::Duration::from_millis(100),
+            max_submissions: 1,
+        });
+        if let crate::sink::ImportApi::Unsupported { version } = self.context.sink.import_api().await? {
+            return Err(BenchError::Usage(format!("the server ({version}) has no bulk import; run with --bulk-rows 0")));
+        }
+        let bulk = self.import_phase(phase::BULK_IMPORT, &bulk_pipeline, &path).await?;
+        Ok(vec![upsert, bulk])
     }
 
     /// Creates the collection (untimed), then times the bare SDK loop over the Parquet file's rows.

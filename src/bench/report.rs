@@ -42,6 +42,12 @@ pub mod phase {
     pub const DAEMON_ONE_FILE: &str = "daemon_one_file";
     /// The daemon: the same rows dropped as files of 10 rows, until the last is in `.done/`.
     pub const DAEMON_SMALL_FILES: &str = "daemon_small_files";
+    /// Rows with vectors (`--bulk-rows`, 200,000 in full mode) upserted by the import pipeline,
+    /// flush included.
+    pub const BULK_BASELINE_UPSERT: &str = "bulk_baseline_upsert";
+    /// The same file through `bulk_import`: staged, imported by Milvus, until its rows are
+    /// visible to queries (when the file is marked imported).
+    pub const BULK_IMPORT: &str = "bulk_import";
 }
 
 /// One measured phase.
@@ -178,6 +184,8 @@ pub struct Ratios {
     /// `import_embedded ÷ model_best_fixed` in tokens/s (the import's rows/s × the corpus's mean
     /// tokens), target ≥ 0.95.
     pub import_vs_best_fixed: Option<f64>,
+    /// `bulk_import ÷ bulk_baseline_upsert` (rows/s, same file, same server, FLAT index for both).
+    pub bulk_vs_upsert: Option<f64>,
 }
 
 /// Where the import with embedding spends the seconds the raw model does not need: the profile of
@@ -270,6 +278,7 @@ impl BenchReport {
                 per_second(phase::IMPORT_EMBEDDED).map(|rows| rows * self.mean_tokens),
                 tokens_per_second(phase::MODEL_BEST_FIXED),
             ),
+            bulk_vs_upsert: ratio(per_second(phase::BULK_IMPORT), per_second(phase::BULK_BASELINE_UPSERT)),
         };
         self.embedded_gap = match (self.phase(phase::IMPORT_EMBEDDED), self.phase(phase::MODEL_FP32)) {
             (Some(import), Some(model)) if model.per_second > 0.0 => {
@@ -407,6 +416,13 @@ impl BenchReport {
             ratio(self.ratios.model_vs_best_fixed),
             ratio(self.ratios.import_vs_best_fixed),
         );
+        if self.ratios.bulk_vs_upsert.is_some() {
+            let _ = writeln!(
+                out,
+                "bulk import/upserts of the same rows with vectors (rows/s, until visible to queries): {}",
+                ratio(self.ratios.bulk_vs_upsert)
+            );
+        }
         if let Some(gap) = self.embedded_gap {
             let _ = writeln!(
                 out,

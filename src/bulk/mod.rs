@@ -18,6 +18,8 @@
 //! yet (issue #14: the per-pipeline `bulk_import` setting, new-keys-only selection, task ids in the
 //! ledger).
 
+pub mod store;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,6 +36,9 @@ use crate::sink::CollectionSpec;
 
 /// A staged file is closed once it holds about this many bytes (Milvus's advice: ≤ 1 GB per file).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Keys sampled per staged file ([`StagedFiles::samples`]).
+pub const SAMPLE_KEYS: usize = 32;
 
 /// Rows per row group are chosen for about this many bytes.
 pub const ROW_GROUP_BYTES: u64 = 32 << 20;
@@ -68,6 +73,9 @@ pub struct StagedFiles {
     pub dir: PathBuf,
     /// Absolute paths of the Parquet files.
     pub files: Vec<PathBuf>,
+    /// Per file, a sample of its keys (the first of every write, at most [`SAMPLE_KEYS`], and
+    /// the last): queried after the import to tell when its rows became visible.
+    pub samples: Vec<Vec<String>>,
     /// Rows written.
     pub rows: u64,
 }
@@ -80,6 +88,9 @@ pub struct StagingWriter {
     key_type: KeyType,
     current: Option<(PathBuf, ArrowWriter<File>, u64)>,
     files: Vec<PathBuf>,
+    samples: Vec<Vec<String>>,
+    current_samples: Vec<String>,
+    last_key: Option<String>,
     rows: u64,
 }
 
@@ -90,7 +101,18 @@ impl StagingWriter {
         std::fs::create_dir_all(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
         let dir = std::path::absolute(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
         let schema = Arc::new(arrow_schema(spec, key_type));
-        Ok(Self { dir, schema, spec: spec.clone(), key_type, current: None, files: Vec::new(), rows: 0 })
+        Ok(Self {
+            dir,
+            schema,
+            spec: spec.clone(),
+            key_type,
+            current: None,
+            files: Vec::new(),
+            samples: Vec::new(),
+            current_samples: Vec::new(),
+            last_key: None,
+            rows: 0,
+        })
     }
 
     /// Appends `rows` with their `vectors` (one per row, in order).
@@ -107,6 +129,10 @@ impl StagingWriter {
         writer.write(&batch).map_err(|error| StagingError::Encode { path: path.clone(), message: error.to_string() })?;
         *written += bytes;
         self.rows += rows.len() as u64;
+        if self.current_samples.len() < SAMPLE_KEYS {
+            self.current_samples.push(rows[0].primary_key.clone());
+        }
+        self.last_key = rows.last().map(|row| row.primary_key.clone());
         if *written >= MAX_FILE_BYTES {
             self.close_current()?;
         }
@@ -116,7 +142,7 @@ impl StagingWriter {
     /// Closes the last file; returns what was staged.
     pub fn finish(mut self) -> Result<StagedFiles, StagingError> {
         self.close_current()?;
-        Ok(StagedFiles { dir: self.dir, files: self.files, rows: self.rows })
+        Ok(StagedFiles { dir: self.dir, files: self.files, samples: self.samples, rows: self.rows })
     }
 
     fn open_next(&mut self) -> Result<(PathBuf, ArrowWriter<File>, u64), StagingError> {
@@ -133,6 +159,9 @@ impl StagingWriter {
             let file = writer.into_inner().map_err(|error| StagingError::Encode { path: path.clone(), message: error.to_string() })?;
             file.sync_all().map_err(|source| StagingError::Io { path: path.clone(), source })?;
             self.files.push(path);
+            let mut samples = std::mem::take(&mut self.current_samples);
+            samples.extend(self.last_key.take().filter(|last| samples.last() != Some(last)));
+            self.samples.push(samples);
         }
         Ok(())
     }

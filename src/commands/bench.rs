@@ -26,6 +26,8 @@ pub struct BenchArgs {
     pub rows: Option<usize>,
     /// Rows with precomputed vectors (default 100,000; smoke 2,000).
     pub vector_rows: Option<usize>,
+    /// Rows with vectors of the bulk-import phases (default 200,000; smoke 2,000; 0 skips them).
+    pub bulk_rows: Option<usize>,
     /// Words per generated text (default 25, about 37 word pieces).
     pub words: Option<usize>,
     /// Rows per pipeline batch and SDK request (default 512; smoke 128).
@@ -49,6 +51,7 @@ pub async fn bench(args: BenchArgs) -> Result<u8, CommandError> {
     options.corpus.text_rows = args.rows.unwrap_or(options.corpus.text_rows);
     options.corpus.vector_rows = args.vector_rows.unwrap_or(options.corpus.vector_rows);
     options.corpus.words_per_text = args.words.unwrap_or(options.corpus.words_per_text);
+    options.bulk_rows = args.bulk_rows.unwrap_or(options.bulk_rows);
     options.batch_rows = args.batch_rows.unwrap_or(options.batch_rows);
     options.keep_collections = args.keep;
     if options.corpus.text_rows == 0 || options.corpus.vector_rows == 0 || options.batch_rows == 0 || options.corpus.words_per_text == 0 {

@@ -125,7 +125,7 @@ impl std::str::FromStr for ConfiguredFormat {
 }
 
 /// Where a record sits in its file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordPosition {
     /// 0-based index of the record among the file's data records (header excluded).
     pub ordinal: u64,

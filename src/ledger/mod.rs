@@ -20,12 +20,14 @@
 //! the same sled transaction as the batch whose letters it covers, so letters of a batch that is
 //! replayed after a crash are cut off before they are written again.
 
+mod bulk;
 mod mirror;
 mod schedules;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use bulk::{BulkCounts, BulkJob, StagedTask, StashKind};
 pub use schedules::ScheduleEntry;
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
@@ -200,6 +202,10 @@ pub struct Ledger {
     schedules: sled::Tree,
     /// pipeline → [`DeadLetterMark`] (JSON).
     dead_letters: sled::Tree,
+    /// `pipeline \0 file hash` → [`BulkJob`] (JSON), while a file's bulk import is open.
+    bulk_jobs: sled::Tree,
+    /// Rows and dead letters waiting for a bulk job's commit ([`StashKind`]).
+    bulk_stash: sled::Tree,
     db: sled::Db,
 }
 
@@ -216,7 +222,8 @@ impl Ledger {
         let tree = |name: &str| db.open_tree(name).map_err(|error| storage_error(&path, error));
         let (files, mirror_keys, sources) = (tree("files")?, tree("mirror_keys")?, tree("sources")?);
         let (schedules, dead_letters) = (tree("schedules")?, tree("dead_letters")?);
-        Ok(Self { path, files, mirror_keys, sources, schedules, dead_letters, db })
+        let (bulk_jobs, bulk_stash) = (tree("bulk_jobs")?, tree("bulk_stash")?);
+        Ok(Self { path, files, mirror_keys, sources, schedules, dead_letters, bulk_jobs, bulk_stash, db })
     }
 
     /// Like [`Ledger::open`], but waits up to `wait` while another process holds the ledger: a

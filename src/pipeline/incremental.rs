@@ -66,10 +66,13 @@ impl LookupPolicy {
 /// Keys deleted per round of [`mirror_deletions`].
 const DELETE_PAGE: usize = 1024;
 
-/// Runs the stage until the input ends or the next stage hangs up.
+/// Runs the stage until the input ends or the next stage hangs up. With `look_up_all` (the bulk
+/// path) every batch is looked up and its stored keys are attached to it
+/// ([`RowBatch::stored_keys`]), whatever the [`LookupPolicy`] would save.
 pub(super) fn spawn(
     job: &FileJob<'_>,
     spec: CollectionSpec,
+    look_up_all: bool,
     mut input: mpsc::Receiver<RowBatch>,
     output: mpsc::Sender<RowBatch>,
 ) -> tokio::task::JoinHandle<Result<(), ImportError>> {
@@ -85,13 +88,19 @@ pub(super) fn spawn(
                 blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
             }
             let needing_model = batch.rows.iter().filter(|row| row.vector.is_none()).count();
-            if skip_unchanged && policy.should_look_up(keys.len(), needing_model) {
+            let look_up = if look_up_all { !keys.is_empty() } else { skip_unchanged && policy.should_look_up(keys.len(), needing_model) };
+            if look_up {
                 let (stored, read) = sink.stored_hashes(&spec, &keys).await?;
                 telemetry.looked_up(&pipeline, read.as_str());
                 policy.looked_up(stored.len());
-                let before = batch.rows.len();
-                batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
-                batch.unchanged += (before - batch.rows.len()) as u64;
+                if skip_unchanged {
+                    let before = batch.rows.len();
+                    batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
+                    batch.unchanged += (before - batch.rows.len()) as u64;
+                }
+                if look_up_all {
+                    batch.stored_keys = Some(stored.into_keys().collect());
+                }
             }
             if output.send(batch).await.is_err() {
                 break; // a later stage stopped; its error is reported there

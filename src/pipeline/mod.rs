@@ -23,10 +23,13 @@
 //! its committed position, for the caller to retry (the daemon backs off, `vecdrop import` retries
 //! until its deadline). Two imports of the same content never run at once in one process.
 
+mod bulk;
 mod incremental;
 mod read;
 
-use std::collections::HashMap;
+pub use self::bulk::CollectionLocks;
+
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -94,6 +97,22 @@ pub enum ImportError {
     /// start (the ledger keeps the file `importing` at its committed position).
     #[error("{path}: import interrupted by shutdown; it resumes from its committed position on the next start")]
     Interrupted { path: String },
+    /// The bulk path could not write its staging folder.
+    #[error("{path}: bulk import staging: {message}")]
+    Staging {
+        path: String,
+        /// What failed, naming the staged file or folder.
+        message: String,
+    },
+    /// Milvus's bulk import of the file's staged rows failed as often as `max_submissions` allows.
+    #[error("{path}: Milvus's bulk import failed: {reason} (the staged files are kept in {staging})")]
+    BulkImport {
+        path: String,
+        /// Milvus's reason.
+        reason: String,
+        /// The job folder, kept with a FAILED.txt.
+        staging: String,
+    },
     /// A stage ended without saying why (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -103,7 +122,11 @@ impl Classify for ImportError {
     fn fault(&self) -> Fault {
         match self {
             ImportError::Read(error) => error.fault(),
-            ImportError::Schema { .. } | ImportError::Changed { .. } | ImportError::Crashed { .. } => Fault::File,
+            ImportError::Schema { .. } | ImportError::Changed { .. } | ImportError::Crashed { .. } | ImportError::BulkImport { .. } => {
+                Fault::File
+            }
+            // An unwritable staging folder (full disk, permissions) is the environment's.
+            ImportError::Staging { .. } => Fault::Transient,
             ImportError::Embed(error) => error.fault(),
             ImportError::Sink(error) => error.fault(),
             ImportError::Flush(error) => error.fault(),
@@ -143,6 +166,10 @@ pub struct ImportContext {
     pub dead_letters: DeadLetters,
     /// Content being imported now, so that two copies of one file wait for each other.
     pub active: ActiveImports,
+    /// Per collection: bulk jobs write alone, upserting files together ([`CollectionLocks`]).
+    pub collection_locks: CollectionLocks,
+    /// Pipelines whose fall-back from bulk import to upserts was logged (once each).
+    pub bulk_fallbacks: Arc<Mutex<HashSet<String>>>,
 }
 
 impl ImportContext {
@@ -171,6 +198,8 @@ impl ImportContext {
             plugins,
             dead_letters,
             active: ActiveImports::default(),
+            collection_locks: CollectionLocks::default(),
+            bulk_fallbacks: Arc::default(),
         }
     }
 }
@@ -209,6 +238,9 @@ pub enum FileOutcome {
 /// content must still have.
 struct FileIdentity {
     hash: String,
+    /// Newline bytes in the content: an upper bound of a text file's records (the bulk path's
+    /// `min_rows`).
+    lines: u64,
     size: u64,
     modified: Option<SystemTime>,
     changed: (i64, i64),
@@ -241,6 +273,8 @@ pub struct Upserted {
     source: Source,
     identity: FileIdentity,
     progress: Progress,
+    /// Whether rows were upserted (bulk-imported segments need no flush).
+    needs_flush: bool,
     span: tracing::Span,
     _only_import_of_this_content: tokio::sync::OwnedMutexGuard<()>,
 }
@@ -322,22 +356,29 @@ async fn upsert_file_in_span(
     let options = BeginOptions { restart: force || source_moved_on, max_crashes: context.settings.daemon.max_crashes };
     let ledger = context.ledger.clone();
     let (name, hash, size, display) = (pipeline.name.clone(), identity.hash.clone(), identity.size, path.display().to_string());
-    let resume = match blocking(move || ledger.begin(&name, &hash, size, &display, options)).await? {
-        Begin::AlreadyImported(entry) => {
+    let resume = match blocking(move || {
+        let seen_before = ledger.get(&name, &hash)?.is_some();
+        Ok((seen_before, ledger.begin(&name, &hash, size, &display, options)?))
+    })
+    .await?
+    {
+        (_, Begin::AlreadyImported(entry)) => {
             if pipeline.mirror {
                 // A crash may have come between `finish` and the end of the mirror deletions.
                 incremental::mirror_deletions(&job).await?;
             }
             return Ok(Staged::AlreadyImported(entry));
         }
-        Begin::Crashed { crashes, .. } => return Err(ImportError::Crashed { path: path.display().to_string(), crashes }),
-        Begin::From(checkpoint) => checkpoint,
+        (_, Begin::Crashed { crashes, .. }) => return Err(ImportError::Crashed { path: path.display().to_string(), crashes }),
+        (seen_before, Begin::From(checkpoint)) => (seen_before, checkpoint),
     };
+    let (seen_before, resume) = resume;
     if resume != Checkpoint::Start {
         tracing::info!(ordinal = resume.ordinal(), "resuming after the last committed record");
     }
-    match run_stages(&job, format, resume).await {
-        Ok(progress) => Ok(Staged::Upserted(Upserted {
+    match run_stages(&job, format, resume, seen_before).await {
+        Ok((progress, needs_flush)) => Ok(Staged::Upserted(Upserted {
+            needs_flush,
             context: context.clone(),
             pipeline: pipeline.clone(),
             path: path.to_owned(),
@@ -368,10 +409,10 @@ impl Upserted {
     }
 
     async fn finish_in_span(self) -> Result<FileOutcome, ImportError> {
-        let Self { context, pipeline, path, source, identity, mut progress, .. } = self;
+        let Self { context, pipeline, path, source, identity, mut progress, needs_flush, .. } = self;
         let job = FileJob { context: &context, pipeline: &pipeline, path: &path, source: &source, identity: &identity, force: false };
         let flush_started = std::time::Instant::now();
-        let flushed = context.flusher.flush(&pipeline.collection.name).await.map_err(ImportError::Flush);
+        let flushed = if needs_flush { context.flusher.flush(&pipeline.collection.name).await.map_err(ImportError::Flush) } else { Ok(()) };
         let result = match flushed.and_then(|()| identity.check_unchanged(&source)) {
             Ok(()) => {
                 progress.flushed(flush_started.elapsed());
@@ -423,15 +464,35 @@ async fn record_failure(job: &FileJob<'_>, error: &ImportError) {
     }
 }
 
-/// Streams the file through the stages; returns its progress once every row is committed.
-async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Result<Progress, ImportError> {
+/// Streams the file through the stages; returns its progress once every row is committed. A
+/// file that qualifies for the pipeline's `bulk_import` goes the bulk path ([`bulk`]); a bulk job
+/// recorded before a restart is followed instead of reading the file again.
+async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint, seen_before: bool) -> Result<(Progress, bool), ImportError> {
     let FileJob { context, pipeline, path, source, identity, .. } = *job;
     let spec = CollectionSpec::of(pipeline, context.embedder.dimension(), context.embedder.identity());
     context.sink.ensure_collection(&spec).await?;
     let schema = RowSchema::of(pipeline, spec.dimension).with_key_type(context.sink.key_type(&spec));
     let options = ReadOptions { json_pointer: pipeline.json_pointer.clone() };
+    let is_parquet = matches!(format, Format::Parquet);
     let reader = open_reader(format, source, options, &resume, &schema).await?;
     let total_units = reader.total_units();
+    let mut progress = Progress::start(&path.display().to_string(), total_units, context.interactive);
+    progress.skip_to(resume.units());
+    let tracked = context.telemetry.track(&pipeline.name, &path.display().to_string(), total_units, resume.units());
+    if let Some(counts) = bulk::resume_recorded(job, &resume, &spec, &mut progress, &tracked).await? {
+        identity.check_unchanged(source)?;
+        progress.committed_all();
+        return Ok((progress, counts.upserted + counts.deferred > 0));
+    }
+    let estimated_rows = if is_parquet { total_units } else { identity.lines };
+    let mut consumer = match bulk::chosen(job, estimated_rows).await? {
+        Some(settings) => {
+            let exclusive = context.collection_locks.exclusive(&spec.collection.name).await;
+            Consumer::Bulk(Box::new(bulk::BulkStage::start(job, settings, spec.clone(), resume.clone(), exclusive).await?))
+        }
+        None => Consumer::Upsert(context.collection_locks.shared(&spec.collection.name).await),
+    };
+    let look_up_all = matches!(consumer, Consumer::Bulk(_)) && bulk::needs_lookups(job, seen_before);
     let read_job = ReadJob {
         reader,
         resume: resume.clone(),
@@ -450,25 +511,66 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
         embed_stage(context.embed_queue.clone(), Arc::clone(&context.telemetry), pipeline.name.clone(), row_receiver, embedded_sender)
             .in_current_span(),
     );
-    let read_stage = if pipeline.id_field.is_some() {
+    let read_stage = if pipeline.id_field.is_some() || look_up_all {
         let (read_sender, read_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
-        let stage = incremental::spawn(job, spec.clone(), read_receiver, row_sender);
+        let stage = incremental::spawn(job, spec.clone(), look_up_all, read_receiver, row_sender);
         (read::spawn(read_job, read_sender), Some(stage))
     } else {
         (read::spawn(read_job, row_sender), None)
     };
 
-    let mut progress = Progress::start(&path.display().to_string(), total_units, context.interactive);
-    progress.skip_to(resume.units());
-    let tracked = context.telemetry.track(&pipeline.name, &path.display().to_string(), total_units, resume.units());
     let mut commit_result = Ok(());
     while let Some(embedded) = embedded_receiver.recv().await {
-        commit_result = commit_batch(job, &spec, embedded, &mut progress, &tracked).await;
+        commit_result = match &mut consumer {
+            Consumer::Upsert(_) => commit_batch(job, &spec, embedded, &mut progress, &tracked).await,
+            Consumer::Bulk(stage) => stage.take(job, embedded, &mut progress, &tracked).await,
+        };
         if commit_result.is_err() {
             break;
         }
     }
     drop(embedded_receiver); // stops the earlier stages if the commit stage gave up
+    let ended = join_stages(embed_stage, read_stage, commit_result).await.and_then(|read_end| {
+        if read_end == ReadEnd::Interrupted {
+            return Err(ImportError::Interrupted { path: path.display().to_string() });
+        }
+        identity.check_unchanged(source)
+    });
+    match (consumer, ended) {
+        (Consumer::Bulk(stage), Err(error)) => {
+            stage.abandon(job).await;
+            return Err(error);
+        }
+        (_, Err(error)) => return Err(error),
+        (Consumer::Bulk(stage), Ok(())) => {
+            let counts = stage.finish(job, &mut progress, &tracked).await?;
+            progress.committed_all();
+            return Ok((progress, counts.upserted + counts.deferred > 0));
+        }
+        (Consumer::Upsert(_), Ok(())) => {}
+    }
+    progress.committed_all();
+    Ok((progress, true))
+}
+
+/// Where the embedded batches of a file go.
+enum Consumer<'a> {
+    /// Upserted and committed batch by batch, sharing the collection with other such files.
+    Upsert(#[allow(dead_code)] bulk::CollectionGuard),
+    /// Staged for Milvus's bulk import.
+    Bulk(Box<bulk::BulkStage<'a>>),
+}
+
+/// The read stage and, when keys are looked up, the incremental stage after it.
+type ReadStages = (tokio::task::JoinHandle<Result<ReadEnd, ImportError>>, Option<tokio::task::JoinHandle<Result<(), ImportError>>>);
+
+/// Waits for the stages before the commit stage and returns how reading ended; the first error
+/// in data-flow order wins (the commit stage's, then reading's, lookups', embedding's).
+async fn join_stages(
+    embed_stage: tokio::task::JoinHandle<Result<(), ImportError>>,
+    read_stage: ReadStages,
+    commit_result: Result<(), ImportError>,
+) -> Result<ReadEnd, ImportError> {
     let embed_result = embed_stage.await.map_err(|error| ImportError::Internal(format!("embed stage: {error}")))?;
     let (read_stage, incremental_stage) = read_stage;
     let incremental_result = match incremental_stage {
@@ -480,12 +582,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint) -> Re
     let read_end = read_end?;
     incremental_result?;
     embed_result?;
-    if read_end == ReadEnd::Interrupted {
-        return Err(ImportError::Interrupted { path: path.display().to_string() });
-    }
-    identity.check_unchanged(source)?;
-    progress.committed_all();
-    Ok(progress)
+    Ok(read_end)
 }
 
 /// Upserts one batch, then (Milvus acknowledged) writes its dead letters and commits its delta
@@ -561,6 +658,24 @@ async fn vectors_for(queue: &EmbedQueue, rows: &mut [Row]) -> Result<Vec<Vec<f32
         .collect()
 }
 
+/// BLAKE3 of everything `reader` yields, and its number of newline bytes.
+fn hash_and_count_lines(mut reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        hasher.update(&buffer[..read]);
+        lines += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
+    }
+    Ok((hasher.finalize().to_hex().to_string(), lines))
+}
+
 /// Runs blocking ledger work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, LedgerError> + Send + 'static) -> Result<T, ImportError> {
     tokio::task::spawn_blocking(work)
@@ -578,10 +693,10 @@ impl FileIdentity {
             let display = source.name().display().to_string();
             let io_error = |error| ReadError::Io { path: display.clone(), source: error };
             let metadata = source.metadata().map_err(io_error)?;
-            let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(source.open().map_err(io_error)?).map_err(io_error)?;
+            let (hash, lines) = hash_and_count_lines(source.open().map_err(io_error)?).map_err(io_error)?;
             let identity = Self {
-                hash: hasher.finalize().to_hex().to_string(),
+                hash,
+                lines,
                 size: metadata.len(),
                 modified: metadata.modified().ok(),
                 changed: (metadata.ctime(), metadata.ctime_nsec()),

@@ -39,6 +39,9 @@ pub struct RowBatch {
     pub unchanged: u64,
     /// Rows of the delta replaced by a later record with the same key.
     pub superseded: u64,
+    /// Keys of `rows` the collection already holds, when the incremental stage looked them up
+    /// (the bulk path imports only the others).
+    pub stored_keys: Option<std::collections::HashSet<String>>,
     /// Committed position before the batch.
     pub from: Checkpoint,
     /// Position after the batch's last record.
@@ -159,6 +162,7 @@ impl ReadJob {
             dead_letters: Vec::new(),
             unchanged: 0,
             superseded: 0,
+            stored_keys: None,
             from: at.clone(),
             to: at,
         }
@@ -263,6 +267,7 @@ mod tests {
             dead_letters: Vec::new(),
             unchanged: 0,
             superseded: 0,
+            stored_keys: None,
             from: Checkpoint::Start,
             to: Checkpoint::Start,
         };

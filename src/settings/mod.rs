@@ -172,6 +172,60 @@ pub struct PipelineSettings {
     pub mirror: bool,
     /// Largest share of a source's previous rows one mirror pass may delete (0.0..=1.0).
     pub mirror_max_delete_share: f64,
+    /// Big files through Milvus's bulk import ([`crate::bulk`]); `None`: every file is upserted.
+    pub bulk_import: Option<BulkImportSettings>,
+}
+
+/// Where a pipeline's bulk-import jobs are staged: on Milvus's storage either way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StagingLocation {
+    /// A folder (absolute) that Milvus reads under the same path: a standalone server with local
+    /// storage on this machine.
+    Folder(PathBuf),
+    /// Objects in a bucket (`s3://` — the bucket Milvus reads imports from — or `file://`, a
+    /// folder reached through the same object-store code, which Milvus then reads by absolute
+    /// path); files are written to a local spool first and uploaded.
+    Bucket(BucketSettings),
+}
+
+/// An object-store staging location and its credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketSettings {
+    /// The URL as configured (`s3://bucket/prefix`, `file:///root/prefix`), for messages.
+    pub url: String,
+    /// `s3` or `file`.
+    pub scheme: String,
+    /// The bucket (`s3`), or the root folder (`file`).
+    pub bucket: String,
+    /// Key prefix inside it, without leading or trailing `/` (may be empty).
+    pub prefix: String,
+    /// S3 endpoint other than AWS's (MinIO).
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    pub region: String,
+    /// Access key id (not secret).
+    pub access_key_id: String,
+    /// Secret access key (redacted in `Debug`).
+    pub secret_access_key: Secret,
+}
+
+/// The systemd credential (`LoadCredential=s3-secret-key:…`) read as the S3 secret access key when
+/// neither the config nor the environment gives one.
+pub const S3_SECRET_CREDENTIAL: &str = "s3-secret-key";
+
+/// `[pipelines.bulk_import]`, validated: when a file takes the bulk path and where its rows are
+/// staged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkImportSettings {
+    /// Files with at least this many records (estimated: Parquet's row count, else lines) take
+    /// the bulk path.
+    pub min_rows: u64,
+    /// Where job folders are staged.
+    pub staging: StagingLocation,
+    /// How often running import tasks are polled.
+    pub poll_interval: Duration,
+    /// Submissions of a failing staged file before the file fails (at least 1).
+    pub max_submissions: u32,
 }
 
 /// The part of a pipeline's collection the config decides; [`crate::sink::CollectionSpec`] adds
@@ -608,8 +662,93 @@ impl PipelineSettings {
             mirror: raw.mirror,
             mirror_max_delete_share: raw.mirror_max_delete_share,
             batch_rows: raw.batch_rows,
+            bulk_import: raw.bulk_import.map(|bulk| bulk_import_of(bulk, base_dir)).transpose()?,
         })
     }
+}
+
+fn bulk_import_of(raw: raw::RawBulkImport, base_dir: &Path) -> Result<BulkImportSettings, String> {
+    let staging = raw.staging.clone().ok_or(
+        "bulk_import.staging: required (a folder on Milvus's storage, e.g. \"/var/lib/milvus/vecdrop-staging\", or s3://BUCKET/PREFIX)",
+    )?;
+    if raw.max_submissions == 0 {
+        return Err("bulk_import.max_submissions: expected at least 1".to_owned());
+    }
+    if raw.poll_interval.is_zero() {
+        return Err("bulk_import.poll_interval: expected more than 0s".to_owned());
+    }
+    let staging = match staging.split_once("://") {
+        None => {
+            if raw.endpoint.is_some() || raw.access_key_id.is_some() || raw.secret_access_key_file.is_some() {
+                return Err("bulk_import: endpoint and credentials are for s3:// staging; a folder needs none".to_owned());
+            }
+            StagingLocation::Folder(resolve(base_dir, Path::new(&staging)))
+        }
+        Some((scheme, rest)) => StagingLocation::Bucket(bucket_of(&raw, scheme, rest, base_dir)?),
+    };
+    Ok(BulkImportSettings { min_rows: raw.min_rows, staging, poll_interval: raw.poll_interval, max_submissions: raw.max_submissions })
+}
+
+/// An `s3://` or `file://` staging URL with its credentials (`file://` takes none).
+fn bucket_of(raw: &raw::RawBulkImport, scheme: &str, rest: &str, base_dir: &Path) -> Result<BucketSettings, String> {
+    let url = format!("{scheme}://{rest}");
+    let (bucket, prefix) = match scheme {
+        "s3" => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("bulk_import.staging: {url}: expected s3://BUCKET/PREFIX"));
+            }
+            (bucket.to_owned(), prefix.trim_matches('/').to_owned())
+        }
+        "file" => {
+            if !rest.starts_with('/') {
+                return Err(format!("bulk_import.staging: {url}: expected file:///ABSOLUTE/PATH"));
+            }
+            ("/".to_owned(), rest.trim_matches('/').to_owned())
+        }
+        other => return Err(format!("bulk_import.staging: {url}: unsupported scheme {other:?} (s3:// or a folder)")),
+    };
+    let (access_key_id, secret_access_key) = if scheme == "s3" {
+        let id = raw.access_key_id.clone().or_else(|| std::env::var("AWS_ACCESS_KEY_ID").ok()).unwrap_or_default();
+        let file = raw.secret_access_key_file.as_deref().map(|file| resolve(base_dir, file));
+        let secret = match file {
+            Some(file) => {
+                secret_file(&file).map_err(|message| format!("bulk_import.secret_access_key_file {}: {message}", file.display()))?
+            }
+            None => match std::env::var("AWS_SECRET_ACCESS_KEY") {
+                Ok(secret) => Secret::new(secret),
+                Err(_) => match std::env::var_os("CREDENTIALS_DIRECTORY").map(|dir| PathBuf::from(dir).join(S3_SECRET_CREDENTIAL)) {
+                    Some(file) if file.is_file() => {
+                        read_token(&file).map_err(|error| format!("systemd credential {}: {error}", file.display()))?
+                    }
+                    _ => Secret::default(),
+                },
+            },
+        };
+        (id, secret)
+    } else {
+        (String::new(), Secret::default())
+    };
+    Ok(BucketSettings {
+        url,
+        scheme: scheme.to_owned(),
+        bucket,
+        prefix,
+        endpoint: raw.endpoint.clone(),
+        region: raw.region.clone(),
+        access_key_id,
+        secret_access_key,
+    })
+}
+
+/// The secret in `file`, which must not be readable by every user.
+fn secret_file(file: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata = std::fs::metadata(file).map_err(|error| error.to_string())?;
+    if metadata.permissions().mode() & 0o004 != 0 {
+        return Err("readable by every user; chmod o-r it (e.g. 0600 or 0640)".to_owned());
+    }
+    read_token(file)
 }
 
 fn collection_of(raw: &RawPipeline) -> Result<CollectionSettings, String> {

@@ -381,6 +381,53 @@ pub struct RawPipeline {
     /// version held is held back and reported instead (a truncated upload must not wipe a
     /// collection); 1.0 never holds back.
     pub mirror_max_delete_share: f64,
+    /// Big files through Milvus's bulk import instead of upserts (`[pipelines.bulk_import]`);
+    /// unset: every file is upserted.
+    pub bulk_import: Option<RawBulkImport>,
+}
+
+/// `[pipelines.bulk_import]` as written: when a file takes the bulk path and where its rows are
+/// staged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBulkImport {
+    /// Files with at least this many records take the bulk path (Parquet: the footer's row count;
+    /// CSV, JSON Lines and JSON: the number of lines, an upper bound).
+    pub min_rows: u64,
+    /// Where the staged Parquet files go, on Milvus's storage (required): a folder Milvus reads
+    /// under the same absolute path (a standalone server with local storage on this machine), or
+    /// `s3://BUCKET/PREFIX` — the bucket Milvus reads imports from (its `minio.bucketName`).
+    pub staging: Option<String>,
+    /// S3 endpoint for a bucket that is not AWS's, e.g. `"http://minio:9000"`.
+    pub endpoint: Option<String>,
+    /// The bucket's region.
+    pub region: String,
+    /// Access key id; default: `$AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Option<String>,
+    /// File holding the secret access key (not readable by others); default:
+    /// `$AWS_SECRET_ACCESS_KEY`, else the systemd credential `s3-secret-key`.
+    pub secret_access_key_file: Option<PathBuf>,
+    /// How often a running import is polled, e.g. `"500ms"`.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// Submissions of a staged file whose import task failed before the file is failed with
+    /// Milvus's reason (a task failure leaves none of its rows visible).
+    pub max_submissions: u32,
+}
+
+impl Default for RawBulkImport {
+    fn default() -> Self {
+        Self {
+            min_rows: 100_000,
+            staging: None,
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            access_key_id: None,
+            secret_access_key_file: None,
+            poll_interval: Duration::from_millis(500),
+            max_submissions: 2,
+        }
+    }
 }
 
 impl Default for RawPipeline {
@@ -403,6 +450,7 @@ impl Default for RawPipeline {
             timezone: None,
             mirror: false,
             mirror_max_delete_share: 0.5,
+            bulk_import: None,
             batch_rows: 512,
             index: RawIndex::default(),
             fields: BTreeMap::new(),

@@ -251,3 +251,58 @@ fn the_venv_is_looked_for_beside_the_config_and_the_binary_never_in_the_working_
     assert!(roots.iter().all(|root| root.is_absolute()), "{roots:?}");
     assert!(!roots.contains(&PathBuf::from(".")), "{roots:?}");
 }
+
+#[test]
+fn bulk_import_needs_a_staging_folder_and_resolves_it_next_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings =
+        Settings::from_file(&write(dir.path(), &pipeline_with("bulk_import = { min_rows = 5000, staging = \"staging\" }"))).unwrap();
+    let bulk = settings.pipelines[0].bulk_import.clone().expect("bulk_import set");
+    assert_eq!(bulk.min_rows, 5000);
+    assert_eq!(bulk.staging, StagingLocation::Folder(dir.path().join("staging")));
+    assert_eq!((bulk.poll_interval, bulk.max_submissions), (Duration::from_millis(500), 2), "documented defaults");
+    assert_eq!(Settings::from_file(&write(dir.path(), MINIMAL)).unwrap().pipelines[0].bulk_import, None, "off unless asked for");
+
+    for (extra, expected) in [
+        ("bulk_import = { min_rows = 10 }", "bulk_import.staging: required"),
+        ("bulk_import = { staging = \"gs://bucket/prefix\" }", "unsupported scheme"),
+        ("bulk_import = { staging = \"s3:///prefix\" }", "expected s3://BUCKET/PREFIX"),
+        ("bulk_import = { staging = \"file://relative\" }", "expected file:///ABSOLUTE/PATH"),
+        ("bulk_import = { staging = \"/s\", endpoint = \"http://minio:9000\" }", "a folder needs none"),
+        ("bulk_import = { staging = \"/s\", max_submissions = 0 }", "bulk_import.max_submissions"),
+        ("bulk_import = { staging = \"/s\", poll_interval = \"0s\" }", "bulk_import.poll_interval"),
+        ("bulk_import = { staging = \"/s\", min_row = 1 }", "min_row"),
+    ] {
+        let error = Settings::from_file(&write(dir.path(), &pipeline_with(extra))).unwrap_err().to_string();
+        assert!(error.contains(expected), "{extra}: {error}");
+    }
+}
+
+#[test]
+fn s3_staging_reads_its_secret_from_a_private_file_and_never_shows_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s3-secret");
+    std::fs::write(&secret, "very-secret-key\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let extra = "bulk_import = { staging = \"s3://milvus-bucket/imports/vecdrop/\", endpoint = \"http://minio:9000\", access_key_id = \"minioadmin\", secret_access_key_file = \"s3-secret\" }";
+    let settings = Settings::from_file(&write(dir.path(), &pipeline_with(extra))).unwrap();
+    let Some(BulkImportSettings { staging: StagingLocation::Bucket(bucket), .. }) = settings.pipelines[0].bulk_import.clone() else {
+        panic!("a bucket location")
+    };
+    assert_eq!((bucket.scheme.as_str(), bucket.bucket.as_str(), bucket.prefix.as_str()), ("s3", "milvus-bucket", "imports/vecdrop"));
+    assert_eq!(bucket.endpoint.as_deref(), Some("http://minio:9000"));
+    assert_eq!((bucket.access_key_id.as_str(), bucket.secret_access_key.expose()), ("minioadmin", "very-secret-key"));
+    assert!(!format!("{settings:?}").contains("very-secret-key"), "the secret is redacted");
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let error = Settings::from_file(&write(dir.path(), &pipeline_with(extra))).unwrap_err().to_string();
+    assert!(error.contains("secret_access_key_file") && error.contains("readable by every user"), "{error}");
+
+    let local = "bulk_import = { staging = \"file:///srv/milvus/staging\" }";
+    let settings = Settings::from_file(&write(dir.path(), &pipeline_with(local))).unwrap();
+    let Some(BulkImportSettings { staging: StagingLocation::Bucket(bucket), .. }) = settings.pipelines[0].bulk_import.clone() else {
+        panic!("a bucket location")
+    };
+    assert_eq!((bucket.scheme.as_str(), bucket.bucket.as_str(), bucket.prefix.as_str()), ("file", "/", "srv/milvus/staging"));
+}

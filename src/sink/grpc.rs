@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use milvus::proto::common::{ImportState, KeyValuePair, Status};
 use milvus::proto::milvus::milvus_service_client::MilvusServiceClient;
-use milvus::proto::milvus::{FlushRequest, GetFlushStateRequest, GetImportStateRequest, ImportRequest};
+use milvus::proto::milvus::{
+    FlushRequest, GetFlushStateRequest, GetImportStateRequest, GetVersionRequest, ImportRequest, ListImportTasksRequest,
+};
 use milvus::v2::error::Error as MilvusError;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -192,6 +194,49 @@ impl RawMilvus {
         let response = self.service.clone().get_import_state(GetImportStateRequest { task }).await?.into_inner();
         succeeded(response.status)?;
         Ok(progress_of(response.state, response.row_count, &response.infos))
+    }
+}
+
+/// An import task Milvus knows of (`ListImportTasks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportTask {
+    /// The task id.
+    pub id: i64,
+    /// The files it imports (the `files` entry of its infos).
+    pub files: Vec<String>,
+    /// Where it stands.
+    pub progress: ImportProgress,
+}
+
+impl RawMilvus {
+    /// The server's version string (`v2.3.5`, `v2.3.5-lite` for the PyPI server,
+    /// `milvus_lite-3.2.2` for Milvus Lite).
+    pub async fn server_version(&self) -> Result<String, MilvusError> {
+        let response = self.service.clone().get_version(GetVersionRequest {}).await?.into_inner();
+        succeeded(response.status)?;
+        Ok(response.version)
+    }
+
+    /// The import tasks of `collection` Milvus still lists (recent ones first or last, as Milvus
+    /// keeps them), with their files.
+    pub async fn import_tasks(&self, collection: &str) -> Result<Vec<ImportTask>, MilvusError> {
+        let request = ListImportTasksRequest { collection_name: collection.to_owned(), limit: 0, ..Default::default() };
+        let response = self.service.clone().list_import_tasks(request).await?.into_inner();
+        succeeded(response.status)?;
+        Ok(response
+            .tasks
+            .into_iter()
+            .map(|task| ImportTask {
+                id: task.id,
+                files: task
+                    .infos
+                    .iter()
+                    .find(|info| info.key == "files")
+                    .map(|info| info.value.split(',').filter(|file| !file.is_empty()).map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                progress: progress_of(task.state, task.row_count, &task.infos),
+            })
+            .collect())
     }
 }
 

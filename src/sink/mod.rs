@@ -18,6 +18,7 @@ mod collection;
 mod columns;
 pub mod flusher;
 mod grpc;
+pub mod import;
 mod lite;
 pub mod recent;
 mod retry;
@@ -39,6 +40,7 @@ use milvus::v2::response::dql::QueryResponse;
 use self::columns::{columns, json_at, key_of};
 pub use self::columns::{key_filter, request_ranges};
 pub use grpc::ImportProgress;
+pub use import::{ImportApi, ListedImport};
 pub use lite::{is_local_path, EmbeddedMilvus};
 use retry::Attempt;
 pub use retry::{backoff_delay, classify, is_rate_limited, jittered, ErrorClass, RetryPolicy};
@@ -178,6 +180,10 @@ pub struct MilvusSink {
     /// Row hashes this process wrote lately: lets unchanged-row lookups read with bounded
     /// staleness ([`recent`]).
     recent: RecentWrites,
+    /// The settings it was opened with (the REST import client is made from them).
+    settings: MilvusSettings,
+    /// The server's import API, asked for on first use ([`import`]).
+    import_api: OnceCell<ImportApi>,
     /// Kept so that Milvus Lite lives as long as the sink; dropped (stopped) with it.
     _embedded: Option<EmbeddedMilvus>,
 }
@@ -241,6 +247,8 @@ impl MilvusSink {
             collections: Mutex::new(HashMap::new()),
             key_types: Mutex::new(HashMap::new()),
             recent: RecentWrites::new(settings.graceful_time, std::time::Instant::now()),
+            settings: settings.clone(),
+            import_api: OnceCell::new(),
             _embedded: embedded,
         })
     }
@@ -373,18 +381,6 @@ impl MilvusSink {
             }
         }
         Ok(())
-    }
-
-    /// Submits a bulk import of `files` (absolute paths on Milvus's storage, e.g. from
-    /// [`crate::bulk::StagingWriter`]) into `spec`'s collection: one task per file, in order.
-    /// Bulk import only inserts: the rows' keys must be new to the collection.
-    pub async fn bulk_import(&self, spec: &CollectionSpec, files: &[String]) -> Result<Vec<i64>, SinkError> {
-        self.retrying("import", &spec.collection.name, || self.raw.import(&spec.collection.name, files)).await
-    }
-
-    /// Where bulk-import `task` of `collection` stands.
-    pub async fn import_progress(&self, collection: &str, task: i64) -> Result<ImportProgress, SinkError> {
-        self.retrying("import_state", collection, || self.raw.import_progress(task)).await
     }
 
     /// `count(*)` with strong consistency.

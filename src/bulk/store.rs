@@ -1,0 +1,281 @@
+//! Where staged files live for Milvus to read them: a folder of Milvus's machine, or objects of
+//! the bucket Milvus reads imports from.
+//!
+//! - [`StagingLocation::Folder`]: the writer writes straight into
+//!   `<folder>/<pipeline>/<job>/`; Milvus is sent those absolute paths.
+//! - [`StagingLocation::Bucket`]: the writer writes into a local spool
+//!   (`<state.dir>/bulk-spool/<pipeline>/<job>/`), then each file is uploaded (multipart, streamed)
+//!   to `<prefix>/<pipeline>/<job>/part-NNNNN.parquet` through `object_store`, and the spool is
+//!   removed. Milvus is sent the object key (Milvus 2.3 resolves import paths inside its own
+//!   bucket; a ≥ 2.4 REST job the same). `file://` URLs go through the same code to a local folder
+//!   (the key then sent as an absolute path), which is how the tests exercise it against a
+//!   standalone server with local storage.
+//!
+//! The secret access key is handed to the S3 client only; it is never logged (`Secret`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+use crate::settings::{BucketSettings, StagingLocation};
+
+/// Bytes read from a spooled file per uploaded chunk.
+const UPLOAD_CHUNK: usize = 8 << 20;
+
+/// Why the staging location failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket settings do not make a client.
+    #[error("staging {url}: {message}")]
+    Config {
+        /// The configured URL.
+        url: String,
+        /// What the client builder said.
+        message: String,
+    },
+    /// An upload, listing or deletion failed.
+    #[error("staging {location}: {message}")]
+    Object {
+        /// The object or prefix.
+        location: String,
+        /// What the store said.
+        message: String,
+    },
+    /// A spooled file could not be read.
+    #[error("staging {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A pipeline's staging location, opened.
+pub enum StagingStore {
+    /// A folder Milvus reads under the same absolute path.
+    Folder(PathBuf),
+    /// A bucket (or, for `file://`, a folder through the object-store code).
+    Bucket {
+        /// Its settings (URL, prefix, credentials).
+        settings: BucketSettings,
+        /// The client.
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl StagingStore {
+    /// Opens `location` (no network traffic: the S3 client connects on first use).
+    pub fn open(location: &StagingLocation) -> Result<Self, StoreError> {
+        match location {
+            StagingLocation::Folder(folder) => Ok(Self::Folder(folder.clone())),
+            StagingLocation::Bucket(settings) => {
+                let config = |error: object_store::Error| StoreError::Config { url: settings.url.clone(), message: error.to_string() };
+                let store: Arc<dyn ObjectStore> = match settings.scheme.as_str() {
+                    "file" => Arc::new(object_store::local::LocalFileSystem::new()),
+                    _ => {
+                        let mut builder =
+                            object_store::aws::AmazonS3Builder::new().with_bucket_name(&settings.bucket).with_region(&settings.region);
+                        if let Some(endpoint) = &settings.endpoint {
+                            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+                        }
+                        if !settings.access_key_id.is_empty() {
+                            builder = builder
+                                .with_access_key_id(&settings.access_key_id)
+                                .with_secret_access_key(settings.secret_access_key.expose());
+                        }
+                        Arc::new(builder.build().map_err(config)?)
+                    }
+                };
+                Ok(Self::Bucket { settings: settings.clone(), store })
+            }
+        }
+    }
+
+    /// The local folder the writer writes job `job` of `pipeline` into: the staging folder itself,
+    /// or the spool under `state_dir` for a bucket.
+    pub fn writer_dir(&self, state_dir: &Path, pipeline: &str, job: &str) -> PathBuf {
+        match self {
+            Self::Folder(folder) => folder.join(pipeline).join(job),
+            Self::Bucket { .. } => state_dir.join("bulk-spool").join(pipeline).join(job),
+        }
+    }
+
+    /// The object prefix of job `job` of `pipeline` (`None` for a folder).
+    pub fn job_prefix(&self, pipeline: &str, job: &str) -> Option<String> {
+        match self {
+            Self::Folder(_) => None,
+            Self::Bucket { settings, .. } => Some(
+                [settings.prefix.as_str(), pipeline, job].iter().filter(|part| !part.is_empty()).copied().collect::<Vec<_>>().join("/"),
+            ),
+        }
+    }
+
+    /// Makes the written `files` readable by Milvus and returns the paths to send it, in order: a
+    /// folder's files as they are; a bucket's uploaded under `job_prefix` (then the spool is
+    /// removed).
+    pub async fn publish(&self, files: &[PathBuf], job_prefix: Option<&str>) -> Result<Vec<String>, StoreError> {
+        let (Self::Bucket { settings, store }, Some(prefix)) = (self, job_prefix) else {
+            return Ok(files.iter().map(|file| file.display().to_string()).collect());
+        };
+        let mut paths = Vec::with_capacity(files.len());
+        for file in files {
+            let name = file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+            let key = format!("{prefix}/{name}");
+            upload(store.as_ref(), file, &object_path(settings, &key)).await?;
+            paths.push(milvus_path(settings, &key));
+        }
+        if let Some(spool) = files.first().and_then(|file| file.parent()) {
+            let _ = std::fs::remove_dir_all(spool);
+        }
+        Ok(paths)
+    }
+
+    /// Removes a job's staging: its folder (a folder location, or a bucket job's spool) and, for a
+    /// bucket, every object under its prefix. Harmless when already gone.
+    pub async fn remove(&self, dir: &Path, job_prefix: Option<&str>) -> Result<(), StoreError> {
+        if let Err(source) = std::fs::remove_dir_all(dir) {
+            if source.kind() != std::io::ErrorKind::NotFound {
+                return Err(StoreError::Io { path: dir.to_owned(), source });
+            }
+        }
+        let (Self::Bucket { settings, store }, Some(prefix)) = (self, job_prefix) else { return Ok(()) };
+        let location = object_path(settings, prefix);
+        let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
+        let objects: Vec<_> = store.list(Some(&location)).try_collect().await.map_err(failed)?;
+        for object in objects {
+            match store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(failed(error)),
+            }
+        }
+        if settings.scheme == "file" {
+            // Objects of a local store leave their folders behind.
+            let _ = std::fs::remove_dir_all(Path::new("/").join(location.as_ref()));
+        }
+        Ok(())
+    }
+
+    /// Writes `text` as `FAILED.txt` next to a failed job's staged files.
+    pub async fn keep_with_reason(&self, dir: &Path, job_prefix: Option<&str>, text: &str) -> Result<(), StoreError> {
+        match (self, job_prefix) {
+            (Self::Bucket { settings, store }, Some(prefix)) => {
+                let location = object_path(settings, &format!("{prefix}/FAILED.txt"));
+                store
+                    .put(&location, PutPayload::from(text.as_bytes().to_vec()))
+                    .await
+                    .map(drop)
+                    .map_err(|error| StoreError::Object { location: location.to_string(), message: error.to_string() })
+            }
+            _ => std::fs::write(dir.join("FAILED.txt"), text).map_err(|source| StoreError::Io { path: dir.join("FAILED.txt"), source }),
+        }
+    }
+
+    /// Where a job's staging is, for messages: its folder or its bucket URL.
+    pub fn describe(&self, dir: &Path, job_prefix: Option<&str>) -> String {
+        match (self, job_prefix) {
+            (Self::Bucket { settings, .. }, Some(prefix)) if settings.scheme == "s3" => format!("s3://{}/{prefix}", settings.bucket),
+            (Self::Bucket { .. }, Some(prefix)) => format!("/{prefix}"),
+            _ => dir.display().to_string(),
+        }
+    }
+}
+
+/// The object-store path of `key` (for `file://`, keys are relative to `/`).
+fn object_path(_settings: &BucketSettings, key: &str) -> ObjectPath {
+    ObjectPath::from(key)
+}
+
+/// The path Milvus is sent for `key`: the key inside its bucket, or the absolute path for `file://`.
+fn milvus_path(settings: &BucketSettings, key: &str) -> String {
+    if settings.scheme == "file" {
+        format!("/{key}")
+    } else {
+        key.to_owned()
+    }
+}
+
+/// Streams `file` to `location` as a multipart upload.
+async fn upload(store: &dyn ObjectStore, file: &Path, location: &ObjectPath) -> Result<(), StoreError> {
+    let io = |source| StoreError::Io { path: file.to_owned(), source };
+    let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
+    let mut reader = tokio::fs::File::open(file).await.map_err(io)?;
+    let mut upload = WriteMultipart::new(store.put_multipart(location).await.map_err(failed)?);
+    let mut buffer = vec![0u8; UPLOAD_CHUNK];
+    loop {
+        let read = reader.read(&mut buffer).await.map_err(io)?;
+        if read == 0 {
+            break;
+        }
+        upload.wait_for_capacity(4).await.map_err(failed)?;
+        upload.write(&buffer[..read]);
+    }
+    upload.finish().await.map_err(failed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Secret;
+
+    fn file_bucket(root: &Path) -> BucketSettings {
+        BucketSettings {
+            url: format!("file://{}", root.display()),
+            scheme: "file".into(),
+            bucket: "/".into(),
+            prefix: root.display().to_string().trim_matches('/').to_owned(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: Secret::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bucket_job_is_uploaded_from_the_spool_kept_with_its_reason_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bucket-root");
+        std::fs::create_dir_all(&root).unwrap();
+        let store = StagingStore::open(&StagingLocation::Bucket(file_bucket(&root))).unwrap();
+        let spool = store.writer_dir(&dir.path().join("state"), "p", "job-1");
+        assert!(spool.starts_with(dir.path().join("state/bulk-spool")));
+        std::fs::create_dir_all(&spool).unwrap();
+        let content: Vec<u8> = (0..20_000_000u32).map(|byte| byte as u8).collect();
+        std::fs::write(spool.join("part-00000.parquet"), &content).unwrap();
+        let prefix = store.job_prefix("p", "job-1").unwrap();
+        assert!(prefix.ends_with("bucket-root/p/job-1"), "{prefix}");
+
+        let paths = store.publish(&[spool.join("part-00000.parquet")], Some(&prefix)).await.unwrap();
+        assert_eq!(paths, vec![root.join("p/job-1/part-00000.parquet").display().to_string()], "file:// sends absolute paths");
+        assert_eq!(std::fs::read(&paths[0]).unwrap(), content, "uploaded in chunks, byte for byte");
+        assert!(!spool.exists(), "the spool is removed after the upload");
+
+        store.keep_with_reason(&spool, Some(&prefix), "task failed: why").await.unwrap();
+        assert_eq!(std::fs::read_to_string(root.join("p/job-1/FAILED.txt")).unwrap(), "task failed: why");
+        store.remove(&spool, Some(&prefix)).await.unwrap();
+        assert!(!root.join("p/job-1").exists(), "every object of the job is gone");
+        store.remove(&spool, Some(&prefix)).await.unwrap();
+    }
+
+    #[test]
+    fn s3_jobs_are_keys_inside_the_bucket() {
+        let settings = BucketSettings {
+            url: "s3://milvus-bucket/imports".into(),
+            scheme: "s3".into(),
+            bucket: "milvus-bucket".into(),
+            prefix: "imports".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: "us-east-1".into(),
+            access_key_id: "id".into(),
+            secret_access_key: Secret::new("secret"),
+        };
+        assert_eq!(milvus_path(&settings, "imports/p/j/part-00000.parquet"), "imports/p/j/part-00000.parquet");
+        let store = StagingStore::open(&StagingLocation::Bucket(settings)).unwrap();
+        assert_eq!(store.job_prefix("p", "j").as_deref(), Some("imports/p/j"));
+        assert_eq!(store.describe(Path::new("/spool"), Some("imports/p/j")), "s3://milvus-bucket/imports/p/j");
+    }
+}
