@@ -268,6 +268,9 @@ async fn a_failing_task_is_submitted_again_then_fails_the_file_with_milvus_s_rea
         Daemon::start_with_env(&config, &status, &[("VECDROP_FAILPOINT", "bulk_staged"), ("VECDROP_FAILPOINT_PAUSE", &pause_text)]);
     std::fs::rename(outside.join("broken.parquet"), drop.join("broken.parquet")).unwrap();
     daemon.wait_for("staging to end", Duration::from_secs(300), |_| pause.join("reached").exists());
+    let in_flight = &daemon.status()["in_flight"][0];
+    assert_eq!(in_flight["bulk"]["phase"], "staging", "/status shows the bulk phase: {in_flight}");
+    assert_eq!(in_flight["bulk"]["rows_staged"], 2_000);
 
     // The staged file is damaged on Milvus's storage: its vectors have 8 dimensions, not 384.
     let job = staging_jobs(&config).pop().expect("a job folder");
@@ -341,4 +344,28 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         found.push(path);
     }
     found
+}
+
+#[test]
+fn check_reports_the_import_api_and_the_staging_location() {
+    let collection = unique_collection("bulk_check");
+    let config = bulk_config(&collection, "", "");
+    let output = config.run("check", &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert!(text.contains("pipeline test bulk import") && text.contains("grpc import API"), "{text}");
+    assert!(text.contains("pipeline test bulk staging") && text.contains("created by the first bulk job"), "{text}");
+    assert!(!config.dir.path().join("staging").exists(), "check creates nothing");
+
+    let unwritable = bulk_config(&collection, "", "").dir;
+    let blocked = TestConfig::with_sections(
+        &collection,
+        &format!("id_field = \"id\"\nbulk_import = {{ staging = \"{}/file-not-folder/staging\" }}", unwritable.path().display()),
+        "",
+    );
+    std::fs::write(unwritable.path().join("file-not-folder"), "").unwrap();
+    let output = blocked.run("check", &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(text.contains("bulk staging") && text.contains("not a writable directory"), "{text}");
 }

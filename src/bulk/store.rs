@@ -77,8 +77,16 @@ impl StagingStore {
                 let store: Arc<dyn ObjectStore> = match settings.scheme.as_str() {
                     "file" => Arc::new(object_store::local::LocalFileSystem::new()),
                     _ => {
-                        let mut builder =
-                            object_store::aws::AmazonS3Builder::new().with_bucket_name(&settings.bucket).with_region(&settings.region);
+                        let mut builder = object_store::aws::AmazonS3Builder::new()
+                            .with_bucket_name(&settings.bucket)
+                            .with_region(&settings.region)
+                            // A few quick retries; beyond them the file's import stops as transient
+                            // and the daemon's backoff takes over (no second long retry layer).
+                            .with_retry(object_store::RetryConfig {
+                                max_retries: 3,
+                                retry_timeout: std::time::Duration::from_secs(60),
+                                ..Default::default()
+                            });
                         if let Some(endpoint) = &settings.endpoint {
                             builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
                         }
@@ -171,6 +179,33 @@ impl StagingStore {
                     .map_err(|error| StoreError::Object { location: location.to_string(), message: error.to_string() })
             }
             _ => std::fs::write(dir.join("FAILED.txt"), text).map_err(|source| StoreError::Io { path: dir.join("FAILED.txt"), source }),
+        }
+    }
+
+    /// Checks that staging can work without writing anything: a folder (or its nearest existing
+    /// parent, where it will be created) must be a writable directory; a bucket must answer a
+    /// listing of the prefix with these credentials. Returns what was checked.
+    pub async fn probe(&self) -> Result<String, StoreError> {
+        match self {
+            Self::Folder(folder) => {
+                let existing = folder.ancestors().find(|ancestor| ancestor.exists()).unwrap_or(Path::new("/"));
+                let metadata = std::fs::metadata(existing).map_err(|source| StoreError::Io { path: existing.to_owned(), source })?;
+                let writable = rustix::fs::access(existing, rustix::fs::Access::WRITE_OK).is_ok();
+                if !metadata.is_dir() || !writable {
+                    let source = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "not a writable directory");
+                    return Err(StoreError::Io { path: existing.to_owned(), source });
+                }
+                let created = if existing == folder { "" } else { " (created by the first bulk job)" };
+                Ok(format!("{}{created}; Milvus must read it under the same path", folder.display()))
+            }
+            Self::Bucket { settings, store } => {
+                let prefix = ObjectPath::from(settings.prefix.as_str());
+                let mut listing = store.list(Some(&prefix));
+                match listing.try_next().await {
+                    Ok(_) => Ok(format!("{} answers a listing", settings.url)),
+                    Err(error) => Err(StoreError::Object { location: settings.url.clone(), message: error.to_string() }),
+                }
+            }
         }
     }
 

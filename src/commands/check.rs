@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use super::{connect_milvus, load_embedder, load_plugins, CommandError, EXIT_FATAL, EXIT_OK};
+use crate::bulk::store::StagingStore;
 use crate::discover::schedule::expand;
 use crate::settings::{PipelineSettings, Settings};
-use crate::sink::{CollectionSpec, MilvusSink};
+use crate::sink::{CollectionSpec, ImportApi, MilvusSink};
 
 /// A sentence embedded once to prove the model runs, not only loads.
 const PROBE_TEXT: &str = "vecdrop checks that the model embeds this sentence.";
@@ -53,6 +54,9 @@ pub async fn check(settings: Settings) -> Result<u8, CommandError> {
                     check_collection(&mut report, &sink, pipeline, &spec).await;
                 }
             }
+            for pipeline in &settings.pipelines {
+                check_bulk_import(&mut report, &sink, pipeline).await;
+            }
         }
         Err(error) => report.fail("milvus", &error.to_string()),
     }
@@ -77,6 +81,29 @@ async fn check_collection(report: &mut Report, sink: &MilvusSink, pipeline: &Pip
             report.pass(&subject, &format!("collection {} does not exist yet; the first import creates it", spec.collection.name));
             report.detail(&format!("schema it would create: {}", spec.describe_new()));
         }
+        Err(error) => report.fail(&subject, &error.to_string()),
+    }
+}
+
+/// A pipeline with `bulk_import`: which import API the server offers (none: the pipeline upserts)
+/// and whether the staging location can be written (folder) or answers (bucket).
+async fn check_bulk_import(report: &mut Report, sink: &MilvusSink, pipeline: &PipelineSettings) {
+    let Some(bulk) = &pipeline.bulk_import else { return };
+    let subject = format!("pipeline {} bulk import", pipeline.name);
+    match sink.import_api().await {
+        Ok(ImportApi::Unsupported { version }) => {
+            report.pass(&subject, &format!("the server ({version}) has no bulk import: files of ≥ {} rows are upserted", bulk.min_rows))
+        }
+        Ok(api) => report.pass(&subject, &format!("files of ≥ {} rows through the {} import API", bulk.min_rows, api.label())),
+        Err(error) => report.fail(&subject, &error.to_string()),
+    }
+    let subject = format!("pipeline {} bulk staging", pipeline.name);
+    let probed = match StagingStore::open(&bulk.staging) {
+        Ok(store) => store.probe().await,
+        Err(error) => Err(error),
+    };
+    match probed {
+        Ok(detail) => report.pass(&subject, &detail),
         Err(error) => report.fail(&subject, &error.to_string()),
     }
 }

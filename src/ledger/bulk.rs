@@ -37,6 +37,9 @@ pub struct StagedTask {
     /// Keys sampled from the file: its rows are visible once queries find them all.
     #[serde(default)]
     pub samples: Vec<String>,
+    /// Tasks of this file that failed (never adopted after a crash).
+    #[serde(default)]
+    pub failed_tasks: Vec<String>,
 }
 
 /// Row counts of a whole bulk job (the single commit that ends it).
@@ -196,6 +199,7 @@ mod tests {
                 submitting: true,
                 done: false,
                 samples: vec!["k".into()],
+                failed_tasks: Vec::new(),
             }],
             from: Checkpoint::Start,
             to: Checkpoint::Start,

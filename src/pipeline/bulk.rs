@@ -42,6 +42,10 @@ use crate::settings::BulkImportSettings;
 use crate::sink::{CollectionSpec, ImportApi, ImportProgress};
 use crate::telemetry::{BulkProgress, InFlight};
 
+/// How long completed tasks' rows may take to become visible before the attempt stops as
+/// transient (the job stays recorded; the next attempt waits again). Milvus 2.3.5 needs ~20 s.
+const VISIBILITY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Stash entries read or written per round.
 const STASH_PAGE: usize = 1024;
 
@@ -317,6 +321,7 @@ fn tasks_of(paths: &[String], samples: &[Vec<String>]) -> Vec<StagedTask> {
             submitting: false,
             done: false,
             samples: rows_per_file(index),
+            failed_tasks: Vec::new(),
         })
         .collect()
 }
@@ -422,6 +427,7 @@ async fn follow(
                     }
                     tracing::warn!(task = %task, file = %staged.file, %reason, "bulk import: a task failed (none of its rows are visible); submitting the file again");
                     job.context.telemetry.bulk_job(&job.pipeline.name, "resubmitted", 0);
+                    record.tasks[index].failed_tasks.push(task.clone());
                     record.tasks[index].task = None;
                     save(job, &record).await?;
                     running = true;
@@ -462,7 +468,14 @@ async fn submit(job: &FileJob<'_>, collection: &str, record: &mut BulkJob, index
     let file = record.tasks[index].file.clone();
     if record.tasks[index].submitting {
         let listed = job.context.sink.listed_imports(collection).await?;
-        if let Some(found) = listed.iter().rev().find(|listed| listed.files.contains(&file)) {
+        let failed_before = &record.tasks[index].failed_tasks;
+        // The newest task of the file that is not one that failed before (ids grow: gRPC task ids
+        // and REST job ids are increasing integers).
+        let found = listed
+            .iter()
+            .filter(|listed| listed.files.contains(&file) && !failed_before.contains(&listed.id))
+            .max_by(|left, right| (left.id.len(), &left.id).cmp(&(right.id.len(), &right.id)));
+        if let Some(found) = found {
             tracing::info!(task = %found.id, %file, "bulk import: found the task submitted before the restart");
             record.tasks[index].task = Some(found.id.clone());
             record.tasks[index].submitting = false;
@@ -497,10 +510,14 @@ async fn wait_until_visible(
         return Ok(());
     }
     let path = job.path.display().to_string();
+    let started = std::time::Instant::now();
     loop {
         let found = job.context.sink.texts_by_key(spec, &samples).await?;
         if found.len() >= samples.iter().collect::<HashSet<_>>().len() {
             return Ok(());
+        }
+        if started.elapsed() >= VISIBILITY_LIMIT {
+            return Err(ImportError::NotVisible { path, waited: VISIBILITY_LIMIT });
         }
         tokio::select! {
             () = tokio::time::sleep(settings.poll_interval) => {}

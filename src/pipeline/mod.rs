@@ -113,6 +113,14 @@ pub enum ImportError {
         /// The job folder, kept with a FAILED.txt.
         staging: String,
     },
+    /// Milvus completed the file's import tasks but their rows did not become visible to queries
+    /// in time; the job stays recorded and the next attempt waits again.
+    #[error("{path}: Milvus's bulk import completed but the rows are not visible to queries after {waited:?} (is the collection loaded?); the job stays recorded and is checked again")]
+    NotVisible {
+        path: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
     /// A stage ended without saying why (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -126,7 +134,7 @@ impl Classify for ImportError {
                 Fault::File
             }
             // An unwritable staging folder (full disk, permissions) is the environment's.
-            ImportError::Staging { .. } => Fault::Transient,
+            ImportError::Staging { .. } | ImportError::NotVisible { .. } => Fault::Transient,
             ImportError::Embed(error) => error.fault(),
             ImportError::Sink(error) => error.fault(),
             ImportError::Flush(error) => error.fault(),
