@@ -30,6 +30,20 @@ pub struct ImportSummary {
     pub seconds: f64,
     /// Of `seconds`, the closing Milvus flush (a fixed cost per file, measured by `vecdrop bench`).
     pub flush_seconds: f64,
+    /// Set when the file went through Milvus's bulk import: when its phases ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkTimes>,
+}
+
+/// When the phases of a file's bulk import ended, in seconds since its import started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct BulkTimes {
+    /// Every row read, embedded and staged (and uploaded, for a bucket).
+    pub staged_at: f64,
+    /// Milvus's tasks completed.
+    pub tasks_completed_at: f64,
+    /// The rows visible to queries.
+    pub visible_at: f64,
 }
 
 /// A mirror pass that was held back: it would have deleted `keys_gone` of the `previous_rows`
@@ -133,6 +147,21 @@ impl Progress {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+
+    /// Seconds since the import started.
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The bulk times recorded so far.
+    pub fn summary_bulk(&self) -> Option<BulkTimes> {
+        self.summary.bulk
+    }
+
+    /// Records when the phases of the file's bulk import ended.
+    pub fn bulk_times(&mut self, times: BulkTimes) {
+        self.summary.bulk = Some(times);
     }
 
     /// Records how long the closing flush took (part of the file's time).

@@ -92,6 +92,7 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         "model_vs_best_fixed",
         "import_vs_best_fixed",
         "bulk_vs_upsert",
+        "bulk_completed_vs_upsert",
     ] {
         assert!(number(ratios, ratio).is_finite() && number(ratios, ratio) > 0.0, "{ratio} is reported: {ratios}");
     }

@@ -367,6 +367,7 @@ impl Bench {
         result.texts_embedded = Some(model.texts);
         result.record_model(model);
         result.began_on_quiet_milvus = self.began_on_quiet_milvus();
+        result.bulk = summary.bulk;
         self.bare.wait_for_index(&pipeline.collection.name).await?;
         self.settle_milvus().await;
         Ok(result)

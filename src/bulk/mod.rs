@@ -37,6 +37,21 @@ use crate::sink::CollectionSpec;
 /// A staged file is closed once it holds about this many bytes (Milvus's advice: ≤ 1 GB per file).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
+/// Mode of a job folder: Milvus reads it as another user of the folder's group (a staging folder
+/// with the group of Milvus's user and the setgid bit hands that group down).
+pub const STAGING_DIR_MODE: u32 = 0o750;
+
+/// Mode of a staged file (set after creation: the service's `UMask=0077` would take the group's
+/// read bit away).
+pub const STAGING_FILE_MODE: u32 = 0o640;
+
+/// Sets `path`'s mode to `mode`, whatever the process's umask made of it.
+fn readable_by_group(path: &Path, mode: u32) -> Result<(), StagingError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|source| StagingError::Io { path: path.to_owned(), source })
+}
+
 /// Keys sampled per staged file ([`StagedFiles::samples`]).
 pub const SAMPLE_KEYS: usize = 32;
 
@@ -99,6 +114,7 @@ impl StagingWriter {
     /// `dir` (created; absolute).
     pub fn create(dir: &Path, spec: &CollectionSpec, key_type: KeyType) -> Result<Self, StagingError> {
         std::fs::create_dir_all(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
+        readable_by_group(dir, STAGING_DIR_MODE)?;
         let dir = std::path::absolute(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
         let schema = Arc::new(arrow_schema(spec, key_type));
         Ok(Self {
@@ -148,6 +164,7 @@ impl StagingWriter {
     fn open_next(&mut self) -> Result<(PathBuf, ArrowWriter<File>, u64), StagingError> {
         let path = self.dir.join(format!("part-{:05}.parquet", self.files.len()));
         let file = File::create(&path).map_err(|source| StagingError::Io { path: path.clone(), source })?;
+        readable_by_group(&path, STAGING_FILE_MODE)?;
         let properties = WriterProperties::builder().set_max_row_group_bytes(Some(ROW_GROUP_BYTES as usize)).build();
         let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(properties))
             .map_err(|error| StagingError::Encode { path: path.clone(), message: error.to_string() })?;
@@ -316,5 +333,21 @@ mod tests {
         assert_eq!(schema.field(0).data_type(), &DataType::Int64);
         assert!(matches!(schema.field(4).data_type(), DataType::List(element) if element.data_type() == &DataType::Float32));
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
+        assert_eq!(staged.samples, [vec!["1".to_owned(), "3".to_owned()]], "the first key of each write, and the last");
+    }
+
+    #[test]
+    fn staged_files_get_their_modes_set_not_left_to_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        // Set after creation (`set_permissions` ignores the umask), so the service's UMask=0077
+        // cannot take the group's read bit away; the process umask is not changed here (other
+        // tests run in this process).
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = StagingWriter::create(&dir.path().join("job"), &spec(), KeyType::Int64).unwrap();
+        writer.write(&[row("1", 2001)], &[vec![0.1, 0.2, 0.3]]).unwrap();
+        let staged = writer.finish().unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&staged.dir), STAGING_DIR_MODE);
+        assert_eq!(mode(&staged.files[0]), STAGING_FILE_MODE);
     }
 }

@@ -37,7 +37,7 @@ use crate::dead_letter::DeadLetter;
 use crate::format::Checkpoint;
 use crate::ledger::{BatchCounts, BulkCounts, BulkJob, StagedTask, StashKind};
 use crate::mapping::Row;
-use crate::progress::Progress;
+use crate::progress::{BulkTimes, Progress};
 use crate::settings::BulkImportSettings;
 use crate::sink::{CollectionSpec, ImportApi, ImportProgress};
 use crate::telemetry::{BulkProgress, InFlight};
@@ -255,6 +255,7 @@ impl<'a> BulkStage<'a> {
         let writer = self.writer.take().expect("staging until finish");
         let staged = writer.finish().map_err(|error| staging_failed(job, error))?;
         let paths = self.store.publish(&staged.files, self.object_prefix.as_deref()).await.map_err(|error| store_failed(job, error))?;
+        let staged_at = progress.elapsed_seconds();
         crate::failpoint::hit_for("bulk_staged", &job.path.display().to_string());
         let record = BulkJob {
             pipeline: job.pipeline.name.clone(),
@@ -271,7 +272,12 @@ impl<'a> BulkStage<'a> {
         let ledger = job.context.ledger.clone();
         let to_record = record.clone();
         blocking(move || ledger.put_bulk_job(&to_record)).await?;
-        follow(job, self.settings, &self.store, &self.spec, record, progress, tracked).await
+        let counts = follow(job, self.settings, &self.store, &self.spec, record, progress, tracked).await?;
+        if let Some(mut times) = progress_times(progress) {
+            times.staged_at = staged_at;
+            progress.bulk_times(times);
+        }
+        Ok(counts)
     }
 
     /// Staging stopped before its end (shutdown, an error): the staged files and stash go; the next
@@ -284,6 +290,11 @@ impl<'a> BulkStage<'a> {
         }
         remove_staging(&self.store, &self.dir, self.object_prefix.as_deref()).await;
     }
+}
+
+/// The bulk times recorded so far by [`follow`].
+fn progress_times(progress: &Progress) -> Option<BulkTimes> {
+    progress.summary_bulk()
 }
 
 /// Rows and vectors going one way.
@@ -449,7 +460,14 @@ async fn follow(
             () = job.context.cancel.cancelled() => return Err(ImportError::Interrupted { path }),
         }
     }
+    let tasks_completed_at = progress.elapsed_seconds();
+    tracing::info!(
+        seconds = format!("{tasks_completed_at:.1}"),
+        "bulk import: tasks completed; waiting for the rows to be visible to queries"
+    );
     wait_until_visible(job, settings, spec, &record).await?;
+    let visible_at = progress.elapsed_seconds();
+    progress.bulk_times(BulkTimes { staged_at: 0.0, tasks_completed_at, visible_at });
     complete(job, store, spec, record, progress, tracked).await
 }
 
