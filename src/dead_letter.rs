@@ -145,6 +145,15 @@ impl DeadLetterWriter {
     /// Appends `letters`, syncs them to disk and returns the file's new committed length, to be
     /// committed with their batch ([`Ledger::commit`]).
     pub fn append(&mut self, letters: &[DeadLetter]) -> Result<DeadLetterMark, DeadLetterError> {
+        let appended = self.append_synced(letters);
+        if appended.is_err() {
+            // Part of the letters may be in the file: the next append cuts them off first.
+            self.uncommitted();
+        }
+        appended
+    }
+
+    fn append_synced(&mut self, letters: &[DeadLetter]) -> Result<DeadLetterMark, DeadLetterError> {
         if self.file.is_none() {
             self.file = Some(self.open_recovered()?);
         }
@@ -160,6 +169,13 @@ impl DeadLetterWriter {
         file.sync_data().map_err(io_error)?;
         let metadata = file.metadata().map_err(io_error)?;
         Ok(DeadLetterMark { inode: metadata.ino(), length: metadata.len() })
+    }
+
+    /// Forgets the open file after appended letters could not be committed: the next append
+    /// reopens it and cuts it back to the ledger's committed length, so a retried batch does not
+    /// write its letters twice.
+    pub fn uncommitted(&mut self) {
+        self.file = None;
     }
 
     /// Opens the file for appending; cuts it back to the ledger's committed length when a crashed
@@ -249,5 +265,23 @@ mod tests {
         writer.append(&[letter(3), letter(4)]).unwrap(); // the replay
         let ordinals: Vec<u64> = lines(writer.path()).iter().map(|line| line["ordinal"].as_u64().unwrap()).collect();
         assert_eq!(ordinals, [1, 3, 4], "each letter once");
+    }
+
+    #[test]
+    fn letters_whose_commit_failed_are_cut_off_before_the_same_process_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = BeginOptions { restart: false, max_crashes: 3 };
+        let ledger = Ledger::open(dir.path()).unwrap();
+        ledger.begin("docs", "h", 1, "a.csv", options).unwrap();
+        let writer = DeadLetters::new(dir.path(), ledger.clone()).writer("docs");
+        let mut writer = writer.lock().unwrap();
+        let mark = writer.append(&[letter(1)]).unwrap();
+        ledger.commit("docs", "h", &Checkpoint::Start, &Checkpoint::Start, BatchCounts::new(0, 1), Some(mark)).unwrap();
+        writer.append(&[letter(2), letter(3)]).unwrap();
+        // The commit of that batch failed: the writer forgets its file, the retry cuts it back.
+        writer.uncommitted();
+        writer.append(&[letter(2), letter(3)]).unwrap();
+        let ordinals: Vec<u64> = lines(writer.path()).iter().map(|line| line["ordinal"].as_u64().unwrap()).collect();
+        assert_eq!(ordinals, [1, 2, 3], "each letter once");
     }
 }

@@ -216,7 +216,10 @@ fn convert(field: &str, spec: &FieldSpec, value: Option<&FieldValue>) -> Result<
             .map_err(|_| error(field, format!("expected an int32, found {number} (out of range)"))),
         (ScalarType::Float, FieldValue::Int(number)) => Ok(ScalarValue::Float(*number as f32)),
         (ScalarType::Double, FieldValue::Int(number)) => Ok(ScalarValue::Double(*number as f64)),
-        (ScalarType::Float, FieldValue::Float(number)) if number.is_finite() => Ok(ScalarValue::Float(*number as f32)),
+        // A finite double beyond f32's range would become infinity: refused like any misfit.
+        (ScalarType::Float, FieldValue::Float(number)) if number.is_finite() && (*number as f32).is_finite() => {
+            Ok(ScalarValue::Float(*number as f32))
+        }
         (ScalarType::Double, FieldValue::Float(number)) if number.is_finite() => Ok(ScalarValue::Double(*number)),
         (ScalarType::Int64, FieldValue::Float(number)) if number.fract() == 0.0 && number.abs() < 9.0e15 => {
             Ok(ScalarValue::Int64(*number as i64))
@@ -407,6 +410,7 @@ mod tests {
         assert_eq!(convert("n", &spec(ScalarType::Double), Some(&FieldValue::Int(3))).unwrap(), ScalarValue::Double(3.0));
         assert_eq!(convert("n", &spec(ScalarType::Int64), Some(&FieldValue::Float(4.0))).unwrap(), ScalarValue::Int64(4));
         assert!(convert("n", &spec(ScalarType::Int64), Some(&FieldValue::Float(4.5))).is_err());
+        assert!(convert("n", &spec(ScalarType::Float), Some(&FieldValue::Float(1e300))).is_err(), "beyond f32: not infinity");
         assert!(convert("n", &spec(ScalarType::Int32), Some(&FieldValue::Int(1 << 40))).unwrap_err().reason.contains("out of range"));
         let error = convert("flag", &spec(ScalarType::Bool), Some(&FieldValue::Int(1))).unwrap_err();
         assert_eq!(error.reason, "expected a bool (true/false/1/0/yes/no), found an integer");

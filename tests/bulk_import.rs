@@ -172,6 +172,7 @@ async fn a_big_parquet_file_with_vectors_is_bulk_imported_exactly() {
     assert_eq!(output.status.code(), Some(0));
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("bulk import: submitted"), "the file took the bulk path");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("through Milvus's bulk import: staged at"), "the summary says so");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(tasks(&sink, &collection).await, 1, "one staged file, one import task");
     // Marked imported only once the rows are visible: no waiting here.
@@ -193,12 +194,19 @@ async fn a_kill_after_submission_follows_the_recorded_task_instead_of_submitting
     kill_at(&config, &file, "bulk_submitted");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(tasks(&sink, &collection).await, 1, "submitted before the kill");
+    // While the job is open, no other file writes to the collection: a row upserted now could be
+    // inserted a second time by the job.
+    let other = support::write_file(config.dir.path(), "other.csv", "id,text,category\nk5,an upsert racing the import,c1\n");
+    let blocked = import(&config, &other, &[("VECDROP__IMPORT__RETRY_DEADLINE", "1s")]);
+    assert_ne!(blocked.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("waits for the bulk import"), "the other file waits");
     let output = import(&config, &file, &[]);
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stderr).contains("following the job recorded before the restart"));
     assert_eq!(tasks(&sink, &collection).await, 1, "the restarted import did not submit again");
     assert_stored_exactly(&config, &rows).await;
     assert_eq!(ledger_entry(&config, &file)["rows_imported"], 20_000);
+    assert_eq!(import(&config, &other, &[]).status.code(), Some(0), "the job is over: the other file goes in");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -167,6 +167,55 @@ impl StagingStore {
         Ok(())
     }
 
+    /// Removes what earlier stagings of the same content left behind — job folders (or spools,
+    /// and a bucket's objects) of `pipeline` whose names start with `job_stem` — except failed
+    /// jobs kept with their `FAILED.txt`. A crash while staging leaves such remains; a new
+    /// staging never reuses a job name. Returns how many jobs were removed.
+    pub async fn remove_stale(&self, state_dir: &Path, pipeline: &str, job_stem: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let parent = self.writer_dir(state_dir, pipeline, job_stem);
+        let parent = parent.parent().unwrap_or(Path::new("/"));
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(job_stem) && path.is_dir() && !path.join("FAILED.txt").exists() {
+                std::fs::remove_dir_all(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+                removed += 1;
+            }
+        }
+        let Self::Bucket { settings, store } = self else { return Ok(removed) };
+        let Some(pipeline_prefix) = self.job_prefix(pipeline, "") else { return Ok(removed) };
+        let location = object_path(settings, pipeline_prefix.trim_end_matches('/'));
+        let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
+        let objects: Vec<_> = store.list(Some(&location)).try_collect().await.map_err(failed)?;
+        let job_of = |key: &str| {
+            key.strip_prefix(location.as_ref()).unwrap_or(key).trim_start_matches('/').split('/').next().unwrap_or("").to_owned()
+        };
+        let kept: std::collections::HashSet<String> = objects
+            .iter()
+            .filter(|object| object.location.as_ref().ends_with("/FAILED.txt"))
+            .map(|object| job_of(object.location.as_ref()))
+            .collect();
+        let mut jobs = std::collections::HashSet::new();
+        for object in &objects {
+            let job = job_of(object.location.as_ref());
+            if job.starts_with(job_stem) && !kept.contains(&job) {
+                match store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(error) => return Err(failed(error)),
+                }
+                jobs.insert(job);
+            }
+        }
+        if settings.scheme == "file" {
+            // Objects of a local store leave their folders behind.
+            for job in &jobs {
+                let _ = std::fs::remove_dir_all(Path::new("/").join(location.as_ref()).join(job));
+            }
+        }
+        Ok(removed + jobs.len())
+    }
+
     /// Writes `text` as `FAILED.txt` next to a failed job's staged files.
     pub async fn keep_with_reason(&self, dir: &Path, job_prefix: Option<&str>, text: &str) -> Result<(), StoreError> {
         match (self, job_prefix) {
@@ -293,6 +342,27 @@ mod tests {
         assert_eq!(std::fs::read_to_string(root.join("p/job-1/FAILED.txt")).unwrap(), "task failed: why");
         store.remove(&spool, Some(&prefix)).await.unwrap();
         assert!(!root.join("p/job-1").exists(), "every object of the job is gone");
+
+        // Remains of stagings a crash cut short are swept; failed jobs kept with their reason stay.
+        for (job, failed) in [("abc-1", false), ("abc-2", true), ("xyz-1", false)] {
+            let job_prefix = store.job_prefix("p", job).unwrap();
+            std::fs::create_dir_all(store.writer_dir(&dir.path().join("state"), "p", job)).unwrap();
+            let file = dir.path().join("part.parquet");
+            std::fs::write(&file, b"x").unwrap();
+            std::fs::create_dir_all(dir.path().join("spool-copy")).unwrap();
+            let copy = dir.path().join("spool-copy/part-00000.parquet");
+            std::fs::copy(&file, &copy).unwrap();
+            store.publish(&[copy], Some(&job_prefix)).await.unwrap();
+            if failed {
+                store.keep_with_reason(Path::new("/nonexistent"), Some(&job_prefix), "why").await.unwrap();
+            }
+        }
+        std::fs::create_dir_all(store.writer_dir(&dir.path().join("state"), "p", "abc-3")).unwrap();
+        let removed = store.remove_stale(&dir.path().join("state"), "p", "abc").await.unwrap();
+        assert_eq!(removed, 4, "the spools of abc-1, abc-2 and abc-3, and bucket job abc-1");
+        assert!(!root.join("p/abc-1").exists());
+        assert!(root.join("p/abc-2/FAILED.txt").is_file(), "a failed job is kept");
+        assert!(root.join("p/xyz-1/part-00000.parquet").is_file(), "another file's job is not touched");
         store.remove(&spool, Some(&prefix)).await.unwrap();
     }
 

@@ -244,6 +244,15 @@ fn print_summary(file: &Path, summary: &ImportSummary) {
         summary.seconds,
         summary.rows_per_second()
     );
+    if let Some(bulk) = summary.bulk {
+        println!(
+            "{}: through Milvus's bulk import: staged at {:.1} s, import tasks completed at {:.1} s, rows visible at {:.1} s",
+            file.display(),
+            bulk.staged_at,
+            bulk.tasks_completed_at,
+            bulk.visible_at
+        );
+    }
     if summary.rows_superseded > 0 {
         println!("{}: {} rows superseded by a later record with the same key", file.display(), summary.rows_superseded);
     }

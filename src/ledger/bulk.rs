@@ -40,6 +40,10 @@ pub struct StagedTask {
     /// Tasks of this file that failed (never adopted after a crash).
     #[serde(default)]
     pub failed_tasks: Vec<String>,
+    /// The collection's tasks Milvus listed just before the latest submission: after a crash,
+    /// any task not among them is a candidate for that submission.
+    #[serde(default)]
+    pub known_before: Vec<String>,
 }
 
 /// Row counts of a whole bulk job (the single commit that ends it).
@@ -71,6 +75,10 @@ pub struct BulkJob {
     /// The job's object prefix, when it is staged in a bucket.
     #[serde(default)]
     pub object_prefix: Option<String>,
+    /// The collection the job imports into (no other file of the process writes to it while the
+    /// job is open).
+    #[serde(default)]
+    pub collection: String,
     /// Which import API submitted it (`grpc` for Milvus 2.2–2.3, `rest` for ≥ 2.4).
     pub api: String,
     /// The staged files and their tasks, in order.
@@ -121,6 +129,19 @@ impl Ledger {
     pub fn bulk_job(&self, pipeline: &str, hash: &str) -> Result<Option<BulkJob>, LedgerError> {
         let value = self.bulk_jobs.get(key(pipeline, hash)).map_err(|error| self.storage(error))?;
         value.map(|bytes| serde_json::from_slice(&bytes).map_err(|error| self.undecodable(error))).transpose()
+    }
+
+    /// The open bulk jobs importing into `collection`.
+    pub fn bulk_jobs_into(&self, collection: &str) -> Result<Vec<BulkJob>, LedgerError> {
+        let mut jobs = Vec::new();
+        for item in self.bulk_jobs.iter() {
+            let (_, value) = item.map_err(|error| self.storage(error))?;
+            let job: BulkJob = serde_json::from_slice(&value).map_err(|error| self.undecodable(error))?;
+            if job.collection == collection {
+                jobs.push(job);
+            }
+        }
+        Ok(jobs)
     }
 
     /// Records `job` (replacing an earlier record of the same file) and flushes the ledger, the
@@ -190,6 +211,7 @@ mod tests {
             hash: ledger_hash.into(),
             dir: "/staging/p/job".into(),
             object_prefix: None,
+            collection: "c".into(),
             api: "grpc".into(),
             tasks: vec![StagedTask {
                 file: "/staging/p/job/part-00000.parquet".into(),
@@ -200,6 +222,7 @@ mod tests {
                 done: false,
                 samples: vec!["k".into()],
                 failed_tasks: Vec::new(),
+                known_before: Vec::new(),
             }],
             from: Checkpoint::Start,
             to: Checkpoint::Start,
@@ -228,5 +251,19 @@ mod tests {
         assert!(ledger.stashed("p", "h", StashKind::Letter, 0, 10).unwrap().is_empty());
         assert!(ledger.stashed("p", "h", StashKind::Deferred, 0, 10).unwrap().is_empty());
         assert_eq!(ledger.stashed("p", "h2", StashKind::Letter, 0, 10).unwrap().len(), 1, "another file's stash stays");
+    }
+
+    #[test]
+    fn a_restart_while_a_bulk_job_is_recorded_is_not_counted_as_a_crash() {
+        use crate::ledger::{Begin, BeginOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        let options = BeginOptions { restart: false, max_crashes: 1 };
+        assert!(matches!(ledger.begin("p", "h", 10, "/f", options).unwrap(), Begin::From(_)));
+        ledger.put_bulk_job(&job("h")).unwrap();
+        // The process died while following the tasks (the attempt is still open).
+        assert!(matches!(ledger.begin("p", "h", 10, "/f", options).unwrap(), Begin::From(_)), "following Milvus's tasks is progress");
+        ledger.clear_bulk_job("p", "h").unwrap();
+        assert!(matches!(ledger.begin("p", "h", 10, "/f", options).unwrap(), Begin::Crashed { .. }), "without a job it is a crash");
     }
 }

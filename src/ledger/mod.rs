@@ -261,7 +261,10 @@ impl Ledger {
                     FileState::Importing => {}
                 }
                 if let Some(from) = entry.attempt_from.take() {
-                    entry.crashes = if from == entry.position { entry.crashes + 1 } else { 0 };
+                    // A recorded bulk job is progress the position does not show: the process died
+                    // while following Milvus's tasks, not because of the file.
+                    let job_open = self.bulk_job(pipeline, hash)?.is_some();
+                    entry.crashes = if from == entry.position && !job_open { entry.crashes + 1 } else { 0 };
                 }
                 entry.state = FileState::Importing;
                 entry.paths.retain(|seen| seen != path);

@@ -34,12 +34,13 @@ use super::{blocking, EmbeddedBatch, FileJob, ImportError};
 use crate::bulk::store::StagingStore;
 use crate::bulk::StagingWriter;
 use crate::dead_letter::DeadLetter;
+use crate::fault::Fault;
 use crate::format::Checkpoint;
 use crate::ledger::{BatchCounts, BulkCounts, BulkJob, StagedTask, StashKind};
 use crate::mapping::Row;
 use crate::progress::{BulkTimes, Progress};
 use crate::settings::BulkImportSettings;
-use crate::sink::{CollectionSpec, ImportApi, ImportProgress};
+use crate::sink::{CollectionSpec, ImportApi, ImportProgress, MilvusSink};
 use crate::telemetry::{BulkProgress, InFlight};
 
 /// How long completed tasks' rows may take to become visible before the attempt stops as
@@ -101,6 +102,23 @@ pub(super) async fn chosen<'a>(job: &FileJob<'a>, estimated_rows: u64) -> Result
     Ok(Some(bulk))
 }
 
+/// Fails with [`ImportError::CollectionBusy`] while another file's bulk job into `collection` is
+/// recorded in the ledger and not finished (after a restart, or while that file waits for a retry):
+/// the in-process lock only covers jobs being followed right now.
+pub(super) async fn check_no_other_job(job: &FileJob<'_>, collection: &str) -> Result<(), ImportError> {
+    let (ledger, owned) = (job.context.ledger.clone(), collection.to_owned());
+    let open = blocking(move || ledger.bulk_jobs_into(&owned)).await?;
+    let other = open.iter().find(|open| !(open.pipeline == job.pipeline.name && open.hash == job.identity.hash));
+    match other {
+        Some(other) => Err(ImportError::CollectionBusy {
+            path: job.path.display().to_string(),
+            collection: collection.to_owned(),
+            other: format!("{} (pipeline {}, staging {})", &other.hash[..16.min(other.hash.len())], other.pipeline, other.dir.display()),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Whether the bulk path must look up which keys the collection holds: always with an
 /// `id_field` or `--force`; with derived keys only when the file was seen before (an earlier
 /// attempt may have written some of its rows).
@@ -146,6 +164,11 @@ impl<'a> BulkStage<'a> {
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let job_name = format!("{}-{stamp}", &identity.hash[..16]);
         let store = open_store(job, settings)?;
+        match store.remove_stale(&context.settings.state.dir, &pipeline.name, &identity.hash[..16]).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "bulk import: removed the remains of earlier stagings of this file"),
+            Err(error) => tracing::warn!(%error, "bulk import: cannot remove the remains of earlier stagings of this file"),
+        }
         let dir = store.writer_dir(&context.settings.state.dir, &pipeline.name, &job_name);
         let object_prefix = store.job_prefix(&pipeline.name, &job_name);
         let key_type = context.sink.key_type(&spec);
@@ -252,23 +275,15 @@ impl<'a> BulkStage<'a> {
         progress: &mut Progress,
         tracked: &InFlight,
     ) -> Result<BulkCounts, ImportError> {
-        let writer = self.writer.take().expect("staging until finish");
-        let staged = writer.finish().map_err(|error| staging_failed(job, error))?;
-        let paths = self.store.publish(&staged.files, self.object_prefix.as_deref()).await.map_err(|error| store_failed(job, error))?;
+        let record = match self.job_record(job).await {
+            Ok(record) => record,
+            Err(error) => {
+                self.abandon(job).await;
+                return Err(error);
+            }
+        };
         let staged_at = progress.elapsed_seconds();
         crate::failpoint::hit_for("bulk_staged", &job.path.display().to_string());
-        let record = BulkJob {
-            pipeline: job.pipeline.name.clone(),
-            hash: job.identity.hash.clone(),
-            dir: self.dir.clone(),
-            object_prefix: self.object_prefix.clone(),
-            api: job.context.sink.import_api().await?.label().to_owned(),
-            tasks: tasks_of(&paths, &staged.samples),
-            from: self.from.clone(),
-            to: self.to.clone(),
-            counts: self.counts,
-            created_at: crate::timestamp::now_rfc3339(),
-        };
         let ledger = job.context.ledger.clone();
         let to_record = record.clone();
         blocking(move || ledger.put_bulk_job(&to_record)).await?;
@@ -278,6 +293,27 @@ impl<'a> BulkStage<'a> {
             progress.bulk_times(times);
         }
         Ok(counts)
+    }
+
+    /// Closes the staged files, publishes them where Milvus reads them and builds the job's
+    /// record (not yet written).
+    async fn job_record(&mut self, job: &FileJob<'_>) -> Result<BulkJob, ImportError> {
+        let writer = self.writer.take().expect("staging until finish");
+        let staged = writer.finish().map_err(|error| staging_failed(job, error))?;
+        let paths = self.store.publish(&staged.files, self.object_prefix.as_deref()).await.map_err(|error| store_failed(job, error))?;
+        Ok(BulkJob {
+            pipeline: job.pipeline.name.clone(),
+            hash: job.identity.hash.clone(),
+            dir: self.dir.clone(),
+            object_prefix: self.object_prefix.clone(),
+            collection: self.spec.collection.name.clone(),
+            api: job.context.sink.import_api().await?.label().to_owned(),
+            tasks: tasks_of(&paths, &staged.samples),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            counts: self.counts,
+            created_at: crate::timestamp::now_rfc3339(),
+        })
     }
 
     /// Staging stopped before its end (shutdown, an error): the staged files and stash go; the next
@@ -333,16 +369,25 @@ fn tasks_of(paths: &[String], samples: &[Vec<String>]) -> Vec<StagedTask> {
             done: false,
             samples: rows_per_file(index),
             failed_tasks: Vec::new(),
+            known_before: Vec::new(),
         })
         .collect()
 }
 
 fn staging_failed(job: &FileJob<'_>, error: crate::bulk::StagingError) -> ImportError {
-    ImportError::Staging { path: job.path.display().to_string(), message: error.to_string() }
+    let fault = match error {
+        crate::bulk::StagingError::Io { .. } => Fault::Transient,
+        crate::bulk::StagingError::Encode { .. } | crate::bulk::StagingError::Key(_) => Fault::Bug,
+    };
+    ImportError::Staging { path: job.path.display().to_string(), message: error.to_string(), fault }
 }
 
 fn store_failed(job: &FileJob<'_>, error: crate::bulk::store::StoreError) -> ImportError {
-    ImportError::Staging { path: job.path.display().to_string(), message: error.to_string() }
+    let fault = match error {
+        crate::bulk::store::StoreError::Config { .. } => Fault::Config,
+        crate::bulk::store::StoreError::Object { .. } | crate::bulk::store::StoreError::Io { .. } => Fault::Transient,
+    };
+    ImportError::Staging { path: job.path.display().to_string(), message: error.to_string(), fault }
 }
 
 fn open_store(job: &FileJob<'_>, settings: &BulkImportSettings) -> Result<StagingStore, ImportError> {
@@ -396,7 +441,10 @@ pub(super) async fn resume_recorded(
 }
 
 /// Submits what is not submitted, polls the tasks until all completed (submitting failed ones
-/// again), waits until their rows are visible, then completes the job ([`complete`]).
+/// again), waits until their rows are visible, then completes the job ([`complete`]). A task that
+/// fails `max_submissions` times fails the file — but only once every other task of the job is
+/// over and the rows of the completed ones are visible, so that nothing of the job is still
+/// landing when the file is tried again.
 async fn follow(
     job: &FileJob<'_>,
     settings: &BulkImportSettings,
@@ -408,20 +456,20 @@ async fn follow(
 ) -> Result<BulkCounts, ImportError> {
     let path = job.path.display().to_string();
     let collection = spec.collection.name.as_str();
+    let mut gave_up: Option<String> = None;
     loop {
         for index in 0..record.tasks.len() {
-            if record.tasks[index].task.is_none() {
-                submit(job, collection, &mut record, index).await?;
+            if record.tasks[index].task.is_none() && !record.tasks[index].done && gave_up.is_none() {
+                if let Err(refusal) = submit(job, collection, &mut record, index).await? {
+                    gave_up = note_failure(job, settings, &mut record, index, None, refusal).await?;
+                }
             }
         }
         let mut running = false;
         let mut read_by_milvus = 0;
         for index in 0..record.tasks.len() {
-            if record.tasks[index].done {
-                continue;
-            }
-            let task = record.tasks[index].task.clone().expect("submitted above");
-            match job.context.sink.import_state(collection, &task).await? {
+            let Some(task) = record.tasks[index].task.clone().filter(|_| !record.tasks[index].done) else { continue };
+            match task_state(job, spec, &record.tasks[index], &task).await? {
                 ImportProgress::Running { rows } => {
                     running = true;
                     read_by_milvus += rows;
@@ -432,16 +480,11 @@ async fn follow(
                     save(job, &record).await?;
                 }
                 ImportProgress::Failed { reason } => {
-                    let staged = &record.tasks[index];
-                    if staged.submissions >= settings.max_submissions {
-                        return Err(failed(job, store, &record, &reason).await);
+                    if let Some(reason) = note_failure(job, settings, &mut record, index, Some(task), reason).await? {
+                        gave_up.get_or_insert(reason);
+                    } else {
+                        running = true;
                     }
-                    tracing::warn!(task = %task, file = %staged.file, %reason, "bulk import: a task failed (none of its rows are visible); submitting the file again");
-                    job.context.telemetry.bulk_job(&job.pipeline.name, "resubmitted", 0);
-                    record.tasks[index].failed_tasks.push(task.clone());
-                    record.tasks[index].task = None;
-                    save(job, &record).await?;
-                    running = true;
                 }
             }
         }
@@ -461,14 +504,65 @@ async fn follow(
         }
     }
     let tasks_completed_at = progress.elapsed_seconds();
+    if let Some(reason) = gave_up {
+        // The completed tasks' rows are in: let them become visible before the file fails, so a
+        // new attempt's lookups find them instead of staging them again.
+        wait_until_visible(job, settings, spec, &record, true).await?;
+        return Err(failed(job, store, &record, &reason).await);
+    }
     tracing::info!(
         seconds = format!("{tasks_completed_at:.1}"),
         "bulk import: tasks completed; waiting for the rows to be visible to queries"
     );
-    wait_until_visible(job, settings, spec, &record).await?;
+    wait_until_visible(job, settings, spec, &record, false).await?;
     let visible_at = progress.elapsed_seconds();
     progress.bulk_times(BulkTimes { staged_at: 0.0, tasks_completed_at, visible_at });
     complete(job, store, spec, record, progress, tracked).await
+}
+
+/// Task `index` failed (`task`) or its submission was refused: clears it for another submission
+/// and returns `None`, or — `max_submissions` used up — returns the reason the file fails with.
+async fn note_failure(
+    job: &FileJob<'_>,
+    settings: &BulkImportSettings,
+    record: &mut BulkJob,
+    index: usize,
+    task: Option<String>,
+    reason: String,
+) -> Result<Option<String>, ImportError> {
+    let staged = &mut record.tasks[index];
+    staged.failed_tasks.extend(task.clone());
+    staged.task = None;
+    staged.submitting = false;
+    let give_up = staged.submissions >= settings.max_submissions;
+    if give_up {
+        tracing::warn!(file = %staged.file, %reason, "bulk import: the file's import failed as often as max_submissions allows");
+    } else {
+        tracing::warn!(task = task.as_deref().unwrap_or("(refused)"), file = %staged.file, %reason, "bulk import: a task failed (none of its rows are visible); submitting the file again");
+        job.context.telemetry.bulk_job(&job.pipeline.name, "resubmitted", 0);
+    }
+    save(job, record).await?;
+    Ok(give_up.then_some(reason))
+}
+
+/// Where a recorded task stands. Milvus forgets finished tasks after a while (a day for 2.3's
+/// gRPC tasks, hours for REST jobs): a task it refuses to describe is judged by its rows — all
+/// sampled keys visible: done; otherwise failed (submitted again).
+async fn task_state(job: &FileJob<'_>, spec: &CollectionSpec, staged: &StagedTask, task: &str) -> Result<ImportProgress, ImportError> {
+    match job.context.sink.import_state(&spec.collection.name, task).await {
+        Ok(progress) => Ok(progress),
+        Err(error) if MilvusSink::is_refusal(&error) => {
+            let found = job.context.sink.texts_by_key(spec, &staged.samples).await?;
+            let wanted = staged.samples.iter().collect::<HashSet<_>>().len();
+            tracing::warn!(%task, %error, visible = found.len(), sampled = wanted, "bulk import: Milvus no longer describes the task; judging it by its rows");
+            Ok(if found.len() >= wanted {
+                ImportProgress::Done { rows: 0 }
+            } else {
+                ImportProgress::Failed { reason: format!("Milvus no longer knows task {task} ({error}) and its rows are not visible") }
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn done_rows(record: &BulkJob) -> u64 {
@@ -480,38 +574,63 @@ async fn save(job: &FileJob<'_>, record: &BulkJob) -> Result<(), ImportError> {
     blocking(move || ledger.put_bulk_job(&record)).await
 }
 
-/// Submits task `index` of `record`, or — when a submission of it was cut off by a crash — adopts
-/// the task Milvus created for its file, if any.
-async fn submit(job: &FileJob<'_>, collection: &str, record: &mut BulkJob, index: usize) -> Result<(), ImportError> {
+/// Submits task `index` of `record` — once, never retried — or, when an earlier submission's
+/// outcome is unknown (a crash, a lost answer), adopts the task Milvus created for its file.
+/// `Ok(Err(reason))`: Milvus refused the file (no task exists). A submission whose answer is lost
+/// returns the error with the task still marked `submitting`: the next attempt looks first.
+async fn submit(job: &FileJob<'_>, collection: &str, record: &mut BulkJob, index: usize) -> Result<Result<(), String>, ImportError> {
     let file = record.tasks[index].file.clone();
     if record.tasks[index].submitting {
-        let listed = job.context.sink.listed_imports(collection).await?;
-        let failed_before = &record.tasks[index].failed_tasks;
-        // The newest task of the file that is not one that failed before (ids grow: gRPC task ids
-        // and REST job ids are increasing integers).
-        let found = listed
-            .iter()
-            .filter(|listed| listed.files.contains(&file) && !failed_before.contains(&listed.id))
-            .max_by(|left, right| (left.id.len(), &left.id).cmp(&(right.id.len(), &right.id)));
-        if let Some(found) = found {
-            tracing::info!(task = %found.id, %file, "bulk import: found the task submitted before the restart");
-            record.tasks[index].task = Some(found.id.clone());
+        if let Some(found) = adoptable(job, collection, &record.tasks[index]).await? {
+            tracing::info!(task = %found, %file, "bulk import: found the task submitted before the restart");
+            record.tasks[index].task = Some(found);
             record.tasks[index].submitting = false;
-            return save(job, record).await;
+            save(job, record).await?;
+            return Ok(Ok(()));
         }
     }
+    // The tasks Milvus knows now: after a crash, any other task of this collection is a
+    // candidate for this submission (its file may not be described yet).
+    record.tasks[index].known_before = job.context.sink.listed_imports(collection).await?.into_iter().map(|listed| listed.id).collect();
     record.tasks[index].submitting = true;
     record.tasks[index].submissions += 1;
     save(job, record).await?;
     crate::failpoint::hit_for("bulk_submitting", &job.path.display().to_string());
-    let task = job.context.sink.submit_import(collection, &file).await?;
+    let task = match job.context.sink.submit_import(collection, &file).await {
+        Ok(task) => task,
+        Err(error) if MilvusSink::is_refusal(&error) => {
+            record.tasks[index].submitting = false;
+            return Ok(Err(format!("Milvus refused the import: {error}")));
+        }
+        Err(error) => return Err(error.into()),
+    };
     crate::failpoint::hit_for("bulk_before_task_recorded", &job.path.display().to_string());
     tracing::info!(%task, %file, rows_staged = record.counts.staged, "bulk import: submitted");
     record.tasks[index].task = Some(task);
     record.tasks[index].submitting = false;
     save(job, record).await?;
     crate::failpoint::hit_for("bulk_submitted", &job.path.display().to_string());
-    Ok(())
+    Ok(Ok(()))
+}
+
+/// The task an unknown-outcome submission of `staged` created, if Milvus lists one: the newest
+/// task naming its file, else the newest task that was not there before the submission and names
+/// no file yet (a REST job describes its files only once it runs); never a task of this file
+/// that failed before.
+async fn adoptable(job: &FileJob<'_>, collection: &str, staged: &StagedTask) -> Result<Option<String>, ImportError> {
+    let listed = job.context.sink.listed_imports(collection).await?;
+    let newest = |candidates: Vec<&crate::sink::ListedImport>| {
+        candidates
+            .into_iter()
+            .max_by(|left, right| (left.id.len(), &left.id).cmp(&(right.id.len(), &right.id)))
+            .map(|listed| listed.id.clone())
+    };
+    let fresh = |listed: &&crate::sink::ListedImport| !staged.failed_tasks.contains(&listed.id);
+    let naming_it = newest(listed.iter().filter(fresh).filter(|listed| listed.files.contains(&staged.file)).collect());
+    if naming_it.is_some() {
+        return Ok(naming_it);
+    }
+    Ok(newest(listed.iter().filter(fresh).filter(|listed| listed.files.is_empty() && !staged.known_before.contains(&listed.id)).collect()))
 }
 
 /// Milvus's query nodes load imported segments on their next check (~19 s after the task
@@ -522,8 +641,10 @@ async fn wait_until_visible(
     settings: &BulkImportSettings,
     spec: &CollectionSpec,
     record: &BulkJob,
+    only_done: bool,
 ) -> Result<(), ImportError> {
-    let samples: Vec<String> = record.tasks.iter().flat_map(|task| task.samples.iter().cloned()).collect();
+    let samples: Vec<String> =
+        record.tasks.iter().filter(|task| task.done || !only_done).flat_map(|task| task.samples.iter().cloned()).collect();
     if samples.is_empty() {
         return Ok(());
     }
@@ -600,7 +721,11 @@ async fn complete(
             let guard = writer_guard.get_or_insert_with(|| writer.lock().expect("dead-letter writer lock"));
             mark = Some(guard.append(&letters)?);
         }
-        ledger.commit(&name, &hash, &from_position, &to_position, batch_counts, mark)?;
+        let committed = ledger.commit(&name, &hash, &from_position, &to_position, batch_counts, mark);
+        if let (Err(_), Some(guard)) = (&committed, writer_guard.as_mut()) {
+            guard.uncommitted();
+        }
+        committed?;
         drop(writer_guard);
         ledger.clear_bulk_job(&name, &hash)?;
         Ok(())

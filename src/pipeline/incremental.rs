@@ -66,13 +66,25 @@ impl LookupPolicy {
 /// Keys deleted per round of [`mirror_deletions`].
 const DELETE_PAGE: usize = 1024;
 
-/// Runs the stage until the input ends or the next stage hangs up. With `look_up_all` (the bulk
-/// path) every batch is looked up and its stored keys are attached to it
-/// ([`RowBatch::stored_keys`]), whatever the [`LookupPolicy`] would save.
+/// Which batches the stage looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lookups {
+    /// As the [`LookupPolicy`] decides (the upsert path: lookups that save the model).
+    Policy,
+    /// Every batch, with its stored keys attached ([`RowBatch::stored_keys`]): the bulk path
+    /// must know which keys exist.
+    All,
+    /// The bulk path with keys new by construction (derived keys, a file never seen): the first
+    /// batch is looked up to make sure, and if it finds stored keys (another pipeline wrote the
+    /// same content, or the ledger was lost) every batch after it too.
+    ProbeFirst,
+}
+
+/// Runs the stage until the input ends or the next stage hangs up.
 pub(super) fn spawn(
     job: &FileJob<'_>,
     spec: CollectionSpec,
-    look_up_all: bool,
+    lookups: Lookups,
     mut input: mpsc::Receiver<RowBatch>,
     output: mpsc::Sender<RowBatch>,
 ) -> tokio::task::JoinHandle<Result<(), ImportError>> {
@@ -81,6 +93,8 @@ pub(super) fn spawn(
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
     let stage = async move {
         let mut policy = LookupPolicy::default();
+        let mut look_up_all = lookups != Lookups::Policy;
+        let mut probing = lookups == Lookups::ProbeFirst;
         while let Some(mut batch) = input.recv().await {
             let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
             if mirror {
@@ -88,7 +102,10 @@ pub(super) fn spawn(
                 blocking(move || ledger.record_keys(&pipeline, &file_hash, keys.iter().map(String::as_str))).await?;
             }
             let needing_model = batch.rows.iter().filter(|row| row.vector.is_none()).count();
-            let look_up = if look_up_all { !keys.is_empty() } else { skip_unchanged && policy.should_look_up(keys.len(), needing_model) };
+            let look_up = match lookups {
+                Lookups::Policy => skip_unchanged && policy.should_look_up(keys.len(), needing_model),
+                Lookups::All | Lookups::ProbeFirst => (look_up_all || probing) && !keys.is_empty(),
+            };
             if look_up {
                 let (stored, read) = sink.stored_hashes(&spec, &keys).await?;
                 telemetry.looked_up(&pipeline, read.as_str());
@@ -98,7 +115,17 @@ pub(super) fn spawn(
                     batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
                     batch.unchanged += (before - batch.rows.len()) as u64;
                 }
-                if look_up_all {
+                if probing && !keys.is_empty() {
+                    probing = false;
+                    look_up_all = !stored.is_empty();
+                    if look_up_all {
+                        tracing::warn!(
+                            stored = stored.len(),
+                            "bulk import: keys derived from this file are already in the collection; looking up every batch"
+                        );
+                    }
+                    batch.stored_keys = Some(stored.into_keys().collect());
+                } else if look_up_all {
                     batch.stored_keys = Some(stored.into_keys().collect());
                 }
             }

@@ -101,8 +101,11 @@ pub enum ImportError {
     #[error("{path}: bulk import staging: {message}")]
     Staging {
         path: String,
-        /// What failed, naming the staged file or folder.
+        /// What failed, naming the staged file, folder or object.
         message: String,
+        /// Whose fault: the disk or the bucket for now (transient), its settings (config), or
+        /// vecdrop's encoder (bug).
+        fault: Fault,
     },
     /// Milvus's bulk import of the file's staged rows failed as often as `max_submissions` allows.
     #[error("{path}: Milvus's bulk import failed: {reason} (the staged files are kept in {staging})")]
@@ -121,6 +124,15 @@ pub enum ImportError {
         /// How long it waited.
         waited: std::time::Duration,
     },
+    /// Another file's bulk-import job into the same collection is open (recorded, not finished):
+    /// this file waits, since a row it writes meanwhile could be inserted a second time by that job.
+    #[error("{path}: waits for the bulk import of {other} into collection {collection} to finish")]
+    CollectionBusy {
+        path: String,
+        collection: String,
+        /// The file whose job is open.
+        other: String,
+    },
     /// A stage ended without saying why (a bug).
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,7 +146,8 @@ impl Classify for ImportError {
                 Fault::File
             }
             // An unwritable staging folder (full disk, permissions) is the environment's.
-            ImportError::Staging { .. } | ImportError::NotVisible { .. } => Fault::Transient,
+            ImportError::Staging { fault, .. } => *fault,
+            ImportError::NotVisible { .. } | ImportError::CollectionBusy { .. } => Fault::Transient,
             ImportError::Embed(error) => error.fault(),
             ImportError::Sink(error) => error.fault(),
             ImportError::Flush(error) => error.fault(),
@@ -493,14 +506,25 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint, seen_
         return Ok((progress, counts.upserted + counts.deferred > 0));
     }
     let estimated_rows = if is_parquet { total_units } else { identity.lines };
+    // The lock first, then the ledger: a job that stopped with an error leaves the lock free but
+    // stays recorded until it is finished.
     let mut consumer = match bulk::chosen(job, estimated_rows).await? {
         Some(settings) => {
             let exclusive = context.collection_locks.exclusive(&spec.collection.name).await;
+            bulk::check_no_other_job(job, &spec.collection.name).await?;
             Consumer::Bulk(Box::new(bulk::BulkStage::start(job, settings, spec.clone(), resume.clone(), exclusive).await?))
         }
-        None => Consumer::Upsert(context.collection_locks.shared(&spec.collection.name).await),
+        None => {
+            let shared = context.collection_locks.shared(&spec.collection.name).await;
+            bulk::check_no_other_job(job, &spec.collection.name).await?;
+            Consumer::Upsert(shared)
+        }
     };
-    let look_up_all = matches!(consumer, Consumer::Bulk(_)) && bulk::needs_lookups(job, seen_before);
+    let lookups = match &consumer {
+        Consumer::Bulk(_) if bulk::needs_lookups(job, seen_before) => incremental::Lookups::All,
+        Consumer::Bulk(_) => incremental::Lookups::ProbeFirst,
+        Consumer::Upsert(_) => incremental::Lookups::Policy,
+    };
     let read_job = ReadJob {
         reader,
         resume: resume.clone(),
@@ -519,9 +543,9 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint, seen_
         embed_stage(context.embed_queue.clone(), Arc::clone(&context.telemetry), pipeline.name.clone(), row_receiver, embedded_sender)
             .in_current_span(),
     );
-    let read_stage = if pipeline.id_field.is_some() || look_up_all {
+    let read_stage = if pipeline.id_field.is_some() || lookups != incremental::Lookups::Policy {
         let (read_sender, read_receiver) = mpsc::channel::<RowBatch>(CHANNEL_DEPTH);
-        let stage = incremental::spawn(job, spec.clone(), look_up_all, read_receiver, row_sender);
+        let stage = incremental::spawn(job, spec.clone(), lookups, read_receiver, row_sender);
         (read::spawn(read_job, read_sender), Some(stage))
     } else {
         (read::spawn(read_job, row_sender), None)
@@ -623,7 +647,11 @@ async fn commit_batch(
         }
         let mut writer = writer.lock().expect("dead-letter writer lock");
         let mark = writer.append(&letters)?;
-        Ok(ledger.commit(&name, &hash, &from, &to, counts, Some(mark))?)
+        let committed = ledger.commit(&name, &hash, &from, &to, counts, Some(mark));
+        if committed.is_err() {
+            writer.uncommitted();
+        }
+        Ok(committed?)
     })
     .await
     .map_err(|error| ImportError::Internal(format!("commit task: {error}")))??;

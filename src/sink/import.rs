@@ -105,7 +105,18 @@ fn rest_progress(data: &Value) -> ImportProgress {
 /// The file names of a REST job's `describe` answer.
 fn rest_files(data: &Value) -> Vec<String> {
     let details = data.get("details").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    details.iter().filter_map(|detail| detail.get("fileName").and_then(Value::as_str)).map(str::to_owned).collect()
+    details
+        .iter()
+        .filter_map(|detail| detail.get("fileName").and_then(Value::as_str))
+        .flat_map(|name| {
+            // Milvus's datacoord formats a task's paths as a Go slice: "[a b]".
+            name.trim_matches(|c| c == '[' || c == ']')
+                .split([' ', ','])
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 impl MilvusSink {
@@ -137,32 +148,38 @@ impl MilvusSink {
 
     /// Submits the bulk import of one staged `file` (absolute path on Milvus's storage) into
     /// `collection`; returns the task's id. Bulk import only inserts: the rows' keys must be new.
+    ///
+    /// Sent **once, never retried**: when the answer is lost (a timeout, a dropped connection)
+    /// Milvus may have created the task anyway, and a second submission would import the file
+    /// twice. The caller finds out from [`MilvusSink::listed_imports`] instead.
     pub async fn submit_import(&self, collection: &str, file: &str) -> Result<String, SinkError> {
-        let files = [file.to_owned()];
+        let failed = |source| SinkError::Operation { operation: "import", collection: collection.to_owned(), source: Box::new(source) };
         match self.import_api().await? {
             ImportApi::Unsupported { version } => {
                 Err(SinkError::Response { operation: "import", message: format!("the server ({version}) has no bulk import") })
             }
             ImportApi::Grpc => {
-                let tasks = self.retrying("import", collection, || self.raw.import(collection, &files)).await?;
+                let tasks = self.raw.import(collection, &[file.to_owned()]).await.map_err(failed)?;
                 tasks
                     .first()
                     .map(i64::to_string)
                     .ok_or_else(|| SinkError::Response { operation: "import", message: "no task id returned".to_owned() })
             }
             ImportApi::Rest(client) => {
-                let response = self
-                    .retrying("import", collection, || async {
-                        let request = BulkImportRequest::builder().collection_name(collection).file(file).build()?;
-                        client.bulk_import(request).await
-                    })
-                    .await?;
+                let request = BulkImportRequest::builder().collection_name(collection).file(file).build().map_err(failed)?;
+                let response = client.bulk_import(request).await.map_err(failed)?;
                 response
                     .job_id()
                     .map(str::to_owned)
                     .ok_or_else(|| SinkError::Response { operation: "import", message: "no job id returned".to_owned() })
             }
         }
+    }
+
+    /// Whether `error` from [`MilvusSink::submit_import`] is Milvus refusing the file (so no task
+    /// exists), as opposed to an answer that may have been lost.
+    pub fn is_refusal(error: &SinkError) -> bool {
+        matches!(error, SinkError::Operation { source, .. } if super::classify(source) == super::ErrorClass::Permanent)
     }
 
     /// Where import task `task` of `collection` stands.
@@ -242,6 +259,8 @@ mod tests {
         let done = serde_json::json!({"state": "Completed", "importedRows": 20, "details": [{"fileName": "/s/a.parquet"}]});
         assert_eq!(rest_progress(&done), ImportProgress::Done { rows: 20 });
         assert_eq!(rest_files(&done), vec!["/s/a.parquet".to_owned()]);
+        let formatted = serde_json::json!({"state": "Importing", "details": [{"fileName": "[imports/p/j/part-00000.parquet]"}]});
+        assert_eq!(rest_files(&formatted), vec!["imports/p/j/part-00000.parquet".to_owned()], "Go-formatted paths");
         let failed = serde_json::json!({"state": "Failed", "reason": "dim mismatch"});
         assert_eq!(rest_progress(&failed), ImportProgress::Failed { reason: "dim mismatch".into() });
         assert!(rest_files(&failed).is_empty());
