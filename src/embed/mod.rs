@@ -266,14 +266,13 @@ impl Embedder {
     /// Measures the ladder of [`calibrate::ladder`] on synthetic sequences (see [`calibrate`]).
     fn calibrate(&self, key: CalibrationKey, settings: &EmbeddingSettings) -> Result<Calibration, EmbedError> {
         let sequence = synthetic_sequence(&self.inner.tokenizer)?;
-        let points = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |texts| {
+        let (points, model_seconds) = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |texts| {
             let rows = vec![sequence.as_slice(); texts];
             let started = std::time::Instant::now();
             self.run(&rows)?;
             Ok(started.elapsed())
         })?;
         let shape = calibrate::choose(&points, settings.max_tokens).unwrap_or(self.inner.shape.shape);
-        let model_seconds = points.iter().map(|point| point.seconds).sum();
         Ok(Calibration { key, points, shape, model_seconds, measured_at: crate::timestamp::now_rfc3339() })
     }
 
