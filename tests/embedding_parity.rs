@@ -143,7 +143,7 @@ fn cuda_device_embeds_where_the_runtime_has_cuda_and_fails_at_load_with_what_to_
 /// test checks what was measured and kept, not how fast: any host passes.
 #[test]
 fn batch_shapes_are_calibrated_once_per_host_and_model_and_configured_values_win() {
-    use vecdrop::embed::calibrate::{ladder, ShapeCache, ShapeSource, CALIBRATION_TOKENS};
+    use vecdrop::embed::calibrate::{batch_lengths, ladder, ShapeCache, ShapeSource, CALIBRATION_TOKENS, EQUALLY_FAST, RUNS_PER_RUNG};
     use vecdrop::embed::ShapePolicy;
     let state = tempfile::tempdir().unwrap();
     let policy = ShapePolicy::Calibrate(Some(ShapeCache::in_state_dir(state.path())));
@@ -158,17 +158,22 @@ fn batch_shapes_are_calibrated_once_per_host_and_model_and_configured_values_win
     let calibration = choice.calibration.clone().expect("a calibrated shape carries its measurement");
     assert!(calibration.points.len() >= 3, "{calibration:?}");
     let rungs = ladder(vecdrop::settings::Device::Cpu);
-    assert!(calibration.points.iter().all(|point| rungs.contains(&point.tokens)), "{calibration:?}");
-    // The largest rung within 3 % of the fastest.
+    assert!(calibration.points.iter().all(|point| rungs.contains(&(point.texts * CALIBRATION_TOKENS))), "{calibration:?}");
+    // The largest rung within 1 % of the fastest.
     let fastest = calibration.points.iter().map(|point| point.tokens_per_second).fold(0.0, f64::max);
-    let chosen =
-        calibration.points.iter().filter(|point| point.tokens_per_second >= 0.97 * fastest).max_by_key(|point| point.tokens).unwrap();
+    let chosen = calibration
+        .points
+        .iter()
+        .filter(|point| point.tokens_per_second >= EQUALLY_FAST * fastest)
+        .max_by_key(|point| point.tokens)
+        .unwrap();
     assert_eq!(choice.shape.max_batch_texts, chosen.texts);
     assert_eq!(choice.shape.batch_tokens, chosen.tokens.max(256));
     assert_eq!(calibrated.batch_budget(), (choice.shape.batch_tokens, choice.shape.max_batch_texts));
     let calibration_texts: u64 = calibration.points.iter().map(|point| point.texts as u64).sum();
-    assert_eq!(calibrated.texts_embedded(), 1 + calibration_texts, "the probe and the calibration's texts");
-    assert!(calibration.points.iter().all(|point| point.tokens == point.texts * CALIBRATION_TOKENS));
+    assert_eq!(calibrated.texts_embedded(), 1 + RUNS_PER_RUNG as u64 * calibration_texts, "the probe and the calibration's runs");
+    // Each rung pads to its longest sequence, and counts its padded tokens as its budget.
+    assert!(calibration.points.iter().all(|point| point.tokens == point.texts * batch_lengths(point.texts)[0]));
     assert!(state.path().join("embedding-shapes.json").is_file());
     assert!(choice.describe().contains("calibrated"), "{}", choice.describe());
 

@@ -6,11 +6,11 @@
 //! differ (a Zen 4 with AVX-512 and a large cache won with 8,192-token batches; a Zen 3 with AVX2
 //! loses 5–10 % there), so the budget is measured, not assumed:
 //!
-//! - [`measure`] runs synthetic sequences of [`CALIBRATION_TOKENS`] word pieces in batches of
-//!   growing size (a ladder of tokens per run, [`ladder`]), one timed run per rung, and stops when
-//!   the next rung would take the calibration over its model-time budget or throughput has clearly
-//!   passed its peak. Per-token cost barely depends on the sequence length at these lengths, so the
-//!   rung's tokens per run is the budget it stands for.
+//! - [`measure`] runs batches of growing size (a ladder, [`ladder`]) of synthetic sequences whose
+//!   lengths vary like a sorted window of real texts ([`batch_lengths`]: bigger batches pad more),
+//!   two timed runs per rung, and stops when the next rung would take the calibration over its
+//!   model-time budget or throughput has clearly passed its peak. Rates count real word pieces;
+//!   a rung's padded tokens per run is the budget it stands for.
 //! - [`choose`] takes the largest rung within 1 % of the most tokens per second (a measurement
 //!   on a quiet host; during an import other work interrupts the model, and fewer, bigger runs
 //!   lose less to that); its tokens are the token budget and its texts the batch size.
@@ -27,8 +27,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::Device;
 
-/// Word pieces per synthetic calibration sequence (a short sentence).
+/// Word pieces per synthetic calibration sequence on average (a short sentence); rungs are named
+/// by `texts × CALIBRATION_TOKENS`.
 pub const CALIBRATION_TOKENS: usize = 32;
+/// The calibration window: this many synthetic lengths, drawn evenly from
+/// [`SHORTEST_SEQUENCE`, `LONGEST_SEQUENCE`] and sorted as `plan_batches` sorts a window of real
+/// texts. A rung of N texts runs the N lengths in the middle of the window, so a bigger batch spans
+/// more lengths and pads more, as it does on real texts (uniform sequences hid that: a 64-text
+/// batch within 3 % of the best on them was 5–6 % behind on a corpus).
+pub const WINDOW_TEXTS: usize = 512;
+/// Shortest synthetic sequence, in word pieces.
+pub const SHORTEST_SEQUENCE: usize = 16;
+/// Longest synthetic sequence, in word pieces.
+pub const LONGEST_SEQUENCE: usize = 64;
+
+/// The lengths (word pieces, longest first) of a calibration run of `texts` sequences: the middle
+/// of the sorted window.
+pub fn batch_lengths(texts: usize) -> Vec<usize> {
+    let span = LONGEST_SEQUENCE - SHORTEST_SEQUENCE;
+    // Evenly spread, longest first (a fixed pattern: every host measures the same runs).
+    let window: Vec<usize> = (0..WINDOW_TEXTS).map(|index| LONGEST_SEQUENCE - index * span / (WINDOW_TEXTS - 1)).collect();
+    let texts = texts.clamp(1, WINDOW_TEXTS);
+    let start = (WINDOW_TEXTS - texts) / 2;
+    window[start..start + texts].to_vec()
+}
 /// The calibration stops before a rung that would take its model time past this.
 pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(700);
 /// Rungs this close to the fastest count as equally fast; the largest of them is chosen (fewer,
@@ -36,10 +58,10 @@ pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(700);
 /// real texts vary in length, so a bigger batch pads more than the synthetic sequences show
 /// (measured on a Zen 5 host: 64-text batches 3 % behind the best synthetic rung were 5–6 % behind
 /// on real texts).
-const EQUALLY_FAST: f64 = 0.99;
+pub const EQUALLY_FAST: f64 = 0.99;
 /// Timed runs per rung; the fastest counts (one run is at the mercy of whatever else the host
 /// did in that moment).
-const RUNS_PER_RUNG: usize = 2;
+pub const RUNS_PER_RUNG: usize = 2;
 /// Rungs measured whatever the budget (the smallest shapes cost milliseconds).
 const MIN_RUNGS: usize = 3;
 /// A rung this far below the best so far is past the peak…
@@ -175,16 +197,18 @@ pub fn ladder(device: Device) -> Vec<usize> {
     std::iter::successors(Some(smallest), |tokens| Some(tokens * 2)).take_while(|&tokens| tokens <= largest).collect()
 }
 
-/// Measures the rungs of `ladder` (tokens per run) with `run`, which runs `texts` synthetic
-/// sequences of [`CALIBRATION_TOKENS`] once and returns how long it took; each rung is run
-/// [`RUNS_PER_RUNG`] times and its fastest run counts. Stops before a rung whose projected time
+/// Measures the rungs of `ladder` (nominal tokens per run, `texts × CALIBRATION_TOKENS`) with
+/// `run`, which runs one batch of synthetic sequences of the given lengths ([`batch_lengths`],
+/// padded to the longest by the model) and returns how long it took; each rung is run
+/// [`RUNS_PER_RUNG`] times and its fastest run counts. A point's `tokens` is the padded size of its
+/// batch (what `batch_tokens` bounds) and its rate counts real word pieces only. Stops before a rung whose projected time
 /// (at the last rung's rate, if slower than the best) would take the total past `budget` (after
 /// [`MIN_RUNGS`]), and after two rungs in a row well below the best. Returns the points and the
 /// model time spent.
 pub fn measure<E>(
     ladder: &[usize],
     budget: Duration,
-    mut run: impl FnMut(usize) -> Result<Duration, E>,
+    mut run: impl FnMut(&[usize]) -> Result<Duration, E>,
 ) -> Result<(Vec<ShapePoint>, f64), E> {
     let mut points: Vec<ShapePoint> = Vec::new();
     let mut spent = 0.0;
@@ -193,22 +217,19 @@ pub fn measure<E>(
         let best = best_point(&points).map_or(0.0, |point| point.tokens_per_second);
         // Projected at the slower of the best and the last rate: bigger rungs tend to run slower.
         let rate = points.last().map_or(best, |last| last.tokens_per_second.min(best));
-        if points.len() >= MIN_RUNGS && rate > 0.0 && spent + (RUNS_PER_RUNG * tokens) as f64 / rate > budget.as_secs_f64() {
+        let lengths = batch_lengths((tokens / CALIBRATION_TOKENS).max(1));
+        let real: usize = lengths.iter().sum();
+        if points.len() >= MIN_RUNGS && rate > 0.0 && spent + (RUNS_PER_RUNG * real) as f64 / rate > budget.as_secs_f64() {
             break;
         }
-        let texts = (tokens / CALIBRATION_TOKENS).max(1);
         let mut seconds = f64::INFINITY;
         for _ in 0..RUNS_PER_RUNG {
-            let took = run(texts)?.as_secs_f64().max(1e-9);
+            let took = run(&lengths)?.as_secs_f64().max(1e-9);
             spent += took;
             seconds = seconds.min(took);
         }
-        let point = ShapePoint {
-            texts,
-            tokens: texts * CALIBRATION_TOKENS,
-            seconds,
-            tokens_per_second: (texts * CALIBRATION_TOKENS) as f64 / seconds,
-        };
+        let padded = lengths.len() * lengths.first().copied().unwrap_or(0);
+        let point = ShapePoint { texts: lengths.len(), tokens: padded, seconds, tokens_per_second: real as f64 / seconds };
         below_peak = if best > 0.0 && point.tokens_per_second < best * PAST_PEAK { below_peak + 1 } else { 0 };
         points.push(point);
         if below_peak >= PAST_PEAK_RUNGS {
@@ -295,9 +316,9 @@ mod tests {
 
     /// A model whose run costs `overhead` per run plus a per-token cost that grows past `cache`
     /// tokens per run (a host whose caches hold that much).
-    fn host(overhead: f64, cache: usize) -> impl FnMut(usize) -> Result<Duration, ()> {
-        move |texts| {
-            let tokens = texts * CALIBRATION_TOKENS;
+    fn host(overhead: f64, cache: usize) -> impl FnMut(&[usize]) -> Result<Duration, ()> {
+        move |lengths| {
+            let tokens = lengths.len() * lengths[0];
             let per_token = if tokens > cache { 1.5e-4 } else { 1e-4 };
             Ok(Duration::from_secs_f64(overhead + tokens as f64 * per_token))
         }
@@ -312,22 +333,24 @@ mod tests {
 
     #[test]
     fn the_fastest_rung_wins_between_overhead_and_cache_spill() {
-        let (points, _) = measure(&ladder(Device::Cpu), Duration::from_secs(60), host(0.01, 1024)).unwrap();
+        let (points, _) = measure(&ladder(Device::Cpu), Duration::from_secs(60), host(0.01, 1400)).unwrap();
         let shape = choose(&points, 256).unwrap();
-        assert_eq!(shape, BatchShape { batch_tokens: 1024, max_batch_texts: 32 }, "{points:?}");
-        // Past the peak twice in a row: the 4096 and 8192 rungs are not run.
-        assert_eq!(points.last().unwrap().tokens, 4096, "{points:?}");
+        assert_eq!(shape, BatchShape { batch_tokens: 32 * batch_lengths(32)[0], max_batch_texts: 32 }, "{points:?}");
+        // Past the peak twice in a row (the 64- and 128-text rungs): the 256-text rung is not run.
+        assert_eq!(points.last().unwrap().texts, 128, "{points:?}");
     }
 
     #[test]
     fn the_budget_stops_the_ladder_but_not_before_three_rungs() {
-        // Each token costs 1 ms: the first three rungs alone take 1.8 s.
-        let slow = |texts: usize| Ok::<_, ()>(Duration::from_secs_f64((texts * CALIBRATION_TOKENS) as f64 * 1e-3));
+        // Each padded token costs 1 ms: the first three rungs alone take over 2 s.
+        let cost = |lengths: &[usize]| (lengths.len() * lengths[0]) as f64 * 1e-3;
+        let slow = |lengths: &[usize]| Ok::<_, ()>(Duration::from_secs_f64(cost(lengths)));
         let (points, spent) = measure(&ladder(Device::Cpu), CALIBRATION_BUDGET, slow).unwrap();
         assert_eq!(points.len(), MIN_RUNGS);
-        assert!((spent - RUNS_PER_RUNG as f64 * 1.792).abs() < 1e-9, "every timed run counts: {spent}");
+        let expected: f64 = [8, 16, 32].iter().map(|&texts| cost(&batch_lengths(texts))).sum::<f64>() * RUNS_PER_RUNG as f64;
+        assert!((spent - expected).abs() < 1e-9, "every timed run counts: {spent} vs {expected}");
         // A fast host measures every rung within the budget.
-        let fast = |texts: usize| Ok::<_, ()>(Duration::from_secs_f64((texts * CALIBRATION_TOKENS) as f64 * 1e-6));
+        let fast = |lengths: &[usize]| Ok::<_, ()>(Duration::from_secs_f64((lengths.len() * lengths[0]) as f64 * 1e-6));
         assert_eq!(measure(&ladder(Device::Cpu), CALIBRATION_BUDGET, fast).unwrap().0.len(), 6);
     }
 
@@ -376,5 +399,19 @@ mod tests {
         assert_eq!(cache.get(&other_model), None);
         std::fs::write(cache.path(), "not json").unwrap();
         assert_eq!(cache.get(&key), None, "a damaged cache is an empty one");
+    }
+
+    #[test]
+    fn bigger_calibration_batches_span_more_lengths_like_sorted_real_texts() {
+        let spread = |texts: usize| {
+            let lengths = batch_lengths(texts);
+            assert_eq!(lengths.len(), texts);
+            assert!(lengths.windows(2).all(|pair| pair[0] >= pair[1]), "longest first");
+            lengths[0] - lengths[texts - 1]
+        };
+        assert!(spread(16) < spread(64) && spread(64) < spread(256), "{} {} {}", spread(16), spread(64), spread(256));
+        let middle = batch_lengths(8);
+        assert!(middle.iter().all(|&length| (36..=44).contains(&length)), "the middle of 16..64: {middle:?}");
+        assert_eq!(batch_lengths(10_000).len(), WINDOW_TEXTS, "at most the window");
     }
 }

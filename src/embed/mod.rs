@@ -267,7 +267,7 @@ impl Embedder {
     fn calibrate(&self, key: CalibrationKey, settings: &EmbeddingSettings) -> Result<Calibration, EmbedError> {
         let sequence = synthetic_sequence(&self.inner.tokenizer)?;
         let (points, model_seconds) = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |texts| {
-            let rows = vec![sequence.as_slice(); texts];
+            let rows: Vec<&[u32]> = texts.iter().map(|&length| &sequence[..length.min(sequence.len())]).collect();
             let started = std::time::Instant::now();
             self.run(&rows)?;
             Ok(started.elapsed())
@@ -467,14 +467,14 @@ fn mean_pool_row(hidden_states: &[f32], tokens: usize, hidden: usize) -> Vec<f32
     sum
 }
 
-/// A sequence of [`calibrate::CALIBRATION_TOKENS`] word pieces of ordinary English from the
+/// A sequence of [`calibrate::LONGEST_SEQUENCE`] word pieces of ordinary English from the
 /// model's own tokenizer (ids differ between vocabularies; the cost does not depend on them).
 fn synthetic_sequence(tokenizer: &Tokenizer) -> Result<Vec<u32>, EmbedError> {
     let text = "the quick brown fox jumps over the lazy dog while a patient reader measures how fast a small model turns sentences into vectors on this machine today";
     let encoding = tokenizer.encode(text, true).map_err(|error| EmbedError::Tokenizer(error.to_string()))?;
     let mut ids = encoding.get_ids().to_vec();
     let filler = ids.get(1).copied().unwrap_or(0);
-    ids.resize(calibrate::CALIBRATION_TOKENS, filler);
+    ids.resize(calibrate::LONGEST_SEQUENCE, filler);
     Ok(ids)
 }
 
