@@ -154,9 +154,12 @@ impl Progress {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// The bulk times recorded so far.
-    pub fn summary_bulk(&self) -> Option<BulkTimes> {
-        self.summary.bulk
+    /// Records when Milvus's tasks completed and the rows became visible (the staging time, set
+    /// before, stays; a job followed after a restart has none).
+    pub fn bulk_completed(&mut self, tasks_completed_at: f64, visible_at: f64) {
+        let times = self.summary.bulk.get_or_insert_with(BulkTimes::default);
+        times.tasks_completed_at = tasks_completed_at;
+        times.visible_at = visible_at;
     }
 
     /// Records when the phases of the file's bulk import ended.

@@ -54,3 +54,23 @@ async fn a_collection_with_a_dynamic_field_and_a_partition_key_is_written_like_i
     assert_eq!(hits.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&hits.stdout).contains("a1"), "{}", String::from_utf8_lossy(&hits.stdout));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_import_writes_into_a_collection_with_a_dynamic_field_and_a_partition_key() {
+    // vecdrop stages no `$meta` column (it declares no dynamic fields): Milvus imports the file
+    // into a collection that has one all the same, and routes rows by the partition key.
+    let collection = unique_collection("foreign_bulk");
+    create_foreign_collection(&collection).await;
+    let config = TestConfig::new(
+        &collection,
+        "id_field = \"id\"\nbulk_import = { min_rows = 1, staging = \"staging\", poll_interval = \"200ms\" }\n[pipelines.fields]\ncategory = { type = \"varchar\", max_length = 64 }",
+    );
+    let path = config.dir.path().join("rows.csv");
+    std::fs::write(&path, "id,text,category\nb1,a row about boats,boats\nb2,a row about trains,trains\nb3,another boat row,boats\n")
+        .unwrap();
+    let output = config.run("import", &[path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bulk import: submitted"), "the bulk path was taken");
+    let sink = connect_sink(&milvus_uri()).await.unwrap();
+    assert_eq!(sink.count(&collection).await.unwrap(), 3);
+}

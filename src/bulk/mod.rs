@@ -8,15 +8,11 @@
 //! Milvus's storage: on a standalone server with local storage any absolute path of its machine
 //! (Milvus 2.3 reads absolute local paths; `scripts/bulk-import-smoke.py`).
 //!
-//! Measured (`examples/bulk_vs_upsert.rs`, 200,000 rows of 384-d vectors, Milvus 2.3.5 on the
-//! same 2 cores, load ~3): upserts of 512 rows plus the flush 13.9 s (14,393 rows/s); staged in
-//! 0.9 s, the import task completed at 8.3 s (24,000 rows/s, 1.67×) and the rows were visible to
-//! queries at 23.1 s (the query nodes load imported segments on their next check).
-//!
-//! Submitting the files and following the tasks is [`crate::sink::MilvusSink::bulk_import`] and
-//! [`crate::sink::MilvusSink::import_progress`]. The pipeline does not choose this path by itself
-//! yet (issue #14: the per-pipeline `bulk_import` setting, new-keys-only selection, task ids in the
-//! ledger).
+//! Where the staged files go ([`store`]) and how a pipeline uses them ([`crate::pipeline`]'s bulk
+//! path: new keys staged, the job recorded, tasks submitted and followed through
+//! [`crate::sink::MilvusSink::submit_import`] and [`crate::sink::MilvusSink::import_state`]) are
+//! described there. `vecdrop bench` times it against upserts of the same rows (phases
+//! `bulk_baseline_upsert` and `bulk_import`).
 
 pub mod store;
 

@@ -133,7 +133,7 @@ impl StagingStore {
         for file in files {
             let name = file.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
             let key = format!("{prefix}/{name}");
-            upload(store.as_ref(), file, &object_path(settings, &key)).await?;
+            upload(store.as_ref(), file, &ObjectPath::from(key.as_str())).await?;
             paths.push(milvus_path(settings, &key));
         }
         if let Some(spool) = files.first().and_then(|file| file.parent()) {
@@ -151,7 +151,7 @@ impl StagingStore {
             }
         }
         let (Self::Bucket { settings, store }, Some(prefix)) = (self, job_prefix) else { return Ok(()) };
-        let location = object_path(settings, prefix);
+        let location = ObjectPath::from(prefix);
         let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
         let objects: Vec<_> = store.list(Some(&location)).try_collect().await.map_err(failed)?;
         for object in objects {
@@ -185,7 +185,7 @@ impl StagingStore {
         }
         let Self::Bucket { settings, store } = self else { return Ok(removed) };
         let Some(pipeline_prefix) = self.job_prefix(pipeline, "") else { return Ok(removed) };
-        let location = object_path(settings, pipeline_prefix.trim_end_matches('/'));
+        let location = ObjectPath::from(pipeline_prefix.trim_end_matches('/'));
         let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
         let objects: Vec<_> = store.list(Some(&location)).try_collect().await.map_err(failed)?;
         let job_of = |key: &str| {
@@ -219,8 +219,8 @@ impl StagingStore {
     /// Writes `text` as `FAILED.txt` next to a failed job's staged files.
     pub async fn keep_with_reason(&self, dir: &Path, job_prefix: Option<&str>, text: &str) -> Result<(), StoreError> {
         match (self, job_prefix) {
-            (Self::Bucket { settings, store }, Some(prefix)) => {
-                let location = object_path(settings, &format!("{prefix}/FAILED.txt"));
+            (Self::Bucket { store, .. }, Some(prefix)) => {
+                let location = ObjectPath::from(format!("{prefix}/FAILED.txt"));
                 store
                     .put(&location, PutPayload::from(text.as_bytes().to_vec()))
                     .await
@@ -266,11 +266,6 @@ impl StagingStore {
             _ => dir.display().to_string(),
         }
     }
-}
-
-/// The object-store path of `key` (for `file://`, keys are relative to `/`).
-fn object_path(_settings: &BucketSettings, key: &str) -> ObjectPath {
-    ObjectPath::from(key)
 }
 
 /// The path Milvus is sent for `key`: the key inside its bucket, or the absolute path for `file://`.

@@ -34,7 +34,7 @@ pub const CALIBRATION_TOKENS: usize = 32;
 /// [`SHORTEST_SEQUENCE`, `LONGEST_SEQUENCE`] and sorted as `plan_batches` sorts a window of real
 /// texts. A rung of N texts runs the N lengths in the middle of the window, so a bigger batch spans
 /// more lengths and pads more, as it does on real texts (uniform sequences hid that: a 64-text
-/// batch within 3 % of the best on them was 5–6 % behind on a corpus).
+/// batch within 3 % of the best on them was 5–7 % behind on the bench corpus in four runs).
 pub const WINDOW_TEXTS: usize = 512;
 /// Shortest synthetic sequence, in word pieces.
 pub const SHORTEST_SEQUENCE: usize = 16;
@@ -56,7 +56,7 @@ pub const CALIBRATION_BUDGET: Duration = Duration::from_millis(700);
 /// Rungs this close to the fastest count as equally fast; the largest of them is chosen (fewer,
 /// bigger runs lose less when reading, upserts and Milvus interrupt the model's threads). Tight:
 /// real texts vary in length, so a bigger batch pads more than the synthetic sequences show
-/// (measured on a Zen 5 host: 64-text batches 3 % behind the best synthetic rung were 5–6 % behind
+/// (measured on a Zen 5 host: 64-text batches 3 % behind the best synthetic rung were 5–7 % behind
 /// on real texts).
 pub const EQUALLY_FAST: f64 = 0.99;
 /// Timed runs per rung; the fastest counts (one run is at the mercy of whatever else the host

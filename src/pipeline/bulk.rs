@@ -44,7 +44,8 @@ use crate::sink::{CollectionSpec, ImportApi, ImportProgress, MilvusSink};
 use crate::telemetry::{BulkProgress, InFlight};
 
 /// How long completed tasks' rows may take to become visible before the attempt stops as
-/// transient (the job stays recorded; the next attempt waits again). Milvus 2.3.5 needs ~20 s.
+/// transient (the job stays recorded; the next attempt waits again). Milvus 2.3.5 took 11–19 s in
+/// five `vecdrop bench` runs.
 const VISIBILITY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Stash entries read or written per round.
@@ -282,17 +283,12 @@ impl<'a> BulkStage<'a> {
                 return Err(error);
             }
         };
-        let staged_at = progress.elapsed_seconds();
+        progress.bulk_times(BulkTimes { staged_at: progress.elapsed_seconds(), ..BulkTimes::default() });
         crate::failpoint::hit_for("bulk_staged", &job.path.display().to_string());
         let ledger = job.context.ledger.clone();
         let to_record = record.clone();
         blocking(move || ledger.put_bulk_job(&to_record)).await?;
-        let counts = follow(job, self.settings, &self.store, &self.spec, record, progress, tracked).await?;
-        if let Some(mut times) = progress_times(progress) {
-            times.staged_at = staged_at;
-            progress.bulk_times(times);
-        }
-        Ok(counts)
+        follow(job, self.settings, &self.store, &self.spec, record, progress, tracked).await
     }
 
     /// Closes the staged files, publishes them where Milvus reads them and builds the job's
@@ -328,11 +324,6 @@ impl<'a> BulkStage<'a> {
     }
 }
 
-/// The bulk times recorded so far by [`follow`].
-fn progress_times(progress: &Progress) -> Option<BulkTimes> {
-    progress.summary_bulk()
-}
-
 /// Rows and vectors going one way.
 #[derive(Default)]
 struct Split {
@@ -356,7 +347,7 @@ struct DeferredRow {
 
 /// One task per staged file (`paths` as Milvus reads them), each with its sampled keys.
 fn tasks_of(paths: &[String], samples: &[Vec<String>]) -> Vec<StagedTask> {
-    let rows_per_file = |index: usize| samples.get(index).cloned().unwrap_or_default();
+    let samples_of = |index: usize| samples.get(index).cloned().unwrap_or_default();
     paths
         .iter()
         .enumerate()
@@ -367,7 +358,7 @@ fn tasks_of(paths: &[String], samples: &[Vec<String>]) -> Vec<StagedTask> {
             submissions: 0,
             submitting: false,
             done: false,
-            samples: rows_per_file(index),
+            samples: samples_of(index),
             failed_tasks: Vec::new(),
             known_before: Vec::new(),
         })
@@ -516,7 +507,7 @@ async fn follow(
     );
     wait_until_visible(job, settings, spec, &record, false).await?;
     let visible_at = progress.elapsed_seconds();
-    progress.bulk_times(BulkTimes { staged_at: 0.0, tasks_completed_at, visible_at });
+    progress.bulk_completed(tasks_completed_at, visible_at);
     complete(job, store, spec, record, progress, tracked).await
 }
 
@@ -633,7 +624,7 @@ async fn adoptable(job: &FileJob<'_>, collection: &str, staged: &StagedTask) -> 
     Ok(newest(listed.iter().filter(fresh).filter(|listed| listed.files.is_empty() && !staged.known_before.contains(&listed.id)).collect()))
 }
 
-/// Milvus's query nodes load imported segments on their next check (~19 s after the task
+/// Milvus's query nodes load imported segments on their next check (11–19 s after the task
 /// completed on 2.3.5): waits until queries find every sampled key, so that the file is marked
 /// imported only when its rows are searchable and a later version's lookups see them.
 async fn wait_until_visible(
@@ -643,8 +634,14 @@ async fn wait_until_visible(
     record: &BulkJob,
     only_done: bool,
 ) -> Result<(), ImportError> {
-    let samples: Vec<String> =
-        record.tasks.iter().filter(|task| task.done || !only_done).flat_map(|task| task.samples.iter().cloned()).collect();
+    let samples: Vec<String> = record
+        .tasks
+        .iter()
+        .filter(|task| task.done || !only_done)
+        .flat_map(|task| task.samples.iter().cloned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     if samples.is_empty() {
         return Ok(());
     }
@@ -652,7 +649,7 @@ async fn wait_until_visible(
     let started = std::time::Instant::now();
     loop {
         let found = job.context.sink.texts_by_key(spec, &samples).await?;
-        if found.len() >= samples.iter().collect::<HashSet<_>>().len() {
+        if found.len() >= samples.len() {
             return Ok(());
         }
         if started.elapsed() >= VISIBILITY_LIMIT {

@@ -1,5 +1,6 @@
 //! Unit tests of the conversion from the file to [`Settings`].
 
+use super::pipeline::absolute_glob;
 use super::*;
 use crate::format::Format;
 
