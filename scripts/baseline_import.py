@@ -11,8 +11,8 @@ the two runtimes, so the comparison favours the script.
     .venv/bin/python scripts/baseline_import.py CSV --uri http://127.0.0.1:19530 --collection NAME
 
 Prints one JSON line: rows, whole-run seconds, start-up seconds (process start to the first batch
-sent to the model: imports, reading the CSV, loading the model, connecting, creating the collection)
-and rows/s after start-up. `scripts/bench-vs-script.sh` runs it beside `vecdrop import`.
+sent to the model: imports, reading the CSV, loading the model, connecting, creating the collection),
+rows/s after start-up and the closing flush's seconds. `scripts/bench-vs-script.sh` runs it beside `vecdrop import`.
 """
 import time
 
@@ -111,6 +111,7 @@ def main():
             with open(checkpoint, "w") as out:
                 json.dump({"rows_done": start + len(chunk)}, out)
             progress.update(len(chunk))
+    flush_started = time.time()
     client.flush(args.collection)
     ended = time.time()
     first = model.first_batch_at or ended
@@ -120,6 +121,7 @@ def main():
         "seconds": round(ended - PROCESS_START, 3),
         "startup_seconds": round(first - PROCESS_START, 3),
         "rows_per_second_after_startup": round(rows / max(ended - first, 1e-9), 2),
+        "flush_seconds": round(ended - flush_started, 3),
     }))
 
 

@@ -10,7 +10,11 @@ Prints, per pattern, wall-clock seconds and the `milvus` process's CPU seconds:
 - 100 upserts of 10 rows (a small file's write);
 - the small-files pattern (100 x [bounded query + 10-row upsert]) with 4 and with 12 flushes, and
   one 1,000-row file with one flush (CPU counted until 5 s after the last call);
-- how long pymilvus's `flush` of a 3,000-row collection takes.
+- how long pymilvus's `flush` of a 3,000-row collection takes;
+- how long a flush takes 0-4 s after the last write: Milvus 2.3 completes a flush only once the
+  segment assignments of the last writes expire (`dataCoord.segment.assignmentExpiration`, 2 s),
+  so a file's closing flush costs ~2 s whatever its size or the host's speed (pymilvus polls the
+  flush state every 0.5 s; vecdrop every 0.1 s).
 """
 import os
 import random
@@ -92,4 +96,18 @@ for i in range(6):
 started = time.time()
 client.flush(name)
 print(f"pymilvus flush of 3,000 rows: {time.time() - started:.2f} s")
+client.drop_collection(name)
+
+name = collection("flush_after")
+batch = 0
+for wait in [0, 1, 2, 3, 4]:
+    seconds = []
+    for _ in range(3):
+        client.upsert(name, rows(1000, batch * 1000))
+        batch += 1
+        time.sleep(wait)
+        started = time.time()
+        client.flush(name)
+        seconds.append(time.time() - started)
+    print(f"flush {wait} s after the last write: {min(seconds):.2f}-{max(seconds):.2f} s (3 flushes)")
 client.drop_collection(name)

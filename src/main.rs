@@ -106,8 +106,9 @@ enum Command {
         /// What to look for.
         text: String,
     },
-    /// Measure throughput: raw model, import with embedding, bare SDK upserts, import of rows with
-    /// vectors, int8 model, re-import of a changed file; ratios and peak memory per phase.
+    /// Measure throughput: the model at its best fixed batch, raw fp32 and int8 models (in
+    /// alternating rounds), import with embedding, bare SDK upserts, import of rows with vectors,
+    /// re-import of a changed file, daemon, bulk import; ratios and peak memory per phase.
     Bench {
         /// Milvus server (overrides the config's milvus.uri).
         #[arg(long, env = "MILVUS_URI")]
@@ -131,7 +132,7 @@ enum Command {
         /// 200,000; smoke 2,000; 0 skips them).
         #[arg(long)]
         bulk_rows: Option<usize>,
-        /// Words per generated text (default 25, about 37 word pieces).
+        /// Words per generated text (default 25, about 39 word pieces).
         #[arg(long)]
         words: Option<usize>,
         /// Rows per pipeline batch and SDK request (default 512; smoke 128).

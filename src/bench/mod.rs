@@ -1,19 +1,23 @@
 //! `vecdrop bench`: how close an import comes to the hardware, measured in one run on one machine.
 //!
 //! ```text
-//!  corpus ──► model_best_fixed ──► model_fp32 ──► import_embedded ──► reimport_changed     (CSV, embedded)
-//!  (own       reference:         raw model       the pipeline         1 % of texts changed
-//!   data)     fixed batches
-//!          ─► sdk_upsert ──► import_vectors                            (Parquet with vectors)
-//!             bare SDK loop   the pipeline
-//!          ─► model_int8 (speed-up, cosine to the reference)
+//!  corpus ──► ladder of fixed ──► rounds × 4: model_best_fixed │ model_fp32 │ model_int8
+//!  (own       batch sizes         (reference: the ladder's      (raw model,   (same windows;
+//!   data)     (picks the size)     size over a sorted sample)    import's      cosine to the
+//!                                                                batches)      reference)
+//!          ─► import_embedded ─► bracket (reference + fp32 again) ─► reimport_changed  (CSV)
+//!          ─► sdk_upsert ──► import_vectors        (Parquet with vectors: bare SDK loop, pipeline)
 //!          ─► daemon_one_file ──► daemon_small_files (the same rows as one JSONL file and as
 //!             10-row files, dropped into an in-process daemon's folders)
+//!          ─► bulk_baseline_upsert ──► bulk_import  (one big Parquet file: upserts vs bulk import)
 //! ```
 //! Each phase is timed and its peak resident memory taken ([`memory`]); [`report`] turns the
 //! phases into ratios, checks the performance targets of ARCHITECTURE.md and prints a table or JSON.
 //!
 //! How time is counted, so that each ratio compares like with like:
+//! - The model phases that ratios compare run in alternating rounds ([`model`]): a slow or fast
+//!   spell of a shared host weighs on each of them alike. The import with embedding is held
+//!   against the model measured just before and just after it (its bracket).
 //! - Collections are created and loaded before a phase's clock starts (a daemon does that once).
 //! - `import_*` phases time [`import_file`] from call to return: hashing the file, reading,
 //!   embedding, upserts, ledger commits and the closing Milvus flush (~0.5–4 s, a file's fixed
@@ -33,6 +37,7 @@ pub mod report;
 mod sdk;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use corpus::CorpusSpec;
@@ -122,6 +127,8 @@ pub struct BenchOptions {
     /// Rows with vectors of the bulk-import phases (upserts vs bulk import of one file); 0 skips
     /// them.
     pub bulk_rows: usize,
+    /// Rounds the model phases alternate in (see [`model`]); at most one per window of the corpus.
+    pub model_rounds: usize,
 }
 
 impl BenchOptions {
@@ -135,6 +142,7 @@ impl BenchOptions {
             small_files_rows: 100,
             reference_texts: 64,
             bulk_rows: 2_000,
+            model_rounds: 2,
         }
     }
 
@@ -149,6 +157,7 @@ impl BenchOptions {
             small_files_rows: 1_000,
             reference_texts: 1_000,
             bulk_rows: 200_000,
+            model_rounds: 4,
         }
     }
 }
@@ -234,16 +243,20 @@ impl Bench {
         let embedder = self.context.embedder.clone();
         let texts_for_tokens = texts.clone();
         let mean_tokens = blocking(move || model::mean_tokens(&embedder, &texts_for_tokens)).await??;
-        let (reference, fixed_batches) = self.best_fixed_phase(&texts).await?;
-        let mut phases = vec![reference, self.model_phase(phase::MODEL_FP32, self.context.embedder.clone(), texts.clone()).await?];
+        let workload = self.workload(&texts).await?;
+        let (best_batch, fixed_batches) = self.fixed_batch_ladder(&workload).await?;
+        let int8 = self.load_int8().await?;
+        let (mut phases, model_rounds) = self.model_rounds(int8.clone(), &workload, best_batch).await?;
         let fp32_quality = self.quality_of(self.context.embedder.clone()).await?;
+        let int8_quality = self.quality_of(int8).await?;
+        let before_import = model::BracketRates::from(*model_rounds.last().expect("at least one round ran"));
+        let bracket_workload = Arc::new(workload.bracket_part(self.options.model_rounds));
+        drop(workload);
         let embedded_pipeline = self.pipeline("embedded", &self.collections[0]);
         phases.push(self.import_phase(phase::IMPORT_EMBEDDED, &embedded_pipeline, &first_csv).await?);
+        let import_bracket = self.bracket_import(before_import, bracket_workload, best_batch).await?;
         phases.push(self.sdk_phase(&self.pipeline("sdk", &self.collections[1])).await?);
         phases.push(self.import_phase(phase::IMPORT_VECTORS, &self.pipeline("vectors", &self.collections[2]), &parquet).await?);
-        let int8 = self.load_int8().await?;
-        phases.push(self.model_phase(phase::MODEL_INT8, int8.clone(), texts).await?);
-        let int8_quality = self.quality_of(int8).await?;
         phases.push(self.import_phase(phase::REIMPORT_CHANGED, &embedded_pipeline, &changed_csv).await?);
         phases.extend(self.small_files_phases(&small_files, [&self.collections[3], &self.collections[4]]).await?);
         if self.options.bulk_rows > 0 {
@@ -270,6 +283,8 @@ impl Bench {
             mean_tokens,
             phases,
             fixed_batches,
+            model_rounds,
+            import_bracket: Some(import_bracket),
             ratios: Default::default(),
             embedded_gap: None,
             fp32_quality: Some(fp32_quality),
@@ -300,38 +315,77 @@ impl Bench {
         PipelineSettings::from_raw(raw, &self.options.work_dir).expect("the bench pipeline is valid")
     }
 
-    async fn model_phase(&self, name: &str, embedder: Embedder, texts: Vec<String>) -> Result<PhaseResult, BenchError> {
-        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
-        let window = self.options.batch_rows;
-        let run = blocking(move || model::throughput(&embedder, &texts, window)).await??;
-        let mut result = PhaseResult::new(name, "texts/s", run.texts, run.seconds, peak.peak_bytes());
-        result.record_cpu(cpu.elapsed());
-        result.tokens_per_second = Some(report::rate(run.tokens as f64, run.seconds));
-        result.tokenize_seconds = Some(run.tokenize_seconds);
-        Ok(result)
-    }
-
-    /// The reference: a sample of the corpus in fixed batches of each size of [`FIXED_BATCHES`];
-    /// the fastest becomes the `model_best_fixed` phase.
-    async fn best_fixed_phase(&self, texts: &[String]) -> Result<(PhaseResult, Vec<model::FixedBatchRun>), BenchError> {
+    /// The corpus tokenised in the import's windows, and the reference's sample (spread over the
+    /// corpus).
+    async fn workload(&self, texts: &[String]) -> Result<Arc<model::Workload>, BenchError> {
         let embedder = self.context.embedder.clone();
         let sample = model::spread_sample(texts, self.options.reference_texts);
+        let (texts, window) = (texts.to_vec(), self.options.batch_rows);
+        Ok(Arc::new(blocking(move || model::Workload::tokenise(&embedder, &texts, window, &sample)).await??))
+    }
+
+    /// The ladder of fixed batch sizes over the sample: returns the fastest size and every run.
+    async fn fixed_batch_ladder(&self, workload: &Arc<model::Workload>) -> Result<(usize, Vec<model::FixedBatchRun>), BenchError> {
         let batches = match self.context.settings.embedding.device {
             Device::Cpu => FIXED_BATCHES_CPU.to_vec(),
             Device::Cuda => FIXED_BATCHES_CUDA.to_vec(),
         };
-        let (peak, cpu) = (PeakRss::start(), CpuClock::start());
-        let runs = blocking(move || model::fixed_batches(&embedder, &sample, &batches)).await??;
-        let best = *runs
+        let (embedder, workload) = (self.context.embedder.clone(), Arc::clone(workload));
+        let runs = blocking(move || model::fixed_batches(&embedder, &workload, &batches)).await??;
+        let best = runs
             .iter()
             .max_by(|left, right| left.tokens_per_second().total_cmp(&right.tokens_per_second()))
             .ok_or_else(|| BenchError::Internal("no fixed batch size to try".to_owned()))?;
-        let mut result = PhaseResult::new(phase::MODEL_BEST_FIXED, "texts/s", best.texts, best.seconds, peak.peak_bytes());
-        // The CPU of every size tried, not only the best one's.
-        result.record_cpu(cpu.elapsed());
-        result.tokens_per_second = Some(best.tokens_per_second());
-        result.batch = Some(best.batch);
-        Ok((result, runs))
+        Ok((best.batch, runs))
+    }
+
+    /// The three model phases measured in alternating rounds (see [`model`]): `model_best_fixed`,
+    /// `model_fp32` and `model_int8`, each its total over the rounds, and each round's rates.
+    async fn model_rounds(
+        &self,
+        int8: Embedder,
+        workload: &Arc<model::Workload>,
+        best_batch: usize,
+    ) -> Result<(Vec<PhaseResult>, Vec<model::RoundRates>), BenchError> {
+        let (fp32, workload_for_rounds, rounds) = (self.context.embedder.clone(), Arc::clone(workload), self.options.model_rounds);
+        let peak = PeakRss::start();
+        let measured = blocking(move || model::rounds(&fp32, &int8, &workload_for_rounds, best_batch, rounds)).await??;
+        // One peak for the three: both models are loaded while the rounds alternate between them.
+        let peak_bytes = peak.peak_bytes();
+        let phase_of = |name: &str, run: model::ModelRun, cpu: Option<cpu::CpuUse>| {
+            let mut result = PhaseResult::new(name, "texts/s", run.texts, run.seconds, peak_bytes);
+            if let Some(cpu) = cpu {
+                result.record_cpu(cpu);
+            }
+            result.tokens_per_second = Some(run.tokens_per_second());
+            result
+        };
+        let mut reference = phase_of(phase::MODEL_BEST_FIXED, measured.reference, measured.cpu[0]);
+        reference.batch = Some(best_batch);
+        let mut fp32 = phase_of(phase::MODEL_FP32, measured.fp32, measured.cpu[1]);
+        fp32.tokenize_seconds = Some(workload.tokenize_seconds);
+        let mut int8 = phase_of(phase::MODEL_INT8, measured.int8, measured.cpu[2]);
+        int8.tokenize_seconds = Some(workload.tokenize_seconds);
+        Ok((vec![reference, fp32, int8], measured.per_round))
+    }
+
+    /// The import's bracket: `before` (the last round) and the reference and fp32 model measured
+    /// again right after the import (Milvus has settled by then, or the bench noted it did not).
+    async fn bracket_import(
+        &self,
+        before: model::BracketRates,
+        workload: Arc<model::Workload>,
+        best_batch: usize,
+    ) -> Result<report::ImportBracket, BenchError> {
+        let embedder = self.context.embedder.clone();
+        let cpu = CpuClock::start();
+        let after = blocking(move || model::bracket_after(&embedder, &workload, best_batch)).await??;
+        Ok(report::ImportBracket {
+            before,
+            after,
+            milvus_settled: self.began_on_quiet_milvus(),
+            milvus_cpu_seconds_after: cpu.elapsed().milvus_seconds,
+        })
     }
 
     async fn quality_of(&self, embedder: Embedder) -> Result<report::Quality, BenchError> {
