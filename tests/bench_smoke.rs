@@ -58,10 +58,16 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         assert!(number(phase(model), "tokens_per_second") > 2.0 * number(phase(model), "per_second"), "texts have > 2 tokens");
     }
     assert_eq!(number(phase("import_embedded"), "items"), text_rows);
+    // The SDK loop / vectors import and the two daemon phases run twice each (A B B A).
+    for paired in ["sdk_upsert", "import_vectors", "daemon_one_file", "daemon_small_files"] {
+        let rounds = phase(paired)["rounds_per_second"].as_array().unwrap_or_else(|| panic!("{paired} has rounds"));
+        assert_eq!(rounds.len(), 2, "{paired}");
+        assert!(rounds.iter().all(|rate| rate.as_f64().is_some_and(|rate| rate > 0.0)), "{paired}");
+    }
     assert_eq!(number(phase("import_embedded"), "texts_embedded"), text_rows, "a first import embeds every row");
-    assert_eq!(number(phase("sdk_upsert"), "items"), vector_rows);
+    assert_eq!(number(phase("sdk_upsert"), "items"), 2.0 * vector_rows);
     assert!(number(phase("sdk_upsert"), "flush_seconds") < number(phase("sdk_upsert"), "seconds"));
-    assert_eq!(number(phase("import_vectors"), "items"), vector_rows);
+    assert_eq!(number(phase("import_vectors"), "items"), 2.0 * vector_rows);
     assert_eq!(number(phase("import_vectors"), "texts_embedded"), 0.0, "rows with vectors skip the model");
     assert_eq!(number(phase("reimport_changed"), "items"), text_rows);
     let changed = number(&report, "reimport_changed_rows");
@@ -72,7 +78,7 @@ fn smoke_bench_measures_every_phase_with_sane_numbers() {
         "a re-import embeds exactly the rows whose text changed; unchanged rows skip the model"
     );
     for daemon_phase in ["daemon_one_file", "daemon_small_files"] {
-        assert_eq!(number(phase(daemon_phase), "items"), SMOKE_SMALL_FILES_ROWS, "the same rows both ways");
+        assert_eq!(number(phase(daemon_phase), "items"), 2.0 * SMOKE_SMALL_FILES_ROWS, "the same rows both ways, twice");
     }
     for bulk_phase in ["bulk_baseline_upsert", "bulk_import"] {
         assert_eq!(number(phase(bulk_phase), "items"), 2_000.0, "the same 2,000 rows with vectors both ways");

@@ -1,9 +1,10 @@
 //! The small-files phases: the daemon's queue, workers, shared model batches and group flushes,
 //! timed from the moment files are renamed into a drop folder until the last one is in `.done/`.
 //!
-//! The same rows go in twice, into two collections: once as one JSONL file
-//! ([`phase::DAEMON_ONE_FILE`]) and once as files of [`SMALL_FILE_ROWS`] rows
-//! ([`phase::DAEMON_SMALL_FILES`]). The daemon runs in this process with the bench's model and
+//! The same rows go in as one JSONL file ([`phase::DAEMON_ONE_FILE`]) and as files of
+//! [`SMALL_FILE_ROWS`] rows ([`phase::DAEMON_SMALL_FILES`]), each twice, in the order one, small,
+//! small, one, each time into a fresh collection (and under a pipeline of its own, so the ledger
+//! does not know the content yet); each phase reports its two rounds' totals. The daemon runs in this process with the bench's model and
 //! Milvus connection; files arrive by rename, so they are ready at once (no settle wait).
 
 use std::path::{Path, PathBuf};
@@ -31,16 +32,22 @@ struct Drop {
 }
 
 impl Bench {
-    /// Runs both small-files phases on `documents` through one in-process daemon.
-    pub(super) async fn small_files_phases(&self, documents: &[Document], collections: [&str; 2]) -> Result<[PhaseResult; 2], BenchError> {
+    /// Runs both small-files phases on `documents` through one in-process daemon, twice each in the
+    /// order one file, small files, small files, one file (`collections` in that order, each
+    /// fresh), and returns each phase's totals.
+    pub(super) async fn small_files_phases(&self, documents: &[Document], collections: [&str; 4]) -> Result<[PhaseResult; 2], BenchError> {
         let root = self.options.work_dir.join("small-files");
-        let one = self.prepare_drop(&root, "one", collections[0], documents, documents.len())?;
-        let many = self.prepare_drop(&root, "many", collections[1], documents, SMALL_FILE_ROWS)?;
-        for prepared in [&one, &many] {
+        let drops = [
+            self.prepare_drop(&root, "one", collections[0], documents, documents.len())?,
+            self.prepare_drop(&root, "many", collections[1], documents, SMALL_FILE_ROWS)?,
+            self.prepare_drop(&root, "many-2", collections[2], documents, SMALL_FILE_ROWS)?,
+            self.prepare_drop(&root, "one-2", collections[3], documents, documents.len())?,
+        ];
+        for prepared in &drops {
             self.context.sink.ensure_collection(&self.spec_of(&prepared.pipeline)).await?;
         }
         let mut settings = (*self.context.settings).clone();
-        settings.pipelines = vec![one.pipeline.clone(), many.pipeline.clone()];
+        settings.pipelines = drops.iter().map(|prepared| prepared.pipeline.clone()).collect();
         settings.status.listen = "127.0.0.1:0".to_owned();
         // Files arrive complete (renamed in); one seen by the first scan rather than by its
         // rename event need not wait either.
@@ -53,13 +60,15 @@ impl Bench {
             let _ = stopped.await;
         }));
         let timed = async {
-            let first = self.timed_drop(phase::DAEMON_ONE_FILE, &one, documents.len()).await?;
-            self.bare.wait_for_index(&one.pipeline.collection.name).await?;
-            self.settle_milvus().await;
-            let second = self.timed_drop(phase::DAEMON_SMALL_FILES, &many, documents.len()).await?;
-            self.bare.wait_for_index(&many.pipeline.collection.name).await?;
-            self.settle_milvus().await;
-            Ok::<_, BenchError>([first, second])
+            let names = [phase::DAEMON_ONE_FILE, phase::DAEMON_SMALL_FILES, phase::DAEMON_SMALL_FILES, phase::DAEMON_ONE_FILE];
+            let mut results = Vec::new();
+            for (name, prepared) in names.into_iter().zip(&drops) {
+                results.push(self.timed_drop(name, prepared, documents.len()).await?);
+                self.bare.wait_for_index(&prepared.pipeline.collection.name).await?;
+                self.settle_milvus().await;
+            }
+            let [one, many, many_again, one_again]: [PhaseResult; 4] = results.try_into().expect("four drops timed");
+            Ok::<_, BenchError>([PhaseResult::merged(vec![one, one_again]), PhaseResult::merged(vec![many, many_again])])
         }
         .await;
         let _ = stop.send(());

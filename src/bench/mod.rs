@@ -6,9 +6,9 @@
 //!   data)     (picks the size)     size over a sorted sample)    import's      cosine to the
 //!                                                                batches)      reference)
 //!          ─► import_embedded ─► bracket (reference + fp32 again) ─► reimport_changed  (CSV)
-//!          ─► sdk_upsert ──► import_vectors        (Parquet with vectors: bare SDK loop, pipeline)
-//!          ─► daemon_one_file ──► daemon_small_files (the same rows as one JSONL file and as
-//!             10-row files, dropped into an in-process daemon's folders)
+//!          ─► sdk_upsert ──► import_vectors ×2, A B B A  (Parquet with vectors: bare SDK loop, pipeline)
+//!          ─► daemon_one_file ──► daemon_small_files ×2, A B B A (the same rows as one JSONL file
+//!             and as 10-row files, dropped into an in-process daemon's folders)
 //!          ─► bulk_baseline_upsert ──► bulk_import  (one big Parquet file: upserts vs bulk import)
 //! ```
 //! Each phase is timed and its peak resident memory taken ([`memory`]); [`report`] turns the
@@ -17,7 +17,9 @@
 //! How time is counted, so that each ratio compares like with like:
 //! - The model phases that ratios compare run in alternating rounds ([`model`]): a slow or fast
 //!   spell of a shared host weighs on each of them alike. The import with embedding is held
-//!   against the model measured just before and just after it (its bracket).
+//!   against the model measured just before and just after it (its bracket). The two pairs of
+//!   Milvus phases (SDK loop / import of vectors; daemon with one file / with small files) run
+//!   twice each, A B B A, into fresh collections, and report their totals.
 //! - Collections are created and loaded before a phase's clock starts (a daemon does that once).
 //! - `import_*` phases time [`import_file`] from call to return: hashing the file, reading,
 //!   embedding, upserts, ledger commits and the closing Milvus flush (~0.5–4 s, a file's fixed
@@ -218,10 +220,22 @@ impl Bench {
         let sink = MilvusSink::connect(&settings.milvus, &settings.base_dir).await?;
         let bare = BareClient::connect(&settings.milvus.uri, settings.milvus.token.expose()).await?;
         let ledger = Ledger::open(&settings.state.dir).map_err(|error| BenchError::Internal(error.to_string()))?;
-        let collections = ["embedded", "sdk", "vectors", "daemon_one", "daemon_many", "bulk_upsert", "bulk_import"]
-            .iter()
-            .map(|name| format!("vecdrop_bench_{name}_{run_id}"))
-            .collect();
+        let collections = [
+            "embedded",
+            "sdk",
+            "vectors",
+            "daemon_one",
+            "daemon_many",
+            "bulk_upsert",
+            "bulk_import",
+            "sdk_2",
+            "vectors_2",
+            "daemon_one_2",
+            "daemon_many_2",
+        ]
+        .iter()
+        .map(|name| format!("vecdrop_bench_{name}_{run_id}"))
+        .collect();
         let context = ImportContext::new(settings, embedder, sink, ledger, crate::format::PluginRegistry::default(), false);
         Ok(Self { options: options.clone(), context, bare, collections, milvus_quiet: std::sync::Mutex::new(None) })
     }
@@ -255,10 +269,17 @@ impl Bench {
         let embedded_pipeline = self.pipeline("embedded", &self.collections[0]);
         phases.push(self.import_phase(phase::IMPORT_EMBEDDED, &embedded_pipeline, &first_csv).await?);
         let import_bracket = self.bracket_import(before_import, bracket_workload, best_batch).await?;
-        phases.push(self.sdk_phase(&self.pipeline("sdk", &self.collections[1])).await?);
-        phases.push(self.import_phase(phase::IMPORT_VECTORS, &self.pipeline("vectors", &self.collections[2]), &parquet).await?);
+        // Two rounds each, A B B A, into fresh collections: a drift of the host or the server
+        // between the phases weighs on both alike.
+        let sdk_first = self.sdk_phase(&self.pipeline("sdk", &self.collections[1])).await?;
+        let vectors_first = self.import_phase(phase::IMPORT_VECTORS, &self.pipeline("vectors", &self.collections[2]), &parquet).await?;
+        let vectors_second = self.import_phase(phase::IMPORT_VECTORS, &self.pipeline("vectors-2", &self.collections[8]), &parquet).await?;
+        let sdk_second = self.sdk_phase(&self.pipeline("sdk-2", &self.collections[7])).await?;
+        phases.push(PhaseResult::merged(vec![sdk_first, sdk_second]));
+        phases.push(PhaseResult::merged(vec![vectors_first, vectors_second]));
         phases.push(self.import_phase(phase::REIMPORT_CHANGED, &embedded_pipeline, &changed_csv).await?);
-        phases.extend(self.small_files_phases(&small_files, [&self.collections[3], &self.collections[4]]).await?);
+        let daemon_collections = [3, 4, 10, 9].map(|index| self.collections[index].as_str());
+        phases.extend(self.small_files_phases(&small_files, daemon_collections).await?);
         if self.options.bulk_rows > 0 {
             phases.extend(self.bulk_phases().await?);
         }

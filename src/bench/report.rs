@@ -89,6 +89,9 @@ pub struct PhaseResult {
     /// Bulk-import phases: when the rows were staged, the tasks completed, the rows visible.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bulk: Option<crate::progress::BulkTimes>,
+    /// The rate of each round, when the phase ran in rounds (its figures are their totals).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds_per_second: Vec<f64>,
 }
 
 impl PhaseResult {
@@ -112,7 +115,35 @@ impl PhaseResult {
             model_seconds: None,
             model_runs: None,
             bulk: None,
+            rounds_per_second: Vec::new(),
         }
+    }
+
+    /// One phase measured in rounds (the same work each, in fresh collections): its totals —
+    /// items, seconds, flush, CPU and model time summed, the highest peak — and each round's rate.
+    /// Milvus's CPU is known only when every round knows it; the phase began on a settled Milvus
+    /// only when every round did.
+    pub fn merged(rounds: Vec<PhaseResult>) -> PhaseResult {
+        let mut rounds = rounds.into_iter();
+        let mut total = rounds.next().expect("a phase runs at least one round");
+        total.rounds_per_second = vec![total.per_second];
+        for round in rounds {
+            let sum = |left: Option<f64>, right: Option<f64>| left.zip(right).map(|(left, right)| left + right);
+            total.items += round.items;
+            total.seconds += round.seconds;
+            total.peak_rss_bytes = total.peak_rss_bytes.max(round.peak_rss_bytes);
+            total.texts_embedded = total.texts_embedded.zip(round.texts_embedded).map(|(left, right)| left + right);
+            total.flush_seconds = sum(total.flush_seconds, round.flush_seconds);
+            total.tokenize_seconds = sum(total.tokenize_seconds, round.tokenize_seconds);
+            total.cpu_seconds += round.cpu_seconds;
+            total.milvus_cpu_seconds = sum(total.milvus_cpu_seconds, round.milvus_cpu_seconds);
+            total.began_on_quiet_milvus = total.began_on_quiet_milvus.zip(round.began_on_quiet_milvus).map(|(left, right)| left && right);
+            total.model_seconds = sum(total.model_seconds, round.model_seconds);
+            total.model_runs = total.model_runs.zip(round.model_runs).map(|(left, right)| left + right);
+            total.rounds_per_second.push(round.per_second);
+        }
+        total.per_second = rate(total.items as f64, total.seconds);
+        total
     }
 
     /// Notes how much the model ran during the phase.
@@ -484,6 +515,18 @@ impl BenchReport {
                 phase.model_runs.map_or("-".to_owned(), |runs| runs.to_string()),
             );
         }
+        let in_rounds: Vec<String> = self
+            .phases
+            .iter()
+            .filter(|phase| phase.rounds_per_second.len() > 1)
+            .map(|phase| {
+                let rates: Vec<String> = phase.rounds_per_second.iter().map(|rate| format!("{rate:.1}")).collect();
+                format!("{} {}", phase.name, rates.join(" / "))
+            })
+            .collect();
+        if !in_rounds.is_empty() {
+            let _ = writeln!(out, "paired phases in two rounds each, run A B B A (rate of each round): {}", in_rounds.join("; "));
+        }
         let ratio = |value: Option<f64>| value.map_or("-".to_owned(), |value| format!("{value:.3}"));
         let _ = writeln!(
             out,
@@ -637,6 +680,30 @@ mod tests {
         assert!((gap.other_seconds - 0.055).abs() < 1e-9, "{gap:?}");
         let table = bench.table();
         assert!(table.contains("import_embedded") && table.contains("NOT met") && table.contains("min 0.9600"), "{table}");
+    }
+
+    #[test]
+    fn a_phase_in_rounds_reports_its_totals_and_each_round() {
+        let mut first = PhaseResult::new(phase::IMPORT_VECTORS, "rows/s", 1000, 2.0, 300);
+        first.flush_seconds = Some(0.5);
+        first.milvus_cpu_seconds = Some(1.0);
+        first.began_on_quiet_milvus = Some(true);
+        first.cpu_seconds = 1.5;
+        let mut second = PhaseResult::new(phase::IMPORT_VECTORS, "rows/s", 1000, 3.0, 400);
+        second.flush_seconds = Some(0.7);
+        second.milvus_cpu_seconds = None;
+        second.began_on_quiet_milvus = Some(false);
+        second.cpu_seconds = 2.5;
+        let total = PhaseResult::merged(vec![first, second]);
+        assert_eq!((total.items, total.seconds, total.per_second), (2000, 5.0, 400.0));
+        assert_eq!(total.rounds_per_second, vec![500.0, 1000.0 / 3.0]);
+        assert_eq!((total.peak_rss_bytes, total.cpu_seconds), (400, 4.0));
+        assert!((total.flush_seconds.unwrap() - 1.2).abs() < 1e-9);
+        assert_eq!(total.milvus_cpu_seconds, None, "unknown in one round: unknown in total");
+        assert_eq!(total.began_on_quiet_milvus, Some(false));
+        let mut bench = report(vec![total]);
+        bench.evaluate();
+        assert!(bench.table().contains("import_vectors 500.0 / 333.3"), "{}", bench.table());
     }
 
     #[test]
