@@ -597,9 +597,7 @@ impl InFlight {
         telemetry.rows_unchanged.get_or_create(&label).inc_by(counts.unchanged);
         telemetry.rows_superseded.get_or_create(&label).inc_by(counts.superseded);
     }
-}
 
-impl InFlight {
     /// Shows where the file's bulk import stands (`/status`).
     pub fn bulk(&self, bulk: BulkProgress) {
         let mut in_flight = self.telemetry.in_flight.lock().expect("in-flight lock");

@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_array::builder::{Float32Builder, ListBuilder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
@@ -21,7 +21,7 @@ use vecdrop::settings::KeyType;
 use vecdrop::sink::MilvusSink;
 
 use support::daemon::{concrete_free_address, daemon_sections, failed_files, Daemon};
-use support::{collection_spec, connect_sink, logged, milvus_uri, unique_collection, TestConfig};
+use support::{collection_spec, connect_sink, kill_import_at, ledger_entry, logged, milvus_uri, unique_collection, TestConfig};
 
 /// One record of a test file: key, text, category; its vector is derived from `seed`.
 struct Record {
@@ -115,13 +115,6 @@ async fn assert_stored_exactly(config: &TestConfig, expected: &[Record]) {
     }
 }
 
-fn ledger_entry(config: &TestConfig, file: &Path) -> serde_json::Value {
-    let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
-    let status = config.run("status", &["--json"]);
-    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry").clone()
-}
-
 fn import(config: &TestConfig, file: &Path, envs: &[(&str, &str)]) -> std::process::Output {
     let output = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
         .args(["import", "--config"])
@@ -132,32 +125,6 @@ fn import(config: &TestConfig, file: &Path, envs: &[(&str, &str)]) -> std::proce
         .output()
         .unwrap();
     logged("vecdrop import", output)
-}
-
-/// Runs `vecdrop import FILE` paused at failure point `point`, SIGKILLs it there, and returns.
-fn kill_at(config: &TestConfig, file: &Path, point: &str) {
-    assert!(vecdrop::failpoint::enabled(), "this test uses failure points: run `cargo test --features failpoints` (make test does)");
-    let pause = config.dir.path().join(format!("pause-{point}"));
-    std::fs::create_dir_all(&pause).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vecdrop"))
-        .args(["import", "--config"])
-        .arg(&config.path)
-        .arg(file)
-        .env("VECDROP_FAILPOINT", point)
-        .env("VECDROP_FAILPOINT_PAUSE", &pause)
-        .env("VECDROP__DAEMON__MAX_CRASHES", "1000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !pause.join("reached").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the import ended before {point}");
-        assert!(Instant::now() < deadline, "{point} never reached");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +158,7 @@ async fn a_kill_after_submission_follows_the_recorded_task_instead_of_submitting
     let rows = records(0..20_000, "v1");
     write_parquet(&file, &rows);
 
-    kill_at(&config, &file, "bulk_submitted");
+    kill_import_at(&config, &file, "bulk_submitted");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(tasks(&sink, &collection).await, 1, "submitted before the kill");
     // While the job is open, no other file writes to the collection: a row upserted now could be
@@ -217,7 +184,7 @@ async fn a_kill_before_the_task_id_is_recorded_finds_the_task_milvus_created() {
     let rows = records(0..5_000, "v1");
     write_parquet(&file, &rows);
 
-    kill_at(&config, &file, "bulk_before_task_recorded");
+    kill_import_at(&config, &file, "bulk_before_task_recorded");
     let sink = connect_sink(&milvus_uri()).await.unwrap();
     assert_eq!(tasks(&sink, &collection).await, 1, "Milvus created the task before the kill");
     let output = import(&config, &file, &[]);

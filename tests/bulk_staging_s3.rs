@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use vecdrop::bulk::store::StagingStore;
 use vecdrop::settings::{BucketSettings, Secret, StagingLocation};
 
-/// `moto_server` on a free loopback port, in its own process group; stopped when dropped.
+/// `moto_server` on a free loopback port; killed when dropped.
 struct S3Endpoint {
     child: Child,
     url: String,

@@ -23,9 +23,10 @@ pub struct CpuUse {
 impl CpuUse {
     /// The CPU of two stretches of one phase together (Milvus's only when both stretches have it).
     pub fn plus(self, other: CpuUse) -> CpuUse {
-        // Unknown for either stretch: unknown for both (a partial sum would look complete).
-        let milvus_seconds = self.milvus_seconds.zip(other.milvus_seconds).map(|(left, right)| left + right);
-        CpuUse { own_seconds: self.own_seconds + other.own_seconds, milvus_seconds }
+        CpuUse {
+            own_seconds: self.own_seconds + other.own_seconds,
+            milvus_seconds: super::report::both(self.milvus_seconds, other.milvus_seconds),
+        }
     }
 }
 

@@ -8,8 +8,8 @@
 //! runs, pooling and normalisation as in an import. One window runs untimed first to warm the
 //! session's memory arena.
 //!
-//! A shared two-core host runs the same work 10–20 % faster or slower from one minute to the
-//! next, more than the margins the targets leave. So the phases that are compared with each other
+//! A shared two-core host runs the same work several percent faster or slower from one minute
+//! to the next, more than the margins the targets leave. So the phases that are compared with each other
 //! are measured in [`rounds`]: each round runs the reference (the best fixed batch over the
 //! sample), the fp32 model over one share of the corpus's windows and the int8 model over the
 //! same share, in that order in even rounds and reversed in odd ones; a phase's figure is its
@@ -33,21 +33,20 @@ use super::report::Quality;
 const REFERENCE_FIXTURE: &str = include_str!("../../tests/fixtures/minilm-reference.jsonl");
 
 /// One timed pass of the model over the corpus.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ModelRun {
     /// Texts embedded.
     pub texts: u64,
     /// Word pieces in them (no padding).
     pub tokens: u64,
-    /// Inference seconds (pooling included, tokenising excluded).
+    /// Inference seconds (pooling included, tokenising excluded: see
+    /// [`Workload::tokenize_seconds`]).
     pub seconds: f64,
-    /// Tokenising seconds (not in `seconds`).
-    pub tokenize_seconds: f64,
 }
 
 impl From<FixedBatchRun> for ModelRun {
     fn from(run: FixedBatchRun) -> Self {
-        Self { texts: run.texts, tokens: run.tokens, seconds: run.seconds, tokenize_seconds: 0.0 }
+        Self { texts: run.texts, tokens: run.tokens, seconds: run.seconds }
     }
 }
 
@@ -61,7 +60,6 @@ impl ModelRun {
         self.texts += other.texts;
         self.tokens += other.tokens;
         self.seconds += other.seconds;
-        self.tokenize_seconds += other.tokenize_seconds;
     }
 }
 
@@ -93,8 +91,13 @@ impl Workload {
     /// share of the windows (round 0's, the largest) and the sample. The rest of the tokenised
     /// corpus can then be dropped, so it does not weigh on the later phases' peak memory.
     pub fn bracket_part(&self, rounds: usize) -> Workload {
-        let rounds = rounds.clamp(1, self.windows.len().max(1));
+        let rounds = self.rounds(rounds);
         Workload { windows: self.share(0, rounds).cloned().collect(), sample: self.sample.clone(), tokenize_seconds: 0.0 }
+    }
+
+    /// Rounds that can run: `wanted`, at least one and at most one per window.
+    fn rounds(&self, wanted: usize) -> usize {
+        wanted.clamp(1, self.windows.len().max(1))
     }
 
     /// The windows of round `round` of `rounds`: every `rounds`-th window, starting at `round`.
@@ -149,19 +152,24 @@ impl From<RoundRates> for BracketRates {
 /// ones, after one untimed window of each model to warm its memory arena. CPU-bound: call on a
 /// blocking thread.
 pub fn rounds(fp32: &Embedder, int8: &Embedder, workload: &Workload, best_batch: usize, rounds: usize) -> Result<RoundsResult, EmbedError> {
-    let rounds = rounds.clamp(1, workload.windows.len().max(1));
+    let rounds = workload.rounds(rounds);
     if let Some(first) = workload.windows.first() {
         fp32.embed_encoded(first)?;
         int8.embed_encoded(first)?;
     }
     let sorted: Vec<&tokenizers::Encoding> = workload.sample.iter().collect();
-    let empty = ModelRun { texts: 0, tokens: 0, seconds: 0.0, tokenize_seconds: 0.0 };
-    let mut result = RoundsResult { reference: empty, fp32: empty, int8: empty, per_round: Vec::new(), cpu: [None; 3] };
+    let mut result = RoundsResult {
+        reference: ModelRun::default(),
+        fp32: ModelRun::default(),
+        int8: ModelRun::default(),
+        per_round: Vec::new(),
+        cpu: [None; 3],
+    };
     for round in 0..rounds {
         // Reference, fp32, int8 in even rounds and the other way round in odd ones: a steady
         // drift of the host's speed then weighs on the first and the last alike.
         let order: [usize; 3] = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
-        let mut runs = [empty; 3];
+        let mut runs = [ModelRun::default(); 3];
         for phase in order {
             let clock = super::cpu::CpuClock::start();
             runs[phase] = match phase {
@@ -182,8 +190,6 @@ pub fn rounds(fp32: &Embedder, int8: &Embedder, workload: &Workload, best_batch:
         result.fp32.add(fp32_run);
         result.int8.add(int8_run);
     }
-    result.fp32.tokenize_seconds = workload.tokenize_seconds;
-    result.int8.tokenize_seconds = workload.tokenize_seconds;
     Ok(result)
 }
 
@@ -199,7 +205,7 @@ pub fn bracket_after(embedder: &Embedder, workload: &Workload, best_batch: usize
 
 /// Times the model over `windows`, each through [`Embedder::embed_encoded`] as in an import.
 fn windows_run<'a>(embedder: &Embedder, windows: impl Iterator<Item = &'a Vec<tokenizers::Encoding>>) -> Result<ModelRun, EmbedError> {
-    let mut run = ModelRun { texts: 0, tokens: 0, seconds: 0.0, tokenize_seconds: 0.0 };
+    let mut run = ModelRun::default();
     for encodings in windows {
         let started = Instant::now();
         embedder.embed_encoded(encodings)?;

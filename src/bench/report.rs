@@ -128,18 +128,17 @@ impl PhaseResult {
         let mut total = rounds.next().expect("a phase runs at least one round");
         total.rounds_per_second = vec![total.per_second];
         for round in rounds {
-            let sum = |left: Option<f64>, right: Option<f64>| left.zip(right).map(|(left, right)| left + right);
             total.items += round.items;
             total.seconds += round.seconds;
             total.peak_rss_bytes = total.peak_rss_bytes.max(round.peak_rss_bytes);
-            total.texts_embedded = total.texts_embedded.zip(round.texts_embedded).map(|(left, right)| left + right);
-            total.flush_seconds = sum(total.flush_seconds, round.flush_seconds);
-            total.tokenize_seconds = sum(total.tokenize_seconds, round.tokenize_seconds);
+            total.texts_embedded = both(total.texts_embedded, round.texts_embedded);
+            total.flush_seconds = both(total.flush_seconds, round.flush_seconds);
+            total.tokenize_seconds = both(total.tokenize_seconds, round.tokenize_seconds);
             total.cpu_seconds += round.cpu_seconds;
-            total.milvus_cpu_seconds = sum(total.milvus_cpu_seconds, round.milvus_cpu_seconds);
+            total.milvus_cpu_seconds = both(total.milvus_cpu_seconds, round.milvus_cpu_seconds);
             total.began_on_quiet_milvus = total.began_on_quiet_milvus.zip(round.began_on_quiet_milvus).map(|(left, right)| left && right);
-            total.model_seconds = sum(total.model_seconds, round.model_seconds);
-            total.model_runs = total.model_runs.zip(round.model_runs).map(|(left, right)| left + right);
+            total.model_seconds = both(total.model_seconds, round.model_seconds);
+            total.model_runs = both(total.model_runs, round.model_runs);
             total.rounds_per_second.push(round.per_second);
         }
         total.per_second = rate(total.items as f64, total.seconds);
@@ -157,6 +156,12 @@ impl PhaseResult {
         self.cpu_seconds = used.own_seconds;
         self.milvus_cpu_seconds = used.milvus_seconds;
     }
+}
+
+/// The sum of two stretches' figures, known only when both know it (a partial sum would look
+/// complete).
+pub(super) fn both<T: std::ops::Add<Output = T>>(left: Option<T>, right: Option<T>) -> Option<T> {
+    left.zip(right).map(|(left, right)| left + right)
 }
 
 /// Cosine similarity of a model's vectors to the sentence-transformers reference fixture.

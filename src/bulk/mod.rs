@@ -35,11 +35,11 @@ pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Mode of a job folder: Milvus reads it as another user of the folder's group (a staging folder
 /// with the group of Milvus's user and the setgid bit hands that group down).
-pub const STAGING_DIR_MODE: u32 = 0o750;
+const STAGING_DIR_MODE: u32 = 0o750;
 
 /// Mode of a staged file (set after creation: the service's `UMask=0077` would take the group's
 /// read bit away).
-pub const STAGING_FILE_MODE: u32 = 0o640;
+const STAGING_FILE_MODE: u32 = 0o640;
 
 /// Sets `path`'s mode to `mode`, whatever the process's umask made of it.
 fn readable_by_group(path: &Path, mode: u32) -> Result<(), StagingError> {
@@ -49,7 +49,7 @@ fn readable_by_group(path: &Path, mode: u32) -> Result<(), StagingError> {
 }
 
 /// Keys sampled per staged file ([`StagedFiles::samples`]).
-pub const SAMPLE_KEYS: usize = 32;
+const SAMPLE_KEYS: usize = 32;
 
 /// Rows per row group are chosen for about this many bytes.
 pub const ROW_GROUP_BYTES: u64 = 32 << 20;
@@ -107,9 +107,13 @@ pub struct StagingWriter {
 
 impl StagingWriter {
     /// A writer for `spec`'s collection (primary key of type `key_type`) into the job folder
-    /// `dir` (created; absolute).
+    /// `dir` (created; absolute). The job folder and its parent (the pipeline's folder, which
+    /// vecdrop creates too) get [`STAGING_DIR_MODE`]: Milvus reads them as another user.
     pub fn create(dir: &Path, spec: &CollectionSpec, key_type: KeyType) -> Result<Self, StagingError> {
         std::fs::create_dir_all(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
+        if let Some(pipeline_dir) = dir.parent() {
+            readable_by_group(pipeline_dir, STAGING_DIR_MODE)?;
+        }
         readable_by_group(dir, STAGING_DIR_MODE)?;
         let dir = std::path::absolute(dir).map_err(|source| StagingError::Io { path: dir.to_owned(), source })?;
         let schema = Arc::new(arrow_schema(spec, key_type));
@@ -339,10 +343,14 @@ mod tests {
         // cannot take the group's read bit away; the process umask is not changed here (other
         // tests run in this process).
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = StagingWriter::create(&dir.path().join("job"), &spec(), KeyType::Int64).unwrap();
+        let pipeline_dir = dir.path().join("pipeline");
+        std::fs::create_dir(&pipeline_dir).unwrap();
+        std::fs::set_permissions(&pipeline_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut writer = StagingWriter::create(&pipeline_dir.join("job"), &spec(), KeyType::Int64).unwrap();
         writer.write(&[row("1", 2001)], &[vec![0.1, 0.2, 0.3]]).unwrap();
         let staged = writer.finish().unwrap();
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&pipeline_dir), STAGING_DIR_MODE, "a pipeline folder made under UMask=0077 is opened to the group");
         assert_eq!(mode(&staged.dir), STAGING_DIR_MODE);
         assert_eq!(mode(&staged.files[0]), STAGING_FILE_MODE);
     }

@@ -154,12 +154,8 @@ impl StagingStore {
         let location = ObjectPath::from(prefix);
         let failed = |error: object_store::Error| StoreError::Object { location: location.to_string(), message: error.to_string() };
         let objects: Vec<_> = store.list(Some(&location)).try_collect().await.map_err(failed)?;
-        for object in objects {
-            match store.delete(&object.location).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(error) => return Err(failed(error)),
-            }
-        }
+        let locations: Vec<ObjectPath> = objects.into_iter().map(|object| object.location).collect();
+        delete_all(store.as_ref(), &locations).await.map_err(failed)?;
         if settings.scheme == "file" {
             // Objects of a local store leave their folders behind.
             let _ = std::fs::remove_dir_all(Path::new("/").join(location.as_ref()));
@@ -196,17 +192,16 @@ impl StagingStore {
             .filter(|object| object.location.as_ref().ends_with("/FAILED.txt"))
             .map(|object| job_of(object.location.as_ref()))
             .collect();
-        let mut jobs = std::collections::HashSet::new();
-        for object in &objects {
-            let job = job_of(object.location.as_ref());
-            if job.starts_with(job_stem) && !kept.contains(&job) {
-                match store.delete(&object.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(error) => return Err(failed(error)),
-                }
-                jobs.insert(job);
-            }
-        }
+        let stale: Vec<ObjectPath> = objects
+            .into_iter()
+            .map(|object| object.location)
+            .filter(|location| {
+                let job = job_of(location.as_ref());
+                job.starts_with(job_stem) && !kept.contains(&job)
+            })
+            .collect();
+        delete_all(store.as_ref(), &stale).await.map_err(failed)?;
+        let jobs: std::collections::HashSet<String> = stale.iter().map(|location| job_of(location.as_ref())).collect();
         if settings.scheme == "file" {
             // Objects of a local store leave their folders behind.
             for job in &jobs {
@@ -293,6 +288,17 @@ async fn upload(store: &dyn ObjectStore, file: &Path, location: &ObjectPath) -> 
         upload.write(&buffer[..read]);
     }
     upload.finish().await.map_err(failed)?;
+    Ok(())
+}
+
+/// Deletes the objects at `locations`; one already gone is no failure.
+async fn delete_all(store: &dyn ObjectStore, locations: &[ObjectPath]) -> Result<(), object_store::Error> {
+    for location in locations {
+        match store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
     Ok(())
 }
 

@@ -35,9 +35,9 @@ pub const CALIBRATION_TOKENS: usize = 32;
 /// texts. A rung of N texts runs the N lengths in the middle of the window, so a bigger batch spans
 /// more lengths and pads more, as it does on real texts (uniform sequences hid that: a 64-text
 /// batch within 3 % of the best on them was 5–7 % behind on the bench corpus in four runs).
-pub const WINDOW_TEXTS: usize = 512;
+const WINDOW_TEXTS: usize = 512;
 /// Shortest synthetic sequence, in word pieces.
-pub const SHORTEST_SEQUENCE: usize = 16;
+const SHORTEST_SEQUENCE: usize = 16;
 /// Longest synthetic sequence, in word pieces.
 pub const LONGEST_SEQUENCE: usize = 64;
 

@@ -266,8 +266,8 @@ impl Embedder {
     /// Measures the ladder of [`calibrate::ladder`] on synthetic sequences (see [`calibrate`]).
     fn calibrate(&self, key: CalibrationKey, settings: &EmbeddingSettings) -> Result<Calibration, EmbedError> {
         let sequence = synthetic_sequence(&self.inner.tokenizer)?;
-        let (points, model_seconds) = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |texts| {
-            let rows: Vec<&[u32]> = texts.iter().map(|&length| &sequence[..length.min(sequence.len())]).collect();
+        let (points, model_seconds) = calibrate::measure(&calibrate::ladder(settings.device), calibrate::CALIBRATION_BUDGET, |lengths| {
+            let rows: Vec<&[u32]> = lengths.iter().map(|&length| &sequence[..length.min(sequence.len())]).collect();
             let started = std::time::Instant::now();
             self.run(&rows)?;
             Ok(started.elapsed())

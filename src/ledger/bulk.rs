@@ -63,6 +63,14 @@ pub struct BulkCounts {
     pub superseded: u64,
 }
 
+impl BulkCounts {
+    /// Rows written by upserts (at once or deferred): the job's file needs a flush (imported
+    /// segments do not).
+    pub fn upserted_rows(&self) -> u64 {
+        self.upserted + self.deferred
+    }
+}
+
 /// A file's bulk-import job, as recorded before its first submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BulkJob {
@@ -79,8 +87,6 @@ pub struct BulkJob {
     /// job is open).
     #[serde(default)]
     pub collection: String,
-    /// Which import API submitted it (`grpc` for Milvus 2.2–2.3, `rest` for ≥ 2.4).
-    pub api: String,
     /// The staged files and their tasks, in order.
     pub tasks: Vec<StagedTask>,
     /// Committed position the staging started at.
@@ -89,8 +95,6 @@ pub struct BulkJob {
     pub to: Checkpoint,
     /// What the job's commit adds to the file's counts.
     pub counts: BulkCounts,
-    /// When it was recorded (RFC 3339).
-    pub created_at: String,
 }
 
 /// What a stash entry holds.
@@ -129,6 +133,11 @@ impl Ledger {
     pub fn bulk_job(&self, pipeline: &str, hash: &str) -> Result<Option<BulkJob>, LedgerError> {
         let value = self.bulk_jobs.get(key(pipeline, hash)).map_err(|error| self.storage(error))?;
         value.map(|bytes| serde_json::from_slice(&bytes).map_err(|error| self.undecodable(error))).transpose()
+    }
+
+    /// Whether a bulk job of `hash` by `pipeline` is open (without decoding it).
+    pub(super) fn bulk_job_open(&self, pipeline: &str, hash: &str) -> Result<bool, LedgerError> {
+        self.bulk_jobs.contains_key(key(pipeline, hash)).map_err(|error| self.storage(error))
     }
 
     /// The open bulk jobs importing into `collection`.
@@ -212,7 +221,6 @@ mod tests {
             dir: "/staging/p/job".into(),
             object_prefix: None,
             collection: "c".into(),
-            api: "grpc".into(),
             tasks: vec![StagedTask {
                 file: "/staging/p/job/part-00000.parquet".into(),
                 rows: 10,
@@ -227,7 +235,6 @@ mod tests {
             from: Checkpoint::Start,
             to: Checkpoint::Start,
             counts: BulkCounts { staged: 10, ..BulkCounts::default() },
-            created_at: "2026-12-01T00:00:00Z".into(),
         }
     }
 

@@ -202,7 +202,7 @@ pub struct Ledger {
     schedules: sled::Tree,
     /// pipeline → [`DeadLetterMark`] (JSON).
     dead_letters: sled::Tree,
-    /// `pipeline \0 file hash` → [`BulkJob`] (JSON), while a file's bulk import is open.
+    /// `pipeline/file hash` → [`BulkJob`] (JSON), while a file's bulk import is open.
     bulk_jobs: sled::Tree,
     /// Rows and dead letters waiting for a bulk job's commit ([`StashKind`]).
     bulk_stash: sled::Tree,
@@ -263,8 +263,8 @@ impl Ledger {
                 if let Some(from) = entry.attempt_from.take() {
                     // A recorded bulk job is progress the position does not show: the process died
                     // while following Milvus's tasks, not because of the file.
-                    let job_open = self.bulk_job(pipeline, hash)?.is_some();
-                    entry.crashes = if from == entry.position && !job_open { entry.crashes + 1 } else { 0 };
+                    let stalled = from == entry.position && !self.bulk_job_open(pipeline, hash)?;
+                    entry.crashes = if stalled { entry.crashes + 1 } else { 0 };
                 }
                 entry.state = FileState::Importing;
                 entry.paths.retain(|seen| seen != path);

@@ -160,8 +160,7 @@ impl<'a> BulkStage<'a> {
         exclusive: CollectionGuard,
     ) -> Result<Self, ImportError> {
         let FileJob { context, pipeline, identity, .. } = *job;
-        let (ledger, name, hash) = (context.ledger.clone(), pipeline.name.clone(), identity.hash.clone());
-        blocking(move || ledger.clear_bulk_job(&name, &hash)).await?;
+        clear_job(job).await?;
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
         let job_name = format!("{}-{stamp}", &identity.hash[..16]);
         let store = open_store(job, settings)?;
@@ -285,9 +284,7 @@ impl<'a> BulkStage<'a> {
         };
         progress.bulk_times(BulkTimes { staged_at: progress.elapsed_seconds(), ..BulkTimes::default() });
         crate::failpoint::hit_for("bulk_staged", &job.path.display().to_string());
-        let ledger = job.context.ledger.clone();
-        let to_record = record.clone();
-        blocking(move || ledger.put_bulk_job(&to_record)).await?;
+        save(job, &record).await?;
         follow(job, self.settings, &self.store, &self.spec, record, progress, tracked).await
     }
 
@@ -303,12 +300,10 @@ impl<'a> BulkStage<'a> {
             dir: self.dir.clone(),
             object_prefix: self.object_prefix.clone(),
             collection: self.spec.collection.name.clone(),
-            api: job.context.sink.import_api().await?.label().to_owned(),
             tasks: tasks_of(&paths, &staged.samples),
             from: self.from.clone(),
             to: self.to.clone(),
             counts: self.counts,
-            created_at: crate::timestamp::now_rfc3339(),
         })
     }
 
@@ -316,8 +311,7 @@ impl<'a> BulkStage<'a> {
     /// attempt stages again.
     pub(super) async fn abandon(mut self, job: &FileJob<'_>) {
         drop(self.writer.take());
-        let (ledger, name, hash) = (job.context.ledger.clone(), job.pipeline.name.clone(), job.identity.hash.clone());
-        if let Err(error) = blocking(move || ledger.clear_bulk_job(&name, &hash)).await {
+        if let Err(error) = clear_job(job).await {
             tracing::error!(%error, "cannot clear an abandoned staging from the ledger");
         }
         remove_staging(&self.store, &self.dir, self.object_prefix.as_deref()).await;
@@ -406,8 +400,7 @@ pub(super) async fn resume_recorded(
     let (ledger, name, hash) = (job.context.ledger.clone(), job.pipeline.name.clone(), job.identity.hash.clone());
     let Some(record) = blocking(move || ledger.bulk_job(&name, &hash)).await? else { return Ok(None) };
     if &record.from != resume {
-        let (ledger, name, hash) = (job.context.ledger.clone(), job.pipeline.name.clone(), job.identity.hash.clone());
-        blocking(move || ledger.clear_bulk_job(&name, &hash)).await?;
+        clear_job(job).await?;
         match job.pipeline.bulk_import.as_ref().map(|settings| open_store(job, settings)) {
             Some(Ok(store)) => remove_staging(&store, &record.dir, record.object_prefix.as_deref()).await,
             _ => {
@@ -536,8 +529,8 @@ async fn note_failure(
     Ok(give_up.then_some(reason))
 }
 
-/// Where a recorded task stands. Milvus forgets finished tasks after a while (a day for 2.3's
-/// gRPC tasks, hours for REST jobs): a task it refuses to describe is judged by its rows — all
+/// Where a recorded task stands. Milvus forgets finished tasks after its task retention time: a
+/// task it refuses to describe is judged by its rows — all
 /// sampled keys visible: done; otherwise failed (submitted again).
 async fn task_state(job: &FileJob<'_>, spec: &CollectionSpec, staged: &StagedTask, task: &str) -> Result<ImportProgress, ImportError> {
     match job.context.sink.import_state(&spec.collection.name, task).await {
@@ -558,6 +551,12 @@ async fn task_state(job: &FileJob<'_>, spec: &CollectionSpec, staged: &StagedTas
 
 fn done_rows(record: &BulkJob) -> u64 {
     record.tasks.iter().filter(|task| task.done).map(|task| task.rows).sum()
+}
+
+/// Forgets the file's bulk job in the ledger (the job ended, or its staging is thrown away).
+async fn clear_job(job: &FileJob<'_>) -> Result<(), ImportError> {
+    let (ledger, name, hash) = (job.context.ledger.clone(), job.pipeline.name.clone(), job.identity.hash.clone());
+    blocking(move || ledger.clear_bulk_job(&name, &hash)).await
 }
 
 async fn save(job: &FileJob<'_>, record: &BulkJob) -> Result<(), ImportError> {
@@ -582,7 +581,7 @@ async fn submit(job: &FileJob<'_>, collection: &str, record: &mut BulkJob, index
     }
     // The tasks Milvus knows now: after a crash, any other task of this collection is a
     // candidate for this submission (its file may not be described yet).
-    record.tasks[index].known_before = job.context.sink.listed_imports(collection).await?.into_iter().map(|listed| listed.id).collect();
+    record.tasks[index].known_before = job.context.sink.listed_import_ids(collection).await?;
     record.tasks[index].submitting = true;
     record.tasks[index].submissions += 1;
     save(job, record).await?;
@@ -698,7 +697,7 @@ async fn complete(
         }
     }
     let counts = record.counts;
-    let imported = counts.staged + counts.upserted + counts.deferred;
+    let imported = counts.staged + counts.upserted_rows();
     let batch_counts = BatchCounts { imported, rejected: counts.rejected, unchanged: counts.unchanged, superseded: counts.superseded };
     let (ledger, writer) = (context.ledger.clone(), context.dead_letters.writer(&pipeline.name));
     let (name, hash, from_position, to_position) = (pipeline.name.clone(), identity.hash.clone(), record.from.clone(), record.to.clone());
@@ -734,7 +733,7 @@ async fn complete(
     context.telemetry.bulk_job(&pipeline.name, "completed", counts.staged);
     tracing::info!(
         rows_staged = counts.staged,
-        rows_upserted = counts.upserted + counts.deferred,
+        rows_upserted = counts.upserted_rows(),
         rejected = counts.rejected,
         "bulk import: completed"
     );
@@ -755,8 +754,7 @@ async fn failed(job: &FileJob<'_>, store: &StagingStore, record: &BulkJob, reaso
     if let Err(error) = store.keep_with_reason(&record.dir, prefix, &note).await {
         tracing::warn!(%staging, %error, "cannot write FAILED.txt next to the staged files");
     }
-    let (ledger, name, hash) = (job.context.ledger.clone(), job.pipeline.name.clone(), job.identity.hash.clone());
-    if let Err(error) = blocking(move || ledger.clear_bulk_job(&name, &hash)).await {
+    if let Err(error) = clear_job(job).await {
         return error;
     }
     job.context.telemetry.bulk_job(&job.pipeline.name, "failed", 0);

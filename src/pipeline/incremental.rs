@@ -93,7 +93,7 @@ pub(super) fn spawn(
     let (mirror, skip_unchanged) = (job.pipeline.mirror, !job.force);
     let stage = async move {
         let mut policy = LookupPolicy::default();
-        let mut look_up_all = lookups != Lookups::Policy;
+        let mut look_up_all = lookups == Lookups::All;
         let mut probing = lookups == Lookups::ProbeFirst;
         while let Some(mut batch) = input.recv().await {
             let keys: Vec<String> = batch.rows.iter().map(|row| row.primary_key.clone()).collect();
@@ -115,17 +115,17 @@ pub(super) fn spawn(
                     batch.rows.retain(|row| stored.get(&row.primary_key) != Some(&row.row_hash));
                     batch.unchanged += (before - batch.rows.len()) as u64;
                 }
-                if probing && !keys.is_empty() {
-                    probing = false;
-                    look_up_all = !stored.is_empty();
-                    if look_up_all {
-                        tracing::warn!(
-                            stored = stored.len(),
-                            "bulk import: keys derived from this file are already in the collection; looking up every batch"
-                        );
+                if lookups != Lookups::Policy {
+                    if probing {
+                        probing = false;
+                        look_up_all = !stored.is_empty();
+                        if look_up_all {
+                            tracing::warn!(
+                                stored = stored.len(),
+                                "bulk import: keys derived from this file are already in the collection; looking up every batch"
+                            );
+                        }
                     }
-                    batch.stored_keys = Some(stored.into_keys().collect());
-                } else if look_up_all {
                     batch.stored_keys = Some(stored.into_keys().collect());
                 }
             }

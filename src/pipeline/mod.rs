@@ -259,8 +259,8 @@ pub enum FileOutcome {
 /// content must still have.
 struct FileIdentity {
     hash: String,
-    /// Newline bytes in the content: an upper bound of a text file's records (the bulk path's
-    /// `min_rows`).
+    /// Newline bytes in the content: the bulk path's estimate of a text file's records for
+    /// `min_rows` (one record per line in CSV and JSON Lines; a JSON array on one line counts 0).
     lines: u64,
     size: u64,
     modified: Option<SystemTime>,
@@ -503,7 +503,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint, seen_
     if let Some(counts) = bulk::resume_recorded(job, &resume, &spec, &mut progress, &tracked).await? {
         identity.check_unchanged(source)?;
         progress.committed_all();
-        return Ok((progress, counts.upserted + counts.deferred > 0));
+        return Ok((progress, counts.upserted_rows() > 0));
     }
     let estimated_rows = if is_parquet { total_units } else { identity.lines };
     // The lock first, then the ledger: a job that stopped with an error leaves the lock free but
@@ -577,7 +577,7 @@ async fn run_stages(job: &FileJob<'_>, format: Format, resume: Checkpoint, seen_
         (Consumer::Bulk(stage), Ok(())) => {
             let counts = stage.finish(job, &mut progress, &tracked).await?;
             progress.committed_all();
-            return Ok((progress, counts.upserted + counts.deferred > 0));
+            return Ok((progress, counts.upserted_rows() > 0));
         }
         (Consumer::Upsert(_), Ok(())) => {}
     }
@@ -695,21 +695,25 @@ async fn vectors_for(queue: &EmbedQueue, rows: &mut [Row]) -> Result<Vec<Vec<f32
 }
 
 /// BLAKE3 of everything `reader` yields, and its number of newline bytes.
-fn hash_and_count_lines(mut reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
+fn hash_and_count_lines(reader: impl std::io::Read) -> std::io::Result<(String, u64)> {
+    let mut counted = NewlineCounter { inner: reader, lines: 0 };
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut lines = 0u64;
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        hasher.update(&buffer[..read]);
-        lines += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
+    hasher.update_reader(&mut counted)?;
+    Ok((hasher.finalize().to_hex().to_string(), counted.lines))
+}
+
+/// A reader that counts the newline bytes passing through it.
+struct NewlineCounter<R> {
+    inner: R,
+    lines: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for NewlineCounter<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.lines += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
+        Ok(read)
     }
-    Ok((hasher.finalize().to_hex().to_string(), lines))
 }
 
 /// Runs blocking ledger work off the async threads.
@@ -767,5 +771,18 @@ impl FileIdentity {
             return Err(changed());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_hash_is_blake3_of_the_content_and_newlines_are_counted_on_the_way() {
+        let content = b"id,text\n1,a\n2,b\n3,c".repeat(100_000);
+        let (hash, lines) = hash_and_count_lines(&content[..]).unwrap();
+        assert_eq!(hash, blake3::hash(&content).to_hex().to_string());
+        assert_eq!(lines, 300_000);
     }
 }

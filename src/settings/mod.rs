@@ -29,7 +29,7 @@ pub use self::raw::{
 };
 use self::raw::{RawMilvus, RawPlugin, RawSettings};
 use self::secrets::token_of;
-pub use self::secrets::{Secret, S3_SECRET_CREDENTIAL, TOKEN_CREDENTIAL};
+pub use self::secrets::{Secret, TOKEN_CREDENTIAL};
 use crate::format::plugin::PluginLimits;
 pub use crate::format::ConfiguredFormat;
 

@@ -77,12 +77,7 @@ impl RawMilvus {
         connect_timeout: Duration,
         rpc_timeout: Duration,
     ) -> Result<Self, String> {
-        let mut address = if uri.contains("://") { uri.to_owned() } else { format!("http://{uri}") };
-        if tls.enabled {
-            if let Some(rest) = address.strip_prefix("http://") {
-                address = format!("https://{rest}");
-            }
-        }
+        let address = server_address(uri, tls.enabled);
         let invalid = |reason: String| format!("milvus uri {address:?}: {reason}");
         let mut endpoint = Endpoint::from_shared(address.clone())
             .map_err(|error| invalid(error.to_string()))?
@@ -130,6 +125,16 @@ impl RawMilvus {
     }
 }
 
+/// The server's address for `uri` (`host:port` gets `http://`), on `https://` when TLS is on:
+/// the gRPC and the REST clients' address alike.
+pub fn server_address(uri: &str, tls_enabled: bool) -> String {
+    let address = if uri.contains("://") { uri.to_owned() } else { format!("http://{uri}") };
+    match address.strip_prefix("http://") {
+        Some(rest) if tls_enabled => format!("https://{rest}"),
+        _ => address,
+    }
+}
+
 /// The transport's TLS settings from `[milvus.tls]`.
 fn tls_config(tls: &TlsSettings) -> Result<ClientTlsConfig, String> {
     let read = |path: &std::path::Path| std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()));
@@ -170,23 +175,19 @@ pub enum ImportProgress {
 }
 
 impl RawMilvus {
-    /// Submits a bulk import of `files` (absolute paths on Milvus's storage; Parquet with one
-    /// column per field, or row-based JSON) into `collection`: one task per file, returned in
-    /// order.
-    pub async fn import(&self, collection: &str, files: &[String]) -> Result<Vec<i64>, MilvusError> {
-        let mut tasks = Vec::with_capacity(files.len());
-        for file in files {
-            let request = ImportRequest {
-                collection_name: collection.to_owned(),
-                row_based: file.ends_with(".json"),
-                files: vec![file.clone()],
-                ..Default::default()
-            };
-            let response = self.service.clone().import(request).await?.into_inner();
-            succeeded(response.status)?;
-            tasks.extend(response.tasks);
-        }
-        Ok(tasks)
+    /// Submits a bulk import of `file` (a path on Milvus's storage; Parquet with one column per
+    /// field, or row-based JSON) into `collection`; returns its task id (`None`: Milvus answered
+    /// without one).
+    pub async fn import_file(&self, collection: &str, file: &str) -> Result<Option<i64>, MilvusError> {
+        let request = ImportRequest {
+            collection_name: collection.to_owned(),
+            row_based: file.ends_with(".json"),
+            files: vec![file.to_owned()],
+            ..Default::default()
+        };
+        let response = self.service.clone().import(request).await?.into_inner();
+        succeeded(response.status)?;
+        Ok(response.tasks.first().copied())
     }
 
     /// Where bulk-import `task` stands.
@@ -195,17 +196,6 @@ impl RawMilvus {
         succeeded(response.status)?;
         Ok(progress_of(response.state, response.row_count, &response.infos))
     }
-}
-
-/// An import task Milvus knows of (`ListImportTasks`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportTask {
-    /// The task id.
-    pub id: i64,
-    /// The files it imports (the `files` entry of its infos).
-    pub files: Vec<String>,
-    /// Where it stands.
-    pub progress: ImportProgress,
 }
 
 impl RawMilvus {
@@ -218,23 +208,22 @@ impl RawMilvus {
     }
 
     /// The import tasks of `collection` Milvus still lists (recent ones first or last, as Milvus
-    /// keeps them), with their files.
-    pub async fn import_tasks(&self, collection: &str) -> Result<Vec<ImportTask>, MilvusError> {
+    /// keeps them): each task's id and files.
+    pub async fn import_tasks(&self, collection: &str) -> Result<Vec<(i64, Vec<String>)>, MilvusError> {
         let request = ListImportTasksRequest { collection_name: collection.to_owned(), limit: 0, ..Default::default() };
         let response = self.service.clone().list_import_tasks(request).await?.into_inner();
         succeeded(response.status)?;
         Ok(response
             .tasks
             .into_iter()
-            .map(|task| ImportTask {
-                id: task.id,
-                files: task
+            .map(|task| {
+                let files = task
                     .infos
                     .iter()
                     .find(|info| info.key == "files")
                     .map(|info| info.value.split(',').filter(|file| !file.is_empty()).map(str::to_owned).collect())
-                    .unwrap_or_default(),
-                progress: progress_of(task.state, task.row_count, &task.infos),
+                    .unwrap_or_default();
+                (task.id, files)
             })
             .collect())
     }

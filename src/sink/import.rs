@@ -35,7 +35,7 @@ pub enum ImportApi {
 }
 
 impl ImportApi {
-    /// `grpc`, `rest` or `none`: the label recorded with a job and shown in logs.
+    /// `grpc`, `rest` or `none`: the label shown in logs and by `vecdrop check`.
     pub fn label(&self) -> &'static str {
         match self {
             ImportApi::Unsupported { .. } => "none",
@@ -56,7 +56,7 @@ pub struct ListedImport {
 
 /// Which API a server of `version` offers: `None` for Milvus Lite, `Some(true)` for REST
 /// (≥ 2.4), `Some(false)` for gRPC (2.2–2.3, and versions that do not parse).
-pub fn rest_for_version(version: &str) -> Option<bool> {
+fn rest_for_version(version: &str) -> Option<bool> {
     if version.contains("milvus_lite") {
         return None;
     }
@@ -73,8 +73,7 @@ pub fn rest_for_version(version: &str) -> Option<bool> {
 // The SDK's error type, as its REST client returns it.
 #[allow(clippy::result_large_err)]
 fn rest_client(uri: &str, settings: &MilvusSettings) -> Result<BulkImport, MilvusError> {
-    let url = if uri.contains("://") { uri.to_owned() } else { format!("http://{uri}") };
-    let url = if settings.tls.enabled { url.replacen("http://", "https://", 1) } else { url };
+    let url = super::grpc::server_address(uri, settings.tls.enabled);
     let mut config = BulkImportConfig::new().url(url).api_key(settings.token.expose()).timeout(super::RPC_TIMEOUT);
     if let Some(file) = &settings.tls.ca_file {
         config = config.ca_certificate_path(file);
@@ -122,8 +121,8 @@ fn rest_files(data: &Value) -> Vec<String> {
 impl MilvusSink {
     /// Uses `api` instead of asking the server's version (tests of an API the test server does not
     /// speak).
-    #[doc(hidden)]
-    pub fn with_import_api(self, api: ImportApi) -> Self {
+    #[cfg(test)]
+    fn with_import_api(self, api: ImportApi) -> Self {
         let _ = self.import_api.set(api);
         self
     }
@@ -159,10 +158,8 @@ impl MilvusSink {
                 Err(SinkError::Response { operation: "import", message: format!("the server ({version}) has no bulk import") })
             }
             ImportApi::Grpc => {
-                let tasks = self.raw.import(collection, &[file.to_owned()]).await.map_err(failed)?;
-                tasks
-                    .first()
-                    .map(i64::to_string)
+                let task = self.raw.import_file(collection, file).await.map_err(failed)?;
+                task.map(|id| id.to_string())
                     .ok_or_else(|| SinkError::Response { operation: "import", message: "no task id returned".to_owned() })
             }
             ImportApi::Rest(client) => {
@@ -213,27 +210,41 @@ impl MilvusSink {
             ImportApi::Unsupported { .. } => Ok(Vec::new()),
             ImportApi::Grpc => {
                 let tasks = self.retrying("list_imports", collection, || self.raw.import_tasks(collection)).await?;
-                Ok(tasks.into_iter().map(|task| ListedImport { id: task.id.to_string(), files: task.files }).collect())
+                Ok(tasks.into_iter().map(|(id, files)| ListedImport { id: id.to_string(), files }).collect())
             }
             ImportApi::Rest(client) => {
-                let response = self
-                    .retrying("list_imports", collection, || async {
-                        client.list_import_jobs(ListImportJobsRequest::builder().collection_name(collection).build()?).await
-                    })
-                    .await?;
-                let records = response.get_data_field("records").and_then(Value::as_array).cloned().unwrap_or_default();
+                // REST lists jobs without their files: each is described.
                 let mut listed = Vec::new();
-                for id in records.iter().filter_map(|record| record.get("jobId").and_then(Value::as_str)) {
+                for id in self.rest_job_ids(client, collection).await? {
                     let described = self
                         .retrying("import_state", collection, || async {
-                            client.get_import_progress(GetImportProgressRequest::builder().job_id(id).build()?).await
+                            client.get_import_progress(GetImportProgressRequest::builder().job_id(&id).build()?).await
                         })
                         .await?;
-                    listed.push(ListedImport { id: id.to_owned(), files: rest_files(described.data()) });
+                    listed.push(ListedImport { files: rest_files(described.data()), id });
                 }
                 Ok(listed)
             }
         }
+    }
+
+    /// The ids of the import tasks Milvus lists for `collection` (what existed before a
+    /// submission; on REST without describing each job).
+    pub async fn listed_import_ids(&self, collection: &str) -> Result<Vec<String>, SinkError> {
+        match self.import_api().await? {
+            ImportApi::Rest(client) => self.rest_job_ids(client, collection).await,
+            _ => Ok(self.listed_imports(collection).await?.into_iter().map(|listed| listed.id).collect()),
+        }
+    }
+
+    async fn rest_job_ids(&self, client: &BulkImport, collection: &str) -> Result<Vec<String>, SinkError> {
+        let response = self
+            .retrying("list_imports", collection, || async {
+                client.list_import_jobs(ListImportJobsRequest::builder().collection_name(collection).build()?).await
+            })
+            .await?;
+        let records = response.get_data_field("records").and_then(Value::as_array);
+        Ok(records.into_iter().flatten().filter_map(|record| record.get("jobId").and_then(Value::as_str)).map(str::to_owned).collect())
     }
 }
 

@@ -18,7 +18,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use milvus::v2::error::Error;
+use milvus::v2::error::{BulkImportError, Error};
 use rand::Rng;
 
 /// First retry delay.
@@ -109,6 +109,22 @@ pub fn classify(error: &Error) -> ErrorClass {
         Error::Server(status) => classify_server(status.code(), status.legacy_code()),
         Error::Timeout(_) | Error::Cancelled(_) => ErrorClass::Transient { reachable: false },
         Error::RetryExhausted { source, .. } => classify(source),
+        Error::BulkImport(rest) => classify_rest(rest),
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// What an error of Milvus's REST import endpoints (≥ 2.4) means: a connection that failed or a
+/// 5xx is transient (the job may exist: it is looked up, never resent), 429 is rate limiting,
+/// 401/403 a refused token, other statuses a refusal; an error envelope is classified by its code
+/// like a gRPC status.
+fn classify_rest(error: &BulkImportError) -> ErrorClass {
+    match error {
+        BulkImportError::Transport(_) => ErrorClass::Transient { reachable: false },
+        BulkImportError::HttpStatus { status: 429, .. } => ErrorClass::RateLimited,
+        BulkImportError::HttpStatus { status: 401 | 403, .. } => ErrorClass::Unauthorized,
+        BulkImportError::HttpStatus { status, .. } if *status >= 500 => ErrorClass::Transient { reachable: true },
+        BulkImportError::Server { code, .. } => classify_server(i32::try_from(*code).unwrap_or(i32::MAX), 0),
         _ => ErrorClass::Permanent,
     }
 }
@@ -259,6 +275,14 @@ mod tests {
     fn timeouts_are_transient_and_validation_is_not() {
         assert_eq!(classify(&Error::Timeout("connecting".into())), ErrorClass::Transient { reachable: false });
         assert_eq!(classify(&Error::Unexpected("x".into())), ErrorClass::Permanent);
+        let rest = |error: BulkImportError| classify(&Error::BulkImport(error));
+        let status = |status: u16| BulkImportError::HttpStatus { status, body: String::new() };
+        assert_eq!(rest(BulkImportError::Transport("connection reset".into())), ErrorClass::Transient { reachable: false });
+        assert_eq!(rest(status(503)), ErrorClass::Transient { reachable: true });
+        assert_eq!(rest(status(429)), ErrorClass::RateLimited);
+        assert_eq!(rest(status(401)), ErrorClass::Unauthorized);
+        assert_eq!(rest(status(400)), ErrorClass::Permanent, "a refusal: no job exists");
+        assert_eq!(rest(BulkImportError::Server { code: code::RATE_LIMIT.into(), message: String::new() }), ErrorClass::RateLimited);
     }
 
     #[test]

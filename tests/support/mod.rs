@@ -261,6 +261,22 @@ fn spawn_import_paused(config: &TestConfig, file: &Path, failpoint: &str, pause:
     command.spawn().unwrap()
 }
 
+/// Runs `vecdrop import FILE` until it pauses at `failpoint`, and SIGKILLs it there.
+pub fn kill_import_at(config: &TestConfig, file: &Path, failpoint: &str) {
+    assert!(vecdrop::failpoint::enabled(), "this test uses failure points: run `cargo test --features failpoints` (make test does)");
+    let pause = config.dir.path().join(format!("pause-{failpoint}"));
+    std::fs::create_dir_all(&pause).unwrap();
+    let mut child = spawn_import_paused(config, file, failpoint, &pause);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !pause.join("reached").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the import ended before {failpoint}");
+        assert!(Instant::now() < deadline, "{failpoint} never reached");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, while paused at the point
+    child.wait().unwrap();
+}
+
 /// Imports `file` with `failpoint` armed (the process must abort there), then again to the end.
 pub fn import_through_failpoint(config: &TestConfig, file: &Path, failpoint: &str) {
     import_through_failpoint_exiting(config, file, failpoint, 0);
@@ -273,6 +289,14 @@ pub fn import_through_failpoint_exiting(config: &TestConfig, file: &Path, failpo
     assert_eq!(crashed.status.code(), None, "{failpoint}: the process must abort");
     let finish = spawn_import(config, file, None).wait_with_output().unwrap();
     assert_eq!(finish.status.code(), Some(code), "{failpoint}: the restart completes");
+}
+
+/// The ledger's entry for `file`'s content, as `vecdrop status --json` prints it.
+pub fn ledger_entry(config: &TestConfig, file: &Path) -> serde_json::Value {
+    let hash = blake3::hash(&std::fs::read(file).unwrap()).to_hex().to_string();
+    let status = config.run("status", &["--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry").clone()
 }
 
 /// Every derived key of the file is in Milvus exactly once, with its text; the ledger agrees.
@@ -289,9 +313,7 @@ pub async fn assert_exactly_once(config: &TestConfig, file: &Path, texts: &[Stri
             assert_eq!(stored[key], texts[chunk_index * 1000 + offset], "stored text of {key}");
         }
     }
-    let status = config.run("status", &["--json"]);
-    let entries: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    let entry = entries.as_array().unwrap().iter().find(|entry| entry["hash"] == hash.as_str()).expect("ledger entry");
+    let entry = ledger_entry(config, file);
     assert_eq!(entry["state"], "imported");
     assert_eq!(entry["rows_imported"], texts.len() as u64, "each batch committed exactly once");
     assert_eq!(entry["rows_rejected"], 0);
